@@ -1,0 +1,1 @@
+"""ringi: an approval daemon run over email and shared folders."""
