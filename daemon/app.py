@@ -1,0 +1,113 @@
+"""Wiring: build every service from one Config, explicitly, with one clock."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from datetime import timedelta
+
+from daemon.cases.blobs import BlobStore
+from daemon.cases.casetypes import load_case_types
+from daemon.cases.replies import ReplyHandler
+from daemon.cases.requests import RequestHandler
+from daemon.cases.workflow import Workflow
+from daemon.clock import Clock, SystemClock
+from daemon.config import Config
+from daemon.directory.importer import DirectoryDiff, import_directory_file, last_import_digest
+from daemon.intake.pipeline import InboundProcessor
+from daemon.intake.smtp import IntakeController, IntakeHandler
+from daemon.notify.compose import Composer
+from daemon.notify.notifier import Notifier
+from daemon.notify.templates import Templates
+from daemon.outbox.outbox import OutboxRunner
+from daemon.outbox.transport import Transport, make_transport
+from daemon.routing.resolvers import RankAboveResolver
+from daemon.security.secrets import load_or_create_key
+from daemon.security.tokens import TokenService
+from daemon.store.db import Store
+from daemon.workqueue.queue import WorkQueue
+from daemon.workqueue.runner import Runner
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    def __init__(
+        self, cfg: Config, clock: Clock | None = None, transport: Transport | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock or SystemClock()
+        cfg.paths.spool.mkdir(parents=True, exist_ok=True)
+        self.store = Store(cfg.database_url)
+        self.queue = WorkQueue(self.store, self.clock, cfg.queue, cfg.instance.name)
+        self.types = load_case_types(cfg.paths.rules / "casetypes")
+        self.templates = Templates(cfg.paths.templates)
+        self.tokens = TokenService(
+            load_or_create_key(cfg.token_key_path), timedelta(hours=cfg.mail.token_ttl_hours)
+        )
+        self.notifier = Notifier(
+            self.templates, Composer(cfg.mail, self.clock), self.queue, cfg.mail
+        )
+        self.workflow = Workflow(
+            cfg, self.clock, self.types, self.tokens, self.notifier, RankAboveResolver(),
+            BlobStore(cfg.blobs_dir),
+        )
+        self.inbound = InboundProcessor(
+            self.store, self.queue, cfg.mail, RequestHandler(self.workflow),
+            ReplyHandler(self.workflow),
+        )
+        self.outbox = OutboxRunner(
+            self.store, self.queue, transport or make_transport(cfg), self.clock
+        )
+        poll = cfg.queue.poll_seconds
+        self.inbound_runner = Runner(self.queue, self.inbound, poll)
+        self.outbox_runner = Runner(self.queue, self.outbox, poll)
+        self.smtp: IntakeController | None = None
+        self.started = threading.Event()
+
+    def prepare(self) -> None:
+        """Migrate, load the configured directory if it changed, recover interrupted work."""
+        self.store.migrate()
+        self.sync_directory()
+        reclaimed = self.queue.reclaim(at_start=True)
+        if reclaimed:
+            log.warning("requeued %d item(s) interrupted by a previous stop", reclaimed)
+
+    def sync_directory(self) -> DirectoryDiff | None:
+        path = self.cfg.directory.file
+        if path is None:
+            return None
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if last_import_digest(self.store, str(path)) == digest:
+            return None
+        diff = import_directory_file(self.store, path, self.clock.now())
+        log.info("directory %s imported: %s", path, "; ".join(diff.lines()))
+        return diff
+
+    def wake_inbound(self) -> None:
+        self.inbound_runner.wakeup.set()
+
+    def start(self) -> None:
+        if self.cfg.queue.runners:
+            self.inbound_runner.start()
+            self.outbox_runner.start()
+            # New mails queued by the inbound runner should go out without waiting a poll.
+            self.inbound.on_done = self.outbox_runner.wakeup.set
+        if self.cfg.smtp.enabled:
+            handler = IntakeHandler(self.queue, self.cfg.mail, self.cfg.smtp.lmtp,
+                                    self.wake_inbound)
+            self.smtp = IntakeController(handler, self.cfg.smtp)
+            self.smtp.start()
+            log.info("listening for %s on %s:%s", "LMTP" if self.cfg.smtp.lmtp else "SMTP",
+                     self.cfg.smtp.host, self.cfg.smtp.port)
+        self.started.set()
+
+    def stop(self) -> None:
+        if self.smtp is not None:
+            self.smtp.stop()
+            self.smtp = None
+        for runner in (self.inbound_runner, self.outbox_runner):
+            if runner.thread.is_alive():
+                runner.stop()
+        self.store.dispose()

@@ -1,0 +1,80 @@
+"""Decisions by reply: token, sender and case state are all checked before anything changes."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session
+
+from daemon.cases.states import CaseState, StepState
+from daemon.cases.workflow import Workflow
+from daemon.directory.lookup import member, member_by_email
+from daemon.notify.views import person_name
+from daemon.parsing.message import ParsedMail
+from daemon.parsing.reply import Decision, parse_decision
+from daemon.security.tokens import TokenProblem
+from daemon.store.models import Case, CaseStep
+
+log = logging.getLogger(__name__)
+
+SUPPORTED = {Decision.APPROVE, Decision.REJECT}
+
+
+class ReplyHandler:
+    def __init__(self, workflow: Workflow) -> None:
+        self.wf = workflow
+
+    def handle(self, s: Session, mail: ParsedMail, token: str) -> str:
+        """Apply the decision or send a clear error; returns the intake outcome line."""
+        now = self.wf.clock.now()
+        sender = member_by_email(s, mail.from_addr) if mail.from_addr else None
+        locale = sender.locale if sender else "en"
+        check = self.wf.tokens.check(s, token, now)
+        row = check.row
+
+        def refuse(problem: str, **extra: object) -> str:
+            log.info("reply from %s refused: %s", mail.from_addr, problem)
+            case = s.get(Case, row.case_id) if row else None
+            self.wf.notifier.to_address(
+                s, "reply_error", mail.from_addr, locale,
+                {"problem": problem, "number": case.number if case else None, **extra},
+                None, in_reply_to=mail.message_id,
+            )
+            return f"reply refused: {problem}"
+
+        if row is None:
+            return refuse("unknown_token")
+        case = s.get(Case, row.case_id)
+        step = s.get(CaseStep, row.step_id)
+        if case is None or step is None:
+            return refuse("unknown_token")
+        asked = member(s, row.person_id)
+        if sender is None or sender.id != row.person_id:
+            return refuse("not_asked",
+                          asked=person_name(s, row.person_id, locale) if asked else row.person_id)
+        if check.problem in (TokenProblem.USED, TokenProblem.REVOKED) or \
+                step.state != StepState.PENDING or case.state != CaseState.IN_REVIEW:
+            return refuse("moved_on", **self._moved_on(s, case, step, locale))
+        if check.problem == TokenProblem.EXPIRED:
+            self.wf.tokens.revoke_step(s, step.id, now)
+            self.wf.ask(s, case, step, sender, note="expired")
+            return refuse("expired")
+        parsed = parse_decision(mail.text)
+        if parsed is None:
+            return refuse("no_decision")
+        if parsed.decision not in SUPPORTED:
+            return refuse("unsupported", word=parsed.decision.value)
+        if not self.wf.tokens.consume(s, row, now):
+            return refuse("moved_on", **self._moved_on(s, case, step, locale))
+        self.wf.decide(s, case, step, sender, parsed.decision.value, parsed.reason)
+        return f"{case.number}: {parsed.decision.value} by {sender.id}"
+
+    def _moved_on(self, s: Session, case: Case, step: CaseStep, locale: str) -> dict[str, object]:
+        """"Already approved by X at T": what happened to the step the reply was about."""
+        at = step.decided_at.strftime("%Y-%m-%d %H:%M UTC") if step.decided_at else ""
+        return {
+            "step_state": step.state,
+            "decided_by": person_name(s, step.decided_by, locale),
+            "decided_at": at,
+            "case_state": case.state,
+        }

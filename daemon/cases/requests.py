@@ -1,0 +1,94 @@
+"""New requests and commands sent to the request address."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from sqlalchemy.orm import Session
+
+from daemon.cases.casetypes import CaseType
+from daemon.cases.workflow import NewRequest, Workflow
+from daemon.directory.lookup import Member
+from daemon.parsing.message import ParsedMail
+from daemon.parsing.request import parse_form_text, render_form, validate_fields
+
+log = logging.getLogger(__name__)
+
+COMMAND_RE = re.compile(r"^\s*(help|ヘルプ|new|新規)\b\s*(.*)$", re.IGNORECASE)
+
+
+def looks_japanese(text: str) -> bool:
+    return bool(re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", text))
+
+
+class RequestHandler:
+    def __init__(self, workflow: Workflow) -> None:
+        self.wf = workflow
+
+    def types_for(self, locale: str) -> list[dict[str, str]]:
+        return [{"name": t.name, "title": t.title_ja if locale == "ja" else t.title}
+                for t in self.wf.types.all()]
+
+    def answer(self, s: Session, mail: ParsedMail, locale: str, template: str,
+              **ctx: object) -> None:
+        self.wf.notifier.to_address(
+            s, template, mail.from_addr, locale,
+            {"subject": mail.subject, "types": self.types_for(locale), **ctx},
+            in_reply_to=mail.message_id,
+        )
+
+    def command(self, mail: ParsedMail) -> tuple[str, str] | None:
+        """A command is the subject (or, with no subject, the first body line)."""
+        line = mail.subject or next((ln for ln in mail.text.splitlines() if ln.strip()), "")
+        m = COMMAND_RE.match(line)
+        if not m:
+            return None
+        word = m.group(1).lower()
+        return ("help" if word in ("help", "ヘルプ") else "new", m.group(2).strip())
+
+    def handle(self, s: Session, mail: ParsedMail, sender: Member, inbound_id: int) -> str:
+        locale = sender.locale
+        cmd = self.command(mail)
+        if cmd is not None:
+            return self.run_command(s, mail, locale, *cmd)
+        form = parse_form_text(mail.text)
+        if not form.type_key:
+            self.answer(s, mail, locale, "request_error", problem="no_type", problems=[],
+                       form=None)
+            return "request refused: no Type line"
+        ct = self.wf.types.get(form.type_key)
+        if ct is None:
+            self.answer(s, mail, locale, "request_error", problem="unknown_type",
+                       given=form.type_key, problems=[], form=None)
+            return f"request refused: unknown type {form.type_key!r}"
+        values, problems = validate_fields(ct, form)
+        if problems:
+            msgs = [p.message_ja if locale == "ja" else p.message for p in problems]
+            self.answer(s, mail, locale, "request_error", problem="fields", problems=msgs,
+                       form=render_form(ct, locale), type_title=self._title(ct, locale))
+            return f"request refused: {len(problems)} field problem(s)"
+        title = mail.subject.strip() or (ct.title_ja if locale == "ja" else ct.title)
+        case = self.wf.open_case(s, NewRequest(
+            requester=sender, case_type=ct, title=title, fields=values,
+            attachments=mail.attachments, message_id=mail.message_id, inbound_id=inbound_id,
+        ))
+        return f"case {case.number} opened"
+
+    def run_command(self, s: Session, mail: ParsedMail, locale: str, word: str,
+                    arg: str) -> str:
+        if word == "help":
+            self.answer(s, mail, locale, "help")
+            return "help sent"
+        ct = self.wf.types.get(arg) if arg else None
+        if ct is None:
+            self.answer(s, mail, locale, "request_error", problem="unknown_type",
+                       given=arg, problems=[], form=None)
+            return f"new: unknown type {arg!r}"
+        self.answer(s, mail, locale, "form", form=render_form(ct, locale),
+                   type_title=self._title(ct, locale), type_name=ct.name)
+        return f"form for {ct.name} sent"
+
+    @staticmethod
+    def _title(ct: CaseType, locale: str) -> str:
+        return ct.title_ja if locale == "ja" else ct.title

@@ -1,0 +1,74 @@
+"""Read-only views for operators: a case timeline and queue health."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+from sqlalchemy import select
+
+from daemon.notify.views import case_view, snapshot_name
+from daemon.store.models import Case, CaseEvent, CaseStep, WorkItem
+from daemon.workqueue.queue import State, queue_stats
+
+if TYPE_CHECKING:
+    from daemon.app import App
+
+
+def print_case(app: App, number: str) -> bool:
+    with app.store.transaction() as s:
+        case = s.scalar(select(Case).where(Case.number == number))
+        if case is None:
+            return False
+        view = case_view(s, case, app.types, "en")
+        click.echo(f"{view['number']}  {view['title']}")
+        click.echo(f"  type:      {view['type_title']} ({view['type']})")
+        click.echo(f"  requester: {view['requester']}")
+        click.echo(f"  state:     {view['state']}")
+        click.echo(f"  created:   {view['created']}")
+        for f in view["fields"]:
+            click.echo(f"  {f['label']}: {f['value']}")
+        for a in view["attachments"]:
+            click.echo(f"  attachment: {a['filename']} ({a['size']} bytes, sha256 {a['sha256']})")
+        click.echo("timeline:")
+        for e in s.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id)
+                           .order_by(CaseEvent.id)):
+            who = snapshot_name(e.actor, "en") if e.actor else "ringi"
+            unit = f", {e.actor['unit_name']}" if e.actor.get("unit_name") else ""
+            line = f"  {e.at:%Y-%m-%d %H:%M:%S}  {e.kind:<9} {who}{unit}"
+            if e.decision:
+                line += f"  -> {e.decision.upper()}"
+            if e.reason:
+                line += f"  reason: {e.reason}"
+            if e.detail:
+                line += f"  [{e.detail}]"
+            click.echo(line)
+        steps = s.scalars(select(CaseStep).where(CaseStep.case_id == case.id)
+                          .order_by(CaseStep.seq)).all()
+        if steps:
+            click.echo("steps:")
+            for st in steps:
+                click.echo(f"  {st.seq}. {st.approver_id} via {st.resolver}: {st.state}")
+    return True
+
+
+def print_status(app: App) -> None:
+    now = app.clock.now()
+    for qs in queue_stats(app.store):
+        counts = "  ".join(f"{k}={v}" for k, v in qs.counts.items())
+        oldest = "-"
+        if qs.oldest_waiting is not None:
+            age = (now - qs.oldest_waiting).total_seconds()
+            oldest = f"{qs.oldest_waiting:%Y-%m-%d %H:%M:%S} ({age:.0f}s ago)"
+        click.echo(f"{qs.queue:<9} {counts}  oldest waiting: {oldest}")
+    with app.store.transaction() as s:
+        errors = s.scalars(
+            select(WorkItem).where(WorkItem.last_error.is_not(None))
+            .order_by(WorkItem.updated_at.desc()).limit(5)
+        ).all()
+        if errors:
+            click.echo("recent errors:")
+        for w in errors:
+            first = (w.last_error or "").splitlines()[0][:160]
+            dead = " (dead letter: `ringi queue retry ID`)" if w.state == State.DEAD else ""
+            click.echo(f"  item {w.id} {w.queue} {w.state} attempts={w.attempts}{dead}: {first}")

@@ -1,0 +1,170 @@
+"""The `ringi` command: run the daemon and inspect or administer it."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+import tomli_w
+
+from daemon.cli import systemd
+from daemon.cli.inspect import print_case, print_status
+from daemon.config import Config, ConfigError, config_as_dict, load_config
+from daemon.directory.loader import DirectoryFileError
+
+EXIT_USAGE = 2
+
+
+def _config(ctx: click.Context) -> Config:
+    try:
+        cfg: Config = load_config(ctx.obj["config_path"])
+    except ConfigError as exc:
+        click.echo(f"ringi: configuration error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    return cfg
+
+
+def _app(ctx: click.Context, migrate: bool = True) -> Any:
+    from daemon.app import App
+    from daemon.cases.casetypes import CaseTypeError
+    from daemon.security.secrets import InsecureSecretError
+
+    cfg = _config(ctx)
+    try:
+        app = App(cfg)
+        if migrate:
+            app.store.migrate()
+    except (InsecureSecretError, CaseTypeError) as exc:
+        click.echo(f"ringi: {exc}", err=True)
+        for line in getattr(exc, "errors", []):
+            click.echo(f"  {line}", err=True)
+        sys.exit(EXIT_USAGE)
+    return app
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="TOML configuration file (default: $RINGI_CONFIG or ./ringi.toml).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+
+
+@cli.command("check-config")
+@click.pass_context
+def check_config(ctx: click.Context) -> None:
+    """Print the effective configuration (file + environment + defaults)."""
+    cfg = _config(ctx)
+    click.echo(tomli_w.dumps(config_as_dict(cfg)), nl=False)
+
+
+@cli.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the daemon until SIGTERM/SIGINT."""
+    cfg = _config(ctx)
+    logging.basicConfig(
+        level=cfg.instance.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app = _app(ctx, migrate=False)
+    try:
+        app.prepare()
+    except DirectoryFileError as exc:
+        click.echo(f"ringi: directory file refused: {cfg.directory.file}", err=True)
+        for line in exc.errors:
+            click.echo(f"  {line}", err=True)
+        sys.exit(EXIT_USAGE)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    app.start()
+    systemd.notify("READY=1\nSTATUS=accepting requests")
+    interval = systemd.watchdog_interval()
+    while not stop.wait(interval or 3600):
+        if interval:
+            systemd.notify("WATCHDOG=1")
+    systemd.notify("STOPPING=1")
+    app.stop()
+
+
+@cli.group()
+def directory() -> None:
+    """Organisation directory."""
+
+
+@directory.command("import")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Validate and show the diff without applying.")
+@click.pass_context
+def directory_import(ctx: click.Context, file: Path, dry_run: bool) -> None:
+    """Validate FILE and replace the directory with it; prints the diff."""
+    from daemon.directory.importer import apply_directory, import_directory_file
+    from daemon.directory.loader import load_directory
+
+    app = _app(ctx)
+    try:
+        if dry_run:
+            data = load_directory(file)
+            with app.store.sessions() as s, s.begin():
+                diff = apply_directory(s, data)
+                s.rollback()
+        else:
+            diff = import_directory_file(app.store, file, app.clock.now())
+    except DirectoryFileError as exc:
+        click.echo(f"ringi: {file} refused, nothing imported:", err=True)
+        for line in exc.errors:
+            click.echo(f"  {line}", err=True)
+        sys.exit(1)
+    for line in diff.lines():
+        click.echo(line)
+
+
+@cli.group()
+def case() -> None:
+    """Cases."""
+
+
+@case.command("show")
+@click.argument("number")
+@click.pass_context
+def case_show(ctx: click.Context, number: str) -> None:
+    """Print a case's fields and timeline."""
+    app = _app(ctx)
+    if not print_case(app, number):
+        click.echo(f"ringi: no case {number}", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Queue depths, oldest waiting item, dead letters and recent errors."""
+    print_status(_app(ctx))
+
+
+@cli.group()
+def queue() -> None:
+    """Work queue maintenance."""
+
+
+@queue.command("retry")
+@click.argument("item_id", type=int)
+@click.pass_context
+def queue_retry(ctx: click.Context, item_id: int) -> None:
+    """Put a dead-letter item back in its queue."""
+    app = _app(ctx)
+    if not app.queue.retry(item_id):
+        click.echo(f"ringi: item {item_id} is not in the dead-letter state", err=True)
+        sys.exit(1)
+    click.echo(f"item {item_id} queued again")
+
+
+def main() -> None:
+    cli(obj={})

@@ -1,0 +1,242 @@
+"""The one typed configuration object: TOML file, then RINGI_* environment overrides.
+
+Every key has a default so that `ringi run` with no file starts the embedded default.
+Environment overrides use `RINGI_<SECTION>__<KEY>` (double underscore between levels),
+e.g. `RINGI_SMTP__PORT=2525`; `RINGI_CONFIG` names the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "RINGI_"
+DEFAULT_CONFIG_NAMES = ("ringi.toml",)
+
+
+class ConfigError(Exception):
+    """One clear line naming the key that is wrong."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InstanceConfig(_Section):
+    name: str = Field(default_factory=socket.gethostname)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class PathsConfig(_Section):
+    spool: Path = Path("spool")
+    rules: Path = Path("rules")
+    templates: Path = Path("mailtemplates")
+
+
+class DatabaseConfig(_Section):
+    url: str = ""  # empty: sqlite under the spool folder
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        if v and not v.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        return v
+
+
+class SmtpConfig(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8025, ge=0, le=65535)
+    lmtp: bool = False
+    max_message_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+
+
+class MailConfig(_Section):
+    request_address: str = "ringi@example.com"
+    from_name: str = "ringi"
+    token_ttl_hours: int = Field(default=14 * 24, gt=0)
+    error_replies_per_hour: int = Field(default=20, ge=0)
+
+    @field_validator("request_address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        local, sep, domain = v.partition("@")
+        if not sep or not local or not domain or "+" in local or " " in v:
+            raise ValueError("must be a plain address like ringi@example.com (no '+')")
+        return v.lower()
+
+    @property
+    def local_part(self) -> str:
+        return self.request_address.split("@", 1)[0]
+
+    @property
+    def domain(self) -> str:
+        return self.request_address.split("@", 1)[1]
+
+
+class RelayConfig(_Section):
+    host: str = ""  # empty: write .eml files to the spool outbox instead
+    port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool = False
+    username: str = ""
+    password_file: Path | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class QueueConfig(_Section):
+    runners: bool = True  # False: store input only (maintenance, tests)
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_base_seconds: float = Field(default=30.0, ge=0)
+    backoff_max_seconds: float = Field(default=3600.0, ge=0)
+    lease_seconds: float = Field(default=600.0, gt=0)
+    poll_seconds: float = Field(default=1.0, gt=0)
+
+
+class DirectoryConfig(_Section):
+    file: Path | None = Path("samples/organisation.toml")
+
+
+class CasesConfig(_Section):
+    number_format: str = "R-{year}-{seq:06d}"
+
+    @field_validator("number_format")
+    @classmethod
+    def _format(cls, v: str) -> str:
+        if "{seq" not in v:
+            raise ValueError("must contain {seq}, e.g. R-{year}-{seq:06d}")
+        try:
+            v.format(year=2026, month=1, seq=1)
+        except (KeyError, ValueError, IndexError) as exc:
+            fields = "{year}, {month}, {seq}"
+            raise ValueError(f"bad format ({exc}); fields are {fields}") from exc
+        return v
+
+
+class SecurityConfig(_Section):
+    token_key_file: Path | None = None  # default: <spool>/secrets/token.key, created 0600
+
+
+class Config(_Section):
+    instance: InstanceConfig = Field(default_factory=InstanceConfig)
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    smtp: SmtpConfig = Field(default_factory=SmtpConfig)
+    mail: MailConfig = Field(default_factory=MailConfig)
+    relay: RelayConfig = Field(default_factory=RelayConfig)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    directory: DirectoryConfig = Field(default_factory=DirectoryConfig)
+    cases: CasesConfig = Field(default_factory=CasesConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+
+    # Derived locations, so no other module joins paths by hand.
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.paths.spool / 'ringi.db'}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.paths.spool / "outbox"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.paths.spool / "blobs"
+
+    @property
+    def token_key_path(self) -> Path:
+        return self.security.token_key_file or self.paths.spool / "secrets" / "token.key"
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """RINGI_SECTION__KEY=value pairs as a nested dict; JSON values are decoded."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        value: Any = raw
+        if raw[:1] in "[{":
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{name}: conflicts with another RINGI_ variable")
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _first_error(exc: ValidationError, env_keys: set[str]) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    origin = ""
+    env_name = ENV_PREFIX + "__".join(str(p).upper() for p in err["loc"])
+    if env_name in env_keys:
+        origin = f" (from {env_name})"
+    if err["type"] == "extra_forbidden":
+        return f"{key}: unknown key{origin}"
+    given = err.get("input")
+    shown = "" if isinstance(given, dict) else f" (got {given!r})"
+    return f"{key}: {err['msg']}{shown}{origin}"
+
+
+def find_config_file(explicit: Path | None, environ: dict[str, str]) -> Path | None:
+    if explicit is not None:
+        return explicit
+    if environ.get("RINGI_CONFIG"):
+        return Path(environ["RINGI_CONFIG"])
+    for name in DEFAULT_CONFIG_NAMES:
+        if Path(name).is_file():
+            return Path(name)
+    return None
+
+
+def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Build the effective configuration or raise ConfigError with one line."""
+    env = dict(os.environ if environ is None else environ)
+    path = find_config_file(path, env)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: configuration file not found") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = _merge(data, _env_overrides(env))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc, set(env))) from None
+
+
+def config_as_dict(config: Config) -> dict[str, Any]:
+    """TOML-ready dict (paths as strings, None left out) for `ringi check-config`."""
+    def clean(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: clean(v) for k, v in node.items() if v is not None}
+        if isinstance(node, Path):
+            return str(node)
+        return node
+
+    result: dict[str, Any] = clean(config.model_dump())
+    return result

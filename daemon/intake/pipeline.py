@@ -1,0 +1,82 @@
+"""Inbound processing: parse, refuse robots, then dispatch to a reply or a request.
+
+One claimed intake item is processed in one transaction with everything it causes (case,
+history, queued mails) and the item's completion, so a crash repeats it whole or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from daemon.cases.replies import ReplyHandler
+from daemon.cases.requests import RequestHandler, looks_japanese
+from daemon.config import MailConfig
+from daemon.directory.lookup import member_by_email
+from daemon.parsing.message import ParsedMail, parse_mail
+from daemon.security.tokens import is_token, token_from_subject
+from daemon.store.db import Store
+from daemon.store.models import InboundMessage
+from daemon.workqueue.queue import Claimed, PermanentError, Queues, WorkQueue
+
+log = logging.getLogger(__name__)
+
+
+def token_from_rcpts(mail_cfg: MailConfig, rcpts: list[str]) -> str | None:
+    pattern = re.compile(
+        rf"^{re.escape(mail_cfg.local_part)}\+([a-z2-7]+)@{re.escape(mail_cfg.domain)}$"
+    )
+    for rcpt in rcpts:
+        m = pattern.match(rcpt.lower())
+        if m and is_token(m.group(1)):
+            return m.group(1)
+    return None
+
+
+class InboundProcessor:
+    queue_name = Queues.INBOUND
+
+    def __init__(
+        self,
+        store: Store,
+        queue: WorkQueue,
+        mail_cfg: MailConfig,
+        requests: RequestHandler,
+        replies: ReplyHandler,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.mail_cfg = mail_cfg
+        self.requests = requests
+        self.replies = replies
+        self.on_done: Callable[[], None] = lambda: None
+
+    def process(self, item: Claimed) -> None:
+        with self.store.transaction() as s:
+            row = s.get(InboundMessage, item.ref_id)
+            if row is None:
+                raise PermanentError(f"intake {item.ref_id} is missing")
+            mail = parse_mail(row.raw, row.envelope_from)
+            outcome = self.dispatch(s, mail, list(row.envelope_to.get("rcpt", [])), row.id)
+            row.outcome = outcome
+            log.info("intake %s from %s: %s", row.id, mail.from_addr or "?", outcome)
+            self.queue.complete(s, item)
+        self.on_done()
+
+    def dispatch(self, s: Session, mail: ParsedMail, rcpts: list[str], inbound_id: int) -> str:
+        if mail.auto_reason:
+            return f"ignored, not answered: {mail.auto_reason}"
+        if not mail.from_addr:
+            return "ignored, not answered: no usable From address"
+        token = token_from_rcpts(self.mail_cfg, rcpts) or token_from_subject(mail.subject)
+        if token:
+            return self.replies.handle(s, mail, token)
+        sender = member_by_email(s, mail.from_addr)
+        if sender is None:
+            locale = "ja" if looks_japanese(mail.subject + mail.text) else "en"
+            self.requests.answer(s, mail, locale, "unknown_sender", address=mail.from_addr)
+            return f"refused: unknown sender {mail.from_addr}"
+        return self.requests.handle(s, mail, sender, inbound_id)

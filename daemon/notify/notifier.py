@@ -1,0 +1,93 @@
+"""Turn workflow events into queued mails, in the recipient's language."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from daemon.config import MailConfig
+from daemon.directory.lookup import Member, primary_email
+from daemon.notify.compose import Composer
+from daemon.notify.templates import Templates
+from daemon.outbox.outbox import store_mail
+from daemon.store.models import Case, OutboundMail
+from daemon.workqueue.queue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+# Mails that answer an inbound mail: rate-limited per recipient so no loop can flood anyone.
+ANSWER_TEMPLATES = ("request_error", "reply_error", "unknown_sender", "help", "form")
+
+
+class Notifier:
+    def __init__(
+        self, templates: Templates, composer: Composer, queue: WorkQueue, mail: MailConfig
+    ) -> None:
+        self.templates = templates
+        self.composer = composer
+        self.queue = queue
+        self.mail = mail
+
+    def to_member(
+        self,
+        s: Session,
+        template: str,
+        who: Member,
+        context: dict[str, Any],
+        case: Case | None = None,
+        reply_token: str | None = None,
+    ) -> None:
+        address = primary_email(s, who.id)
+        if address is None:
+            log.error("%s has no email address; %s mail not sent", who.id, template)
+            return
+        self.to_address(s, template, address, who.locale, context, case,
+                        name=who.display_name(who.locale), reply_token=reply_token)
+
+    def to_address(
+        self,
+        s: Session,
+        template: str,
+        address: str,
+        locale: str,
+        context: dict[str, Any],
+        case: Case | None = None,
+        *,
+        name: str = "",
+        reply_token: str | None = None,
+        in_reply_to: str | None = None,
+    ) -> bool:
+        """Queue one mail; answers are rate-limited per recipient. False if suppressed."""
+        if template in ANSWER_TEMPLATES and self._over_limit(s, address):
+            log.warning("answer to %s suppressed: rate limit reached", address)
+            return False
+        ctx = {"case": case, "request_address": self.mail.request_address, **context}
+        rendered = self.templates.render(template, locale, ctx)
+        refs: tuple[str, ...] = ()
+        if case is not None and case.request_message_id:
+            refs = (case.request_message_id,)
+        if in_reply_to:
+            refs = (*refs, in_reply_to)
+        msg = self.composer.compose(
+            rendered, address, name,
+            thread=case.thread_id if case else None,
+            references=refs,
+            reply_token=reply_token,
+        )
+        store_mail(s, self.queue, msg, template, case.id if case else None)
+        return True
+
+    def _over_limit(self, s: Session, address: str) -> bool:
+        since = self.queue.clock.now() - timedelta(hours=1)
+        sent = s.scalar(
+            select(func.count()).select_from(OutboundMail).where(
+                OutboundMail.recipient == address.lower(),
+                OutboundMail.template.in_(ANSWER_TEMPLATES),
+                OutboundMail.created_at >= since,
+            )
+        ) or 0
+        return sent >= self.mail.error_replies_per_hour

@@ -1,0 +1,61 @@
+"""Jinja2 mail templates per language: `mailtemplates/<locale>/<name>.txt`.
+
+A template renders to a first line `Subject: ...`, a blank line, then the body, so subject
+and body are translated together in one file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+
+LOCALES = ("en", "ja")
+
+
+class TemplateError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    body: str
+
+
+class Templates:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = Environment(
+            loader=FileSystemLoader(str(root)),
+            undefined=StrictUndefined,  # a missing variable is a bug, not an empty line
+            autoescape=False,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def render(self, name: str, locale: str, context: dict[str, Any]) -> Rendered:
+        loc = locale if locale in LOCALES else "en"
+        try:
+            template = self.env.get_template(f"{loc}/{name}.txt")
+        except TemplateNotFound:
+            raise TemplateError(f"no mail template {loc}/{name}.txt under {self.root}") from None
+        text = template.render(locale=loc, **context)
+        head, _, body = text.partition("\n\n")
+        if not head.startswith("Subject:"):
+            raise TemplateError(f"{loc}/{name}.txt must start with a 'Subject:' line")
+        subject = " ".join(head[len("Subject:") :].split())
+        return Rendered(subject, body.rstrip() + "\n")
+
+    def check(self) -> list[str]:
+        """Names present in one language but not the other (every mail needs both)."""
+        names = {loc: {p.stem for p in (self.root / loc).glob("*.txt")} for loc in LOCALES}
+        problems = []
+        for loc in LOCALES:
+            for other in LOCALES:
+                for missing in sorted(names[other] - names[loc]):
+                    problems.append(f"{loc}/{missing}.txt is missing (exists in {other}/)")
+        return problems

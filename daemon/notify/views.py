@@ -1,0 +1,96 @@
+"""What templates and the CLI see of a case: plain dicts in the reader's language."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from daemon.cases.casetypes import CaseType, CaseTypeRegistry
+from daemon.directory.lookup import Member, member
+from daemon.store.models import Attachment, Case, CaseEvent, CaseStep
+
+
+def format_value(kind: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if kind == "money":
+        try:
+            amount = Decimal(str(value))
+        except InvalidOperation:
+            return str(value)
+        return f"{amount:,f}" if amount != amount.to_integral() else f"{amount:,.0f}"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def person_name(s: Session, person_id: str | None, locale: str) -> str:
+    if person_id is None:
+        return ""
+    found = member(s, person_id)
+    return found.display_name(locale) if found else person_id
+
+
+def snapshot_name(snapshot: dict[str, Any], locale: str) -> str:
+    name = snapshot.get("name_ja" if locale == "ja" else "name") or snapshot.get("id", "")
+    pos = snapshot.get("position_name_ja" if locale == "ja" else "position_name")
+    return f"{name} ({pos})" if pos else str(name)
+
+
+def case_view(
+    s: Session, case: Case, types: CaseTypeRegistry, locale: str
+) -> dict[str, Any]:
+    ct: CaseType | None = types.get(case.case_type)
+    fields = []
+    if ct is not None:
+        for spec in ct.fields:
+            if spec.name in case.fields:
+                label = spec.label_ja if locale == "ja" else spec.label
+                fields.append({"label": label,
+                               "value": format_value(spec.kind, case.fields[spec.name])})
+    approvals = [
+        {
+            "name": snapshot_name(e.actor, locale),
+            "at": e.at.strftime("%Y-%m-%d %H:%M UTC"),
+            "reason": e.reason or "",
+        }
+        for e in s.scalars(
+            select(CaseEvent)
+            .where(CaseEvent.case_id == case.id, CaseEvent.decision == "approve")
+            .order_by(CaseEvent.id)
+        )
+    ]
+    attachments = [
+        {"filename": a.filename, "size": a.size, "sha256": a.sha256}
+        for a in s.scalars(select(Attachment).where(Attachment.case_id == case.id)
+                           .order_by(Attachment.id))
+    ]
+    type_title = (ct.title_ja if locale == "ja" else ct.title) if ct else case.case_type
+    return {
+        "number": case.number,
+        "title": case.title,
+        "type": case.case_type,
+        "type_title": type_title,
+        "state": case.state,
+        "requester": person_name(s, case.requester_id, locale),
+        "created": case.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "fields": fields,
+        "approvals": approvals,
+        "attachments": attachments,
+    }
+
+
+def pending_step(s: Session, case_id: int) -> CaseStep | None:
+    return s.scalar(
+        select(CaseStep).where(CaseStep.case_id == case_id, CaseStep.state == "pending")
+        .order_by(CaseStep.seq.desc()).limit(1)
+    )
+
+
+def who(m: Member, locale: str) -> str:
+    pos = m.position
+    pos_name = (pos.name_ja if locale == "ja" else pos.name) if pos else ""
+    return f"{m.display_name(locale)} ({pos_name})" if pos_name else m.display_name(locale)

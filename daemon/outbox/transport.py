@@ -1,0 +1,73 @@
+"""Where mail goes: an SMTP relay, or `.eml` files in the spool outbox (embedded default)."""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import ssl
+import uuid
+from pathlib import Path
+from typing import Protocol
+
+from daemon.config import Config, RelayConfig
+from daemon.workqueue.queue import PermanentError, TemporaryError
+
+
+class Transport(Protocol):
+    def send(self, recipient: str, raw: bytes) -> None: ...
+
+
+class FileTransport:
+    """Atomic write-then-rename, so a reader never sees half a message."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ".tmp").mkdir(exist_ok=True)
+
+    def send(self, recipient: str, raw: bytes) -> None:
+        name = f"{uuid.uuid4().hex}.eml"
+        tmp = self.folder / ".tmp" / name
+        with open(tmp, "wb") as fh:
+            fh.write(f"X-Ringi-Envelope-To: {recipient}\r\n".encode() + raw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.folder / name)
+
+
+class SmtpTransport:
+    def __init__(self, cfg: RelayConfig, sender: str) -> None:
+        self.cfg = cfg
+        self.sender = sender
+        self.password = (
+            cfg.password_file.read_text(encoding="utf-8").strip() if cfg.password_file else ""
+        )
+
+    def send(self, recipient: str, raw: bytes) -> None:
+        try:
+            with smtplib.SMTP(self.cfg.host, self.cfg.port, timeout=self.cfg.timeout_seconds) as c:
+                if self.cfg.starttls:
+                    c.starttls(context=ssl.create_default_context())
+                if self.cfg.username:
+                    c.login(self.cfg.username, self.password)
+                c.sendmail(self.sender, [recipient], raw)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            raise _classify(code, text) from exc
+        except smtplib.SMTPResponseException as exc:
+            raise _classify(exc.smtp_code, exc.smtp_error) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TemporaryError(f"relay {self.cfg.host}:{self.cfg.port}: {exc}") from exc
+
+
+def _classify(code: int, text: bytes | str) -> Exception:
+    msg = text.decode(errors="replace") if isinstance(text, bytes) else text
+    if 400 <= code < 500:
+        return TemporaryError(f"{code} {msg}")
+    return PermanentError(f"{code} {msg}")
+
+
+def make_transport(cfg: Config) -> Transport:
+    if cfg.relay.host:
+        return SmtpTransport(cfg.relay, cfg.mail.request_address)
+    return FileTransport(cfg.outbox_dir)
