@@ -58,7 +58,7 @@ class Captured:
     def body(self) -> str:
         part = self.message.get_body(("plain",))
         assert part is not None
-        return str(part.get_content())  # type: ignore[attr-defined]
+        return str(part.get_content()).replace("\r\n", "\n")  # type: ignore[attr-defined]
 
 
 class CapturingRelay:

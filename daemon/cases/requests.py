@@ -15,7 +15,8 @@ from daemon.parsing.request import parse_form_text, render_form, validate_fields
 
 log = logging.getLogger(__name__)
 
-COMMAND_RE = re.compile(r"^\s*(help|ヘルプ|new|新規)\b\s*(.*)$", re.IGNORECASE)
+# The whole subject must be the command: "New laptop for Kyoto" is a title, not `new`.
+COMMAND_RE = re.compile(r"^\s*(?:(help|ヘルプ)|(new|新規)\s+(\S+))\s*$", re.IGNORECASE)
 
 
 def looks_japanese(text: str) -> bool:
@@ -44,15 +45,14 @@ class RequestHandler:
         m = COMMAND_RE.match(line)
         if not m:
             return None
-        word = m.group(1).lower()
-        return ("help" if word in ("help", "ヘルプ") else "new", m.group(2).strip())
+        return ("help", "") if m.group(1) else ("new", m.group(3))
 
     def handle(self, s: Session, mail: ParsedMail, sender: Member, inbound_id: int) -> str:
         locale = sender.locale
-        cmd = self.command(mail)
+        form = parse_form_text(mail.text)
+        cmd = None if form.type_key else self.command(mail)
         if cmd is not None:
             return self.run_command(s, mail, locale, *cmd)
-        form = parse_form_text(mail.text)
         if not form.type_key:
             self.answer(s, mail, locale, "request_error", problem="no_type", problems=[],
                        form=None)

@@ -1,0 +1,438 @@
+"""Load and validate organisation directory files (units, positions, people).
+
+The directory decides who may approve what, so a file is accepted whole or
+refused whole: silently dropping one bad entry could route an approval to the
+wrong person. Every problem is collected and reported with the line of the
+offending entry (or key) so an administrator can fix the file in one pass.
+No database access happens here; callers decide what to do with the data.
+"""
+
+from __future__ import annotations
+
+import difflib
+import email.errors
+import pathlib
+import re
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from typing import TypeVar
+
+from daemon.directory.formats import (
+    SECTIONS,
+    LineMap,
+    ParsedFile,
+    Path,
+    SyntaxProblem,
+    locate,
+    read_csv,
+    read_json,
+    read_toml,
+    read_yaml,
+)
+
+
+@dataclass(frozen=True)
+class Unit:
+    id: str
+    name: str
+    name_ja: str
+    parent: str | None
+
+
+@dataclass(frozen=True)
+class Position:
+    id: str
+    name: str
+    name_ja: str
+    rank: int  # higher rank = more authority
+
+
+@dataclass(frozen=True)
+class PersonRecord:
+    id: str
+    name: str
+    name_ja: str
+    emails: tuple[str, ...]  # lower-cased
+    locale: str  # "en" or "ja"
+    unit: str
+    position: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class DirectoryData:
+    units: tuple[Unit, ...]
+    positions: tuple[Position, ...]
+    people: tuple[PersonRecord, ...]
+
+
+class DirectoryFileError(Exception):
+    """A file refused whole; errors are line-level ("SOURCE:LINE: message")."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+_READERS = {"toml": read_toml, "json": read_json, "yaml": read_yaml, "csv": read_csv}
+_SUFFIXES = {".toml": "toml", ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".csv": "csv"}
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_LABEL = r"[^\W_](?:[\w-]*[^\W_])?"  # letters/digits (any script), inner '-' or '_'
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+LOCALES = frozenset({"en", "ja"})
+_KIND = {"units": "unit", "positions": "position", "people": "person"}
+_ALLOWED = {
+    "units": ("id", "name", "name_ja", "parent"),
+    "positions": ("id", "name", "name_ja", "rank"),
+    "people": ("id", "name", "name_ja", "emails", "email", "locale", "unit", "position", "active"),
+}
+_T = TypeVar("_T")
+
+
+def load_directory(path: pathlib.Path) -> DirectoryData:
+    """Read ``path`` and parse it in the format its suffix names."""
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(_SUFFIXES))
+        raise DirectoryFileError([f"{path}: unsupported file type {path.suffix!r} (use {known})"])
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DirectoryFileError([f"{path}: cannot read file: {exc.strerror or exc}"]) from exc
+    return parse_directory(data, fmt, str(path))
+
+
+def parse_directory(data: bytes, fmt: str, source: str) -> DirectoryData:
+    """Parse and validate ``data`` (toml/json/yaml/yml/csv); ``source`` names it in errors."""
+    fmt = fmt.lower().lstrip(".")
+    reader = _READERS.get("yaml" if fmt == "yml" else fmt)
+    if reader is None:
+        raise ValueError(f"unknown directory format {fmt!r}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        bad = data[exc.start : exc.start + 1].hex()
+        raise DirectoryFileError(
+            [f"{source}:{line}: file is not valid UTF-8 (byte 0x{bad} at offset {exc.start})"]
+        ) from None
+    if not text.strip():
+        raise DirectoryFileError([f"{source}: file is empty"])
+    try:
+        parsed = reader(text)
+    except SyntaxProblem as exc:
+        raise DirectoryFileError([_format(source, exc.line, exc.message)]) from None
+    return _Validator(source, parsed).run()
+
+
+def _format(source: str, line: int | None, message: str) -> str:
+    return f"{source}:{line}: {message}" if line is not None else f"{source}: {message}"
+
+
+def _need(value: _T | None) -> _T:
+    """Narrow a field the validator has already proven present."""
+    if value is None:  # pragma: no cover - only reachable if validation has a bug
+        raise AssertionError("validated field is missing")
+    return value
+
+
+def email_problem(address: str) -> str | None:
+    """Why ``address`` is not a plain ``local@domain`` address, or None if it is."""
+    if any(ch.isspace() for ch in address):
+        return "contains whitespace"
+    if address.count("@") != 1:
+        return "must contain exactly one '@'"
+    local, domain = address.split("@")
+    if not local or not domain:
+        return "needs a non-empty local part and domain"
+    try:
+        parsed = Address(addr_spec=address)
+    except (ValueError, email.errors.HeaderParseError):
+        return "is not a valid address"
+    if parsed.addr_spec != address:  # quoting or comments: not a plain address
+        return "is not a plain local@domain address"
+    if not _DOMAIN.fullmatch(domain):  # RFC 5322 allows "a@!", mail routing does not
+        return "has an invalid domain"
+    return None
+
+
+@dataclass
+class _Draft:
+    """An entry as far as it validated; missing pieces stay None so checks can continue."""
+
+    path: tuple[str, int]
+    label: str
+    id: str | None = None
+    name: str | None = None
+    name_ja: str | None = None
+    parent: str | None = None
+    rank: int | None = None
+    emails: list[tuple[str, Path]] = field(default_factory=list)
+    locale: str = "en"
+    unit: str | None = None
+    position: str | None = None
+    active: bool = True
+
+
+class _Validator:
+    """Collects every problem in one pass; raises only at the end."""
+
+    def __init__(self, source: str, parsed: ParsedFile) -> None:
+        self.source = source
+        self.data = parsed.data
+        self.lines: LineMap = parsed.lines
+        self.errors: list[tuple[int | None, str]] = list(parsed.errors)
+
+    def error(self, path: Path, message: str) -> None:
+        self.errors.append((locate(self.lines, path), message))
+
+    def fail(self, draft: _Draft, key: str | Path | None, message: str) -> None:
+        """Report against ``draft`` (or one of its keys), prefixed with its label."""
+        where = () if key is None else (key,) if isinstance(key, str) else key
+        self.error((*draft.path, *where), f"{draft.label}: {message}")
+
+    def line_of(self, path: Path) -> str:
+        line = locate(self.lines, path)
+        return f"line {line}" if line is not None else "unknown line"
+
+    def run(self) -> DirectoryData:
+        sections = self._sections()
+        drafts = {
+            name: [d for i, raw in enumerate(entries) if (d := self._entry(name, i, raw))]
+            for name, entries in sections.items()
+        }
+        units = self._unique_ids("units", drafts["units"])
+        self._check_unit_tree(drafts["units"], units)
+        positions = self._unique_ids("positions", drafts["positions"])
+        self._check_ranks(drafts["positions"])
+        self._unique_ids("people", drafts["people"])
+        self._check_people(drafts["people"], units, positions)
+        if self.errors:
+            ordered = sorted(self.errors, key=lambda e: e[0] or 0)
+            raise DirectoryFileError([_format(self.source, ln, msg) for ln, msg in ordered])
+        return self._build(drafts)
+
+    def _sections(self) -> dict[str, list[object]]:
+        root = self.data
+        if not isinstance(root, dict):
+            self.error((), f"top level must be a table, got {_type(root)}")
+            return {name: [] for name in SECTIONS}
+        for key in root:
+            if key not in SECTIONS:
+                self.error((str(key),), f"unknown top-level key {key!r}{_hint(key, SECTIONS)}")
+        sections: dict[str, list[object]] = {}
+        for name in SECTIONS:
+            value = root.get(name, [])
+            if not isinstance(value, list):
+                self.error((name,), f"{name!r} must be a list of tables")
+                value = []
+            elif not value and name != "people":
+                self.error((name,), f"at least one {_KIND[name]} is required")
+            sections[name] = value
+        return sections
+
+    # ------------------------------------------------------------ one entry
+
+    def _entry(self, section: str, index: int, raw: object) -> _Draft | None:
+        path = (section, index)
+        kind = _KIND[section]
+        if not isinstance(raw, dict):
+            self.error(path, f"{kind} #{index + 1} must be a table, got {_type(raw)}")
+            return None
+        draft = _Draft(path=path, label=f"{kind} #{index + 1}")
+        draft.id = self._string(raw, draft, "id", required=True)
+        if draft.id is not None:
+            draft.label = f"{kind} {draft.id!r}"
+            if not _ID.fullmatch(draft.id):
+                self.fail(
+                    draft,
+                    "id",
+                    "id must be 1-64 letters, digits, '.', '_' or '-' "
+                    "and start with a letter or digit",
+                )
+        for key in raw:
+            if key not in _ALLOWED[section]:
+                self.fail(draft, str(key), f"unknown key {key!r}{_hint(key, _ALLOWED[section])}")
+        draft.name = self._string(raw, draft, "name", required=True)
+        draft.name_ja = self._string(raw, draft, "name_ja", required=False) or draft.name
+        if section == "units":
+            draft.parent = self._string(raw, draft, "parent", required=False)
+        elif section == "positions":
+            draft.rank = self._rank(raw, draft)
+        else:
+            self._person_fields(raw, draft)
+        return draft
+
+    def _string(
+        self, raw: dict[str, object], draft: _Draft, key: str, *, required: bool
+    ) -> str | None:
+        if key not in raw:
+            if required:
+                self.fail(draft, None, f"missing required key {key!r}")
+            return None
+        value = raw[key]
+        if not isinstance(value, str):
+            self.fail(draft, key, f"{key!r} must be a string, got {_type(value)}")
+            return None
+        if not value.strip():
+            self.fail(draft, key, f"{key!r} must not be empty")
+            return None
+        return value
+
+    def _rank(self, raw: dict[str, object], draft: _Draft) -> int | None:
+        if "rank" not in raw:
+            self.fail(draft, None, "missing required key 'rank'")
+            return None
+        value = raw["rank"]
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(draft, "rank", f"'rank' must be an integer, got {value!r}")
+            return None
+        return value
+
+    def _person_fields(self, raw: dict[str, object], draft: _Draft) -> None:
+        self._emails(raw, draft)
+        locale = self._string(raw, draft, "locale", required=False)
+        if locale is not None and locale not in LOCALES:
+            self.fail(draft, "locale", f"locale must be 'en' or 'ja', got {locale!r}")
+        elif locale is not None:
+            draft.locale = locale
+        draft.unit = self._string(raw, draft, "unit", required=True)
+        draft.position = self._string(raw, draft, "position", required=True)
+        if "active" in raw:
+            active = raw["active"]
+            if isinstance(active, bool):
+                draft.active = active
+            else:
+                self.fail(draft, "active", f"'active' must be a boolean, got {active!r}")
+
+    def _emails(self, raw: dict[str, object], draft: _Draft) -> None:
+        candidates: list[tuple[object, Path]]
+        if "email" in raw and "emails" in raw:
+            self.fail(draft, "email", "give either 'email' or 'emails', not both")
+            return
+        if "email" in raw:  # shorthand for a one-element list
+            candidates = [(raw["email"], (*draft.path, "email"))]
+        elif "emails" not in raw:
+            self.fail(draft, None, "missing required key 'emails'")
+            return
+        elif not isinstance(raw["emails"], list):
+            got = _type(raw["emails"])
+            self.fail(draft, "emails", f"'emails' must be a list of strings, got {got}")
+            return
+        else:
+            candidates = [(v, (*draft.path, "emails", i)) for i, v in enumerate(raw["emails"])]
+            if not candidates:
+                self.fail(draft, "emails", "'emails' must not be empty")
+        for value, where in candidates:
+            if not isinstance(value, str):
+                self.fail(draft, where[2:], f"email addresses must be strings, got {_type(value)}")
+            elif problem := email_problem(value):
+                self.fail(draft, where[2:], f"invalid email address {value!r}: {problem}")
+            else:
+                draft.emails.append((value.lower(), where))
+
+    # ---------------------------------------------------- across entries
+
+    def _unique_ids(self, section: str, drafts: list[_Draft]) -> dict[str, _Draft]:
+        first: dict[str, _Draft] = {}
+        for draft in drafts:
+            if draft.id is None:
+                continue
+            if draft.id in first:
+                where = self.line_of(first[draft.id].path)
+                self.fail(draft, "id", f"duplicate id {draft.id!r} (first at {where})")
+            else:
+                first[draft.id] = draft
+        return first
+
+    def _check_unit_tree(self, drafts: list[_Draft], units: dict[str, _Draft]) -> None:
+        parents: dict[str, str] = {}
+        for draft in drafts:
+            if draft.parent is None or draft.id is None:
+                continue
+            if draft.parent not in units:
+                self.fail(draft, "parent", f"unknown parent unit {draft.parent!r}")
+            elif units[draft.id] is draft:
+                parents[draft.id] = draft.parent
+        done: set[str] = set()
+        for start in units:  # file order, so each cycle is reported once, at a stable place
+            chain: list[str] = []
+            current: str | None = start
+            while current is not None and current not in done and current not in chain:
+                chain.append(current)
+                current = parents.get(current)
+            if current is not None and current in chain:
+                cycle = [*chain[chain.index(current) :], current]
+                cycle_text = " -> ".join(cycle)
+                self.error((*units[current].path, "parent"), f"unit tree has a cycle: {cycle_text}")
+            done.update(chain)
+
+    def _check_ranks(self, drafts: list[_Draft]) -> None:
+        by_rank: dict[int, _Draft] = {}
+        for draft in drafts:
+            if draft.rank is None:
+                continue
+            other = by_rank.setdefault(draft.rank, draft)
+            if other is not draft:
+                where = self.line_of((*other.path, "rank"))
+                self.fail(
+                    draft, "rank", f"rank {draft.rank} is already used by {other.label} ({where})"
+                )
+
+    def _check_people(
+        self, drafts: list[_Draft], units: dict[str, _Draft], positions: dict[str, _Draft]
+    ) -> None:
+        owners: dict[str, tuple[_Draft, Path]] = {}
+        for draft in drafts:
+            for address, where in draft.emails:
+                if address in owners:
+                    owner, owner_where = owners[address]
+                    self.fail(
+                        draft,
+                        where[2:],
+                        f"email {address!r} is already used by "
+                        f"{owner.label} ({self.line_of(owner_where)})",
+                    )
+                else:
+                    owners[address] = (draft, where)
+            if draft.unit is not None and draft.unit not in units:
+                self.fail(draft, "unit", f"unknown unit {draft.unit!r}")
+            if draft.position is not None and draft.position not in positions:
+                self.fail(draft, "position", f"unknown position {draft.position!r}")
+
+    def _build(self, drafts: dict[str, list[_Draft]]) -> DirectoryData:
+        return DirectoryData(
+            units=tuple(
+                Unit(_need(d.id), _need(d.name), _need(d.name_ja), d.parent)
+                for d in drafts["units"]
+            ),
+            positions=tuple(
+                Position(_need(d.id), _need(d.name), _need(d.name_ja), _need(d.rank))
+                for d in drafts["positions"]
+            ),
+            people=tuple(
+                PersonRecord(
+                    id=_need(d.id),
+                    name=_need(d.name),
+                    name_ja=_need(d.name_ja),
+                    emails=tuple(address for address, _ in d.emails),
+                    locale=d.locale,
+                    unit=_need(d.unit),
+                    position=_need(d.position),
+                    active=d.active,
+                )
+                for d in drafts["people"]
+            ),
+        )
+
+
+def _type(value: object) -> str:
+    return {
+        bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+        list: "a list", dict: "a table", type(None): "null",
+    }.get(type(value), type(value).__name__)  # fmt: skip
+
+
+def _hint(key: object, allowed: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(key), allowed, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(allowed)})"
