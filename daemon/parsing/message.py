@@ -71,13 +71,16 @@ def _canonical_charset(name: str | None) -> str | None:
     return cs
 
 
-_JIS_ESCAPES = {b"\x1b$B": "kanji", b"\x1b$@": "kanji", b"\x1b$(Q": "kanji", b"\x1b$(O": "kanji",
-                b"\x1b(B": "ascii", b"\x1b(J": "ascii", b"\x1b(H": "ascii", b"\x1b(I": "kana",
-                b"\x1b$(D": "other", b"\x1b$A": "other"}
+_JIS_ESCAPES = {b"\x1b$B": "kanji", b"\x1b$@": "kanji", b"\x1b$(B": "kanji", b"\x1b$(Q": "kanji",
+                b"\x1b$(O": "kanji", b"\x1b(B": "ascii", b"\x1b(J": "ascii", b"\x1b(H": "ascii",
+                b"\x1b(I": "kana", b"\x1b$(D": "other", b"\x1b$A": "other"}
 
 
-def _jis_to_cp932(data: bytes, strict: bool) -> bytes:
-    """Re-encode ISO-2022-JP as Shift_JIS so cp932 can decode NEC/IBM (CP50220) extensions."""
+def _jis_to_cp932(data: bytes) -> bytes:
+    """Re-encode ISO-2022-JP as Shift_JIS so cp932 can decode NEC/IBM (CP50220) extensions.
+
+    Last resort only: JIS X 0212 and other sets with no cp932 equivalent become 〓.
+    """
     out = bytearray()
     mode, shifted, i = "ascii", False, 0
     while i < len(data):
@@ -89,8 +92,6 @@ def _jis_to_cp932(data: bytes, strict: bool) -> bytes:
         elif b in (0x0E, 0x0F):  # SO/SI half-width kana (CP50221/CP50222)
             shifted = b == 0x0E
         elif mode in ("kanji", "other") and len(pair) == 2 and all(0x21 <= c <= 0x7E for c in pair):
-            if mode == "other" and strict:
-                raise ValueError("JIS X 0212 has no cp932 equivalent")
             j1, j2 = pair
             s1 = ((j1 + 1) >> 1) + 0x70
             s1 += 0x40 if s1 >= 0xA0 else 0
@@ -103,15 +104,15 @@ def _jis_to_cp932(data: bytes, strict: bool) -> bytes:
     return bytes(out)
 
 
-_JIS_CODECS = ("iso2022_jp", "iso2022_jp_2", "iso2022_jp_ext", "iso2022_jp_2004", "cp50220")
+# Each covers designations the others reject: JIS X 0212 with half-width kana (ext),
+# KS C 5601 and friends (-2), JIS X 0213 (-2004). CP50220's NEC rows are handled by _sniff.
+_JIS_CODECS = ("iso2022_jp", "iso2022_jp_ext", "iso2022_jp_2", "iso2022_jp_2004")
 
 
 def _try(data: bytes, codec: str) -> str | None:
     try:
-        if codec == "cp50220":  # NEC/IBM extensions, via our own ISO-2022-JP -> SJIS pass
-            return _jis_to_cp932(data, strict=True).decode("cp932")
         return data.decode(codec)
-    except (UnicodeError, ValueError, LookupError):
+    except (UnicodeError, LookupError):
         return None
 
 
@@ -131,9 +132,9 @@ def _sniff(data: bytes) -> str | None:
     Nearly any EUC-JP byte string is also valid cp932, so "first that decodes" would never
     pick EUC-JP; the oddity score (ties go to cp932) makes the choice meaningful.
     """
-    if False:
+    if data.isascii() and (b"\x1b$" in data or b"\x1b(I" in data):
         text = _first(data, _JIS_CODECS)
-        return text or _jis_to_cp932(data, strict=False).decode("cp932", errors="replace")
+        return text or _jis_to_cp932(data).decode("cp932", errors="replace")
     text = _try(data, "utf-8")
     guesses = [t for c in ("cp932", "euc_jp") if (t := _try(data, c)) is not None]
     return text if text is not None else min(guesses, key=_oddity, default=None)
@@ -277,7 +278,8 @@ class _HTMLText(HTMLParser):
 
     def _break(self) -> None:
         line = "".join(self.buf).replace("\xa0", " ").strip()
-        self.lines.append("> " * self.line_quote + line if line else "")
+        quote = "> " * min(self.line_quote, 10)  # capped: hostile nesting must not explode
+        self.lines.append(quote + line if line else "")
         self.buf, self.line_quote = [], self.depth["blockquote"]
 
     def _tag(self, tag: str, step: int) -> None:

@@ -34,6 +34,8 @@ class ParsedDecision:
 _LIBRARY = EmailReplyParser(languages=["en", "ja", "de", "es", "it", "nl", "sv", "da", "cs",
                                        "zh", "ko"])
 
+_LIBRARY_MAX = 5000  # characters; a real approver's new text is far shorter
+
 _QUOTE = re.compile(r"^\s*[>＞]")
 _SEPARATOR = re.compile(
     r"^\s*-{2,}\s*(?:original message|forwarded message|元のメッセージ|転送メッセージ|"
@@ -45,6 +47,8 @@ _OTHER_HEADER = re.compile(
 _SIGNATURE = re.compile(r"^--\s?$")
 _MOBILE = re.compile(r"^\s*(?:sent from my \S.*|get outlook for \S.*|"
                      r"\S*(?:iphone|ipad|android|outlook|モバイル|携帯)\S*から送信)\s*$", re.I)
+# Attribution lines and sign-offs are short; skipping long lines keeps the regexes linear.
+_LONG_LINE = 500
 # Attribution lines, tested on one line and on a line joined with the next (clients wrap).
 _ON_WROTE = re.compile(r"^\s*on\s.+\swrote\s*[:：]\s*$", re.I)
 _DATED = re.compile(
@@ -54,6 +58,8 @@ _ATTRIBUTION_START = re.compile(r"^\s*(?:on\s|\(?\d{4}\s*[年/.-])", re.I)
 
 
 def _is_attribution(text: str) -> bool:
+    if len(text) > _LONG_LINE:
+        return False
     if _ON_WROTE.match(text) or _DATED.match(text):
         return True
     match = _JA_WROTE.search(text)
@@ -68,7 +74,7 @@ def _starts_quote(lines: list[str], i: int) -> bool:
     following = [x for x in lines[i + 1:i + 6] if x.strip()]
     if _QUOTE.match(line) or _SEPARATOR.match(line) or _SIGNATURE.match(line):
         return True
-    if _MOBILE.match(line) or _is_attribution(line):
+    if (len(line) <= _LONG_LINE and _MOBILE.match(line)) or _is_attribution(line):
         return True
     if _UNDERSCORES.match(line):  # Outlook puts a rule above its From:/差出人: block
         return bool(following) and bool(_FROM.match(following[0]))
@@ -80,9 +86,11 @@ def _starts_quote(lines: list[str], i: int) -> bool:
 
 def _library_cut(text: str) -> str:
     """Text above the first header mail-parser-reply finds ("" if the text starts with one)."""
+    if len(text) > _LIBRARY_MAX:  # its patterns are super-linear on long lines
+        return text
     try:
         replies = _LIBRARY.read(text).replies
-    except Exception:  # a third-party regex engine must not decide whether we can read mail
+    except Exception:  # a bug in a dependency must not stop us reading mail
         return text
     if not replies or replies[0].headers:
         return ""

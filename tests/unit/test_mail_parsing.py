@@ -85,6 +85,9 @@ def test_shift_jis_labels_decode_as_cp932(label: str, text: str) -> None:
         # JIS X 0212 (ESC $ ( D) as sent by iso-2022-jp-1/-2 mailers
         ("森鷗外".encode("iso2022_jp_1"), "森鷗外"),
         ("申請".encode("iso2022_jp"), "申請"),
+        ("ｶﾅ森鷗外".encode("iso2022_jp_ext"), "ｶﾅ森鷗外"),  # half-width kana + JIS X 0212
+        ("𩸽定食".encode("iso2022_jp_2004"), "𩸽定食"),  # JIS X 0213 plane 2
+        ("한국 支社".encode("iso2022_jp_2"), "한국 支社"),  # ISO-2022-JP-2 multilingual
     ],
 )
 def test_iso_2022_jp_variants(raw: bytes, expected: str) -> None:
@@ -267,7 +270,8 @@ def test_attachments() -> None:
 
 def test_form_like_part_without_filename_is_kept() -> None:
     raw = multipart([PLAIN, part([("Content-Type", "application/pdf")], b"%PDF")])
-    assert [(a.filename, a.data) for a in parse_mail(raw).attachments] == [("attachment-1", b"%PDF")]
+    attachments = parse_mail(raw).attachments
+    assert [(a.filename, a.data) for a in attachments] == [("attachment-1", b"%PDF")]
 
 
 def test_format_flowed_is_unwrapped() -> None:
@@ -355,6 +359,14 @@ def test_malformed_mail_never_raises(raw: bytes) -> None:
     assert "\n" not in mail.subject and "\r" not in mail.text
     assert mail.from_addr == ""
     assert all(not 0xDC80 <= ord(c) <= 0xDCFF for c in mail.subject + mail.text + mail.from_name)
+
+
+@pytest.mark.timeout(10)
+def test_hostile_html_nesting_does_not_explode() -> None:
+    html = b"<div>x</div><blockquote>" * 20_000
+    mail = parse_mail(simple(html, "utf-8", "8bit", ctype="text/html"))
+    assert len(mail.text) < 20 * 20_000
+    assert mail.text.splitlines()[-1] == "> " * 10 + "x"
 
 
 def test_garbage_without_headers_keeps_text_and_is_not_auto() -> None:

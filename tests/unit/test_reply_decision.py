@@ -21,8 +21,9 @@ ORIGINAL_EN = (
     "Please reply with APPROVE, REJECT, RETURN or HOLD on the first line.\n"
     "Request #123: business trip to Osaka\n"
 )
-QUOTED_JA = "> 承認\n> 1行目に「承認」「却下」「差し戻し」「保留」のいずれかを書いて返信してください。\n"
-ORIGINAL_JA = "承認\n1行目に「承認」「却下」「差し戻し」「保留」のいずれかを書いて返信してください。\n"
+INSTRUCTION_JA = "1行目に「承認」「却下」「差し戻し」「保留」のいずれかを書いて返信してください。"
+QUOTED_JA = f"> 承認\n> {INSTRUCTION_JA}\n"
+ORIGINAL_JA = f"承認\n{INSTRUCTION_JA}\n"
 
 
 CLIENT_STYLES = [
@@ -60,7 +61,8 @@ CLIENT_STYLES = [
         "宛先: 佐藤 <sato@example.com>\n件名: [稟議] #123\n\n" + ORIGINAL_JA,
         Decision.RETURN, "見積書を添付してください。", id="outlook-ja"),
     pytest.param(
-        "保留\n来週確認します\n\n差出人: 山田 太郎\n送信日時: 2026年11月21日 10:00\n\n" + ORIGINAL_JA,
+        "保留\n来週確認します\n\n差出人: 山田 太郎\n送信日時: 2026年11月21日 10:00\n\n"
+        + ORIGINAL_JA,
         Decision.HOLD, "来週確認します", id="outlook-ja-no-rule"),
     pytest.param(
         "保留\n\n送信者: 山田 太郎 <taro@example.com>\n" + ORIGINAL_JA,
@@ -186,7 +188,8 @@ def test_no_decision(body: str) -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("Reject\nline two\n\nOn Mon, Jan 5, 2026 at 9:00 AM A <a@b> wrote:\n> x", "Reject\nline two"),
+        ("Reject\nline two\n\nOn Mon, Jan 5, 2026 at 9:00 AM A <a@b> wrote:\n> x",
+         "Reject\nline two"),
         ("承認\r\n\r\n> 却下\r\n", "承認"),
         ("> only a quote", ""),
         ("no quote at all\nsecond", "no quote at all\nsecond"),
@@ -198,6 +201,16 @@ def test_no_decision(body: str) -> None:
 )
 def test_extract_reply_text(body: str, expected: str) -> None:
     assert extract_reply_text(body) == expected
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "line",
+    ["On " + "a " * 100_000, "2026/11/21 " + "1" * 100_000, "x" * 100_000 + "から送信"],
+)
+def test_hostile_long_lines_stay_fast(line: str) -> None:
+    # The library's and our attribution patterns are super-linear on long lines.
+    assert parse_decision(f"Approve\n{line}") == ParsedDecision(Decision.APPROVE, line.strip())
 
 
 def _mail(body: bytes, ctype: str, charset: str, cte: str) -> bytes:

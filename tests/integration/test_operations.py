@@ -1,0 +1,175 @@
+"""Operator-facing behaviour: CLI commands, outbox retries, secrets, tokens, directory import."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import re
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import tomli_w
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from daemon.app import App
+from daemon.cli.main import cli
+from daemon.clock import FrozenClock
+from daemon.config import Config, config_as_dict
+from daemon.security.secrets import InsecureSecretError
+from daemon.store.models import OutboundMail, Person, ReplyToken, WorkItem
+from daemon.workqueue.queue import State
+from tests.support import ROOT, CapturingRelay, free_port, make_config, reply_to, send
+
+TRAVEL = ("Type: travel\nDestination: Sendai\nPurpose: Trade fair\nDeparture date: 2026-11-12\n"
+          "Return date: 2026-11-13\nAmount: 31000\n")
+
+
+def write_config(cfg: Config, tmp_path: Path) -> Path:
+    f = tmp_path / "ringi.toml"
+    f.write_text(tomli_w.dumps(config_as_dict(cfg)))
+    return f
+
+
+def test_case_show_and_status(daemon: App, relay: CapturingRelay, tmp_path: Path) -> None:
+    port = daemon.cfg.smtp.port
+    send(port, "tanaka@example.com", "Sendai trade fair", TRAVEL)
+    request = relay.wait_for("sato@example.com")[0]
+    number = re.search(r"R-\d{4}-\d{6}", request.subject).group(0)  # type: ignore[union-attr]
+    reply_to(request, port, "sato@example.com", "承認\n良いと思います")
+    relay.wait_for("suzuki@example.com")
+    cfg_file = write_config(daemon.cfg, tmp_path)
+    out = CliRunner().invoke(cli, ["--config", str(cfg_file), "case", "show", number])
+    assert out.exit_code == 0, out.output
+    text = out.output
+    assert f"{number}  Sendai trade fair" in text and "state:     in_review" in text
+    assert "Amount: 31,000" in text
+    # The timeline explains routing, including the vacant rank stepped over.
+    assert "vacant in Engineering, stepped over: Section Manager" in text
+    assert re.search(r"decision\s+Hanako Sato \(Chief\), Engineering\s+-> APPROVE\s+reason: 良い", text)
+    lines = [ln.split()[2] for ln in text.splitlines() if re.match(r"\s+\d{4}-\d\d-\d\d ", ln)]
+    assert lines == ["received", "routed", "asked", "decision", "routed", "asked"]
+
+    missing = CliRunner().invoke(cli, ["--config", str(cfg_file), "case", "show", "R-0000-1"])
+    assert missing.exit_code == 1 and "no case R-0000-1" in missing.output
+
+    status = CliRunner().invoke(cli, ["--config", str(cfg_file), "status"])
+    assert status.exit_code == 0
+    assert re.search(r"inbound\s+queued=\d+\s+running=\d+\s+done=2\s+dead=0", status.output)
+    assert "outbound" in status.output
+
+
+def test_relay_temporary_failure_retries_permanent_is_dead_letter(
+    tmp_path: Path, db_url: str, relay: CapturingRelay
+) -> None:
+    clock = FrozenClock()
+    cfg = make_config(tmp_path, db_url, relay.port, free_port(),
+                      queue={"backoff_base_seconds": 30, "max_attempts": 3})
+    app = App(cfg, clock=clock)
+    app.prepare()
+    relay.fail_next = ["451 4.3.0 try later", "550 5.1.1 no such user"]
+    with app.store.transaction() as s:
+        app.notifier.to_address(s, "help", "smith@example.com", "en", {"types": []})
+        app.notifier.to_address(s, "help", "brown@example.com", "en", {"types": []})
+    runner = app.outbox_runner
+    assert runner.drain() == 2
+    assert relay.mails == []
+    with app.store.transaction() as s:
+        items = {w.ref_id: w for w in s.scalars(select(WorkItem))}
+        mails = {m.recipient: m.id for m in s.scalars(select(OutboundMail))}
+    first, second = items[mails["smith@example.com"]], items[mails["brown@example.com"]]
+    assert first.state == State.QUEUED and first.last_error == "451 4.3.0 try later"
+    assert second.state == State.DEAD and "550" in (second.last_error or "")
+    assert runner.drain() == 0  # back-off: not due yet
+    clock.advance(timedelta(seconds=30))
+    assert runner.drain() == 1
+    assert [m.to for m in relay.mails] == ["smith@example.com"]
+    app.stop()
+
+
+def test_embedded_default_writes_eml_files(tmp_path: Path, db_url: str) -> None:
+    cfg = make_config(tmp_path, db_url, None, free_port())
+    app = App(cfg)
+    app.prepare()
+    with app.store.transaction() as s:
+        app.notifier.to_address(s, "help", "smith@example.com", "ja", {"types": []})
+    assert app.outbox_runner.drain() == 1
+    files = list(cfg.outbox_dir.glob("*.eml"))
+    assert len(files) == 1
+    raw = files[0].read_bytes()
+    assert b"X-Ringi-Envelope-To: smith@example.com" in raw
+    assert re.search(rb"\r\nSubject: [ -~]*=\?utf-8\?[bq]\?", raw)  # RFC 2047, ASCII on the wire
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Subject"] == "ringi の使い方"
+    assert parsed["Auto-Submitted"] == "auto-generated" and parsed["Message-ID"]
+    app.stop()
+
+
+def test_token_key_must_be_private(tmp_path: Path, db_url: str) -> None:
+    cfg = make_config(tmp_path, db_url, None, free_port())
+    App(cfg).stop()  # first start creates the key
+    key = cfg.token_key_path
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    os.chmod(key, 0o644)
+    with pytest.raises(InsecureSecretError, match="chmod 600"):
+        App(cfg)
+
+
+def test_tokens_are_stored_hashed_and_expire(tmp_path: Path, db_url: str,
+                                             relay: CapturingRelay) -> None:
+    clock = FrozenClock()
+    cfg = make_config(tmp_path, db_url, relay.port, free_port(), mail={"token_ttl_hours": 24})
+    app = App(cfg, clock=clock)
+    app.prepare()
+    app.start()
+    try:
+        send(cfg.smtp.port, "smith@example.com", "Trip", TRAVEL)
+        request = relay.wait_for("takahashi@example.com")[0]
+        token = str(request.message["Reply-To"]).split("+")[1].split("@")[0]
+        with app.store.transaction() as s:
+            stored = s.scalars(select(ReplyToken.token_hash)).all()
+        assert len(stored) == 1 and token not in stored[0] and len(stored[0]) == 64
+        clock.advance(timedelta(hours=25))
+        reply_to(request, cfg.smtp.port, "takahashi@example.com", "APPROVE")
+        # Expired: nothing decided, the approver is told and gets a fresh request.
+        mails = relay.wait_for("takahashi@example.com", 3)
+        assert any("受付できません" in m.subject and "有効期限" in m.body for m in mails)
+        fresh = [m for m in mails if "承認依頼" in m.subject][-1]
+        assert fresh.message["Reply-To"] != request.message["Reply-To"]
+        assert relay.to("brown@example.com") == []
+        reply_to(fresh, cfg.smtp.port, "takahashi@example.com", "APPROVE")
+        relay.wait_for("brown@example.com")
+    finally:
+        app.stop()
+
+
+def test_directory_import_cli(tmp_path: Path, db_url: str) -> None:
+    cfg = make_config(tmp_path, db_url, None, free_port(), directory={"file": None})
+    cfg_file = write_config(cfg, tmp_path)
+    runner = CliRunner()
+    first = runner.invoke(cli, ["--config", str(cfg_file), "directory", "import",
+                                str(ROOT / "samples" / "organisation.toml")])
+    assert first.exit_code == 0, first.output
+    assert "+ person tanaka" in first.output and "+ unit eng" in first.output
+
+    changed = (ROOT / "samples" / "organisation.toml").read_text()
+    changed = changed.replace('id = "sato"', 'id = "sato2"')
+    new = tmp_path / "org.toml"
+    new.write_text(changed)
+    second = runner.invoke(cli, ["--config", str(cfg_file), "directory", "import", str(new)])
+    assert second.exit_code == 0, second.output
+    assert "+ person sato2" in second.output and "- person sato" in second.output
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(changed.replace('position = "chief"', 'position = "captain"', 1))
+    refused = runner.invoke(cli, ["--config", str(cfg_file), "directory", "import", str(bad)])
+    assert refused.exit_code == 1
+    assert re.search(r"bad\.toml:\d+: .*captain", refused.output)
+    app = App(cfg)
+    with app.store.transaction() as s:  # refused whole: the previous import stands
+        people = {p.id: p.active for p in s.scalars(select(Person))}
+    assert people["sato2"] is True and people["sato"] is False
+    app.stop()
