@@ -63,6 +63,10 @@ class MailConfig(_Section):
     from_name: str = "ringi"
     token_ttl_hours: int = Field(default=14 * 24, gt=0)
     error_replies_per_hour: int = Field(default=20, ge=0)
+    # "none": trust From (only safe when nothing but the company MTA can reach the listener);
+    # "authentication-results": require an aligned DMARC/DKIM/SPF pass from a trusted server.
+    sender_auth: Literal["none", "authentication-results"] = "none"
+    trusted_authserv_ids: list[str] = Field(default_factory=list)
 
     @field_validator("request_address")
     @classmethod

@@ -78,13 +78,13 @@ def apply_directory(s: Session, data: DirectoryData) -> DirectoryDiff:
         for p in data.people if p.active
     }, diff)
     # Addresses are rebuilt whole: an address moves with its owner.
-    old = {(e.email, e.person_id) for e in s.scalars(select(PersonEmail))}
-    new = {(addr, p.id) for p in data.people if p.active for addr in p.emails}
+    old = {(e.email, e.person_id, e.ordinal) for e in s.scalars(select(PersonEmail))}
+    new = {(addr, p.id, i) for p in data.people if p.active for i, addr in enumerate(p.emails)}
     if old != new:
         s.execute(delete(PersonEmail))
         s.flush()
-        s.add_all(PersonEmail(email=a, person_id=pid) for a, pid in sorted(new))
-        for pid in sorted({pid for _, pid in old ^ new}):
+        s.add_all(PersonEmail(email=a, person_id=pid, ordinal=i) for a, pid, i in sorted(new))
+        for pid in sorted({pid for _, pid, _ in old ^ new}):
             label = f"person {pid}"
             if not any(x.startswith(label + " ") or x == label for x in diff.added + diff.changed
                        + diff.deactivated):

@@ -71,7 +71,7 @@ def member_by_email(s: Session, address: str) -> Member | None:
 def primary_email(s: Session, person_id: str) -> str | None:
     return s.scalar(
         select(PersonEmail.email).where(PersonEmail.person_id == person_id)
-        .order_by(PersonEmail.email).limit(1)
+        .order_by(PersonEmail.ordinal).limit(1)
     )
 
 

@@ -16,6 +16,7 @@ from daemon.cases.replies import ReplyHandler
 from daemon.cases.requests import RequestHandler, looks_japanese
 from daemon.config import MailConfig
 from daemon.directory.lookup import member_by_email
+from daemon.parsing.authresults import verify
 from daemon.parsing.message import ParsedMail, parse_mail
 from daemon.security.tokens import is_token, token_from_subject
 from daemon.store.db import Store
@@ -37,7 +38,7 @@ def token_from_rcpts(mail_cfg: MailConfig, rcpts: list[str]) -> str | None:
 
 
 class InboundProcessor:
-    queue_name = Queues.INBOUND
+    queue_name: str = Queues.INBOUND
 
     def __init__(
         self,
@@ -71,6 +72,13 @@ class InboundProcessor:
             return f"ignored, not answered: {mail.auto_reason}"
         if not mail.from_addr:
             return "ignored, not answered: no usable From address"
+        if self.mail_cfg.sender_auth == "authentication-results":
+            verdict = verify(mail.message.get_all("Authentication-Results") or [],
+                             mail.from_addr, self.mail_cfg.trusted_authserv_ids)
+            if not verdict.ok:
+                # Not answered: the From address is exactly what we could not trust.
+                log.warning("intake from %s not authenticated: %s", mail.from_addr, verdict.why)
+                return f"refused, not answered: sender not authenticated ({verdict.why})"
         token = token_from_rcpts(self.mail_cfg, rcpts) or token_from_subject(mail.subject)
         if token:
             return self.replies.handle(s, mail, token)

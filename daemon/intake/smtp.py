@@ -73,7 +73,7 @@ class IntakeHandler:
         return reply
 
 
-class IntakeController(Controller):  # type: ignore[misc]
+class IntakeController(Controller):
     def __init__(self, handler: IntakeHandler, cfg: SmtpConfig) -> None:
         self.lmtp = cfg.lmtp
         super().__init__(

@@ -38,7 +38,7 @@ def store_mail(
 class OutboxRunner:
     """Sends one claimed mail; temporary failures retry with back-off, permanent ones die."""
 
-    queue_name = Queues.OUTBOUND
+    queue_name: str = Queues.OUTBOUND
 
     def __init__(self, store: Store, queue: WorkQueue, transport: Transport, clock: Clock) -> None:
         self.store = store

@@ -24,6 +24,8 @@ from urllib.parse import unquote_to_bytes
 
 @dataclass(frozen=True)
 class Attachment:
+    """A file the applicant sent; filename is never empty ("attachment-N" if none was given)."""
+
     filename: str
     content_type: str
     data: bytes
@@ -31,6 +33,8 @@ class Attachment:
 
 @dataclass(frozen=True)
 class ParsedMail:
+    """Everything intake needs, already in Unicode; `message` is kept for anything else."""
+
     message: email.message.EmailMessage
     from_addr: str
     from_name: str
@@ -318,6 +322,7 @@ class _HTMLText(HTMLParser):
 
 
 def html_to_text(html: str) -> str:
+    """Plain text of an HTML body, for mailers that send no text/plain alternative."""
     parser = _HTMLText()
     try:
         parser.feed(html)
@@ -480,10 +485,7 @@ def parse_mail(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
     own_id = _message_ids(_header(msg, "message-id"))
     if not own_id and (bare := (_header(msg, "message-id") or "").strip()) and " " not in bare:
         own_id = [f"<{_raw_text(bare).strip('<>')}>"]
-    references: list[str] = []
-    for ref in _message_ids(_header(msg, "in-reply-to")) + _message_ids(_header(msg, "references")):
-        if ref not in references:
-            references.append(ref)
+    refs = _message_ids(_header(msg, "in-reply-to")) + _message_ids(_header(msg, "references"))
 
     try:
         text, attachments = _body_and_attachments(msg)
@@ -495,7 +497,7 @@ def parse_mail(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
         from_name=from_name,
         subject=subject,
         message_id=own_id[0] if own_id else None,
-        references=tuple(references),
+        references=tuple(dict.fromkeys(refs)),  # de-duplicated, first occurrence wins
         text=text.replace("\r\n", "\n").replace("\r", "\n"),
         attachments=attachments,
         auto_reason=_auto_reason(msg, envelope_from, addr, subject),

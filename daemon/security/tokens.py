@@ -17,6 +17,7 @@ from enum import StrEnum
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from daemon.store.db import rowcount
 from daemon.store.models import ReplyToken
 
 TOKEN_BYTES = 20  # 160 bits
@@ -92,7 +93,7 @@ class TokenService:
             .values(used_at=now)
             .execution_options(synchronize_session=False)
         )
-        return result.rowcount == 1
+        return rowcount(result) == 1
 
     def revoke_step(self, s: Session, step_id: int, now: datetime) -> None:
         s.execute(

@@ -81,6 +81,7 @@ class PersonEmail(Base):
     __tablename__ = "person_emails"
     email: Mapped[str] = mapped_column(String(320), primary_key=True)
     person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    ordinal: Mapped[int] = mapped_column(Integer)  # 0 = the address mail is sent to
 
 
 class DirectoryImport(Base):

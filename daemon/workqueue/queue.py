@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from daemon.clock import Clock
 from daemon.config import QueueConfig
-from daemon.store.db import Store
+from daemon.store.db import Store, rowcount
 from daemon.store.models import WorkItem
 
 
@@ -93,7 +93,7 @@ class WorkQueue:
                 ).first()
                 if candidate is None:
                     return None
-                won = s.execute(
+                won = rowcount(s.execute(
                     update(WorkItem)
                     .where(WorkItem.id == candidate.id, WorkItem.state == State.QUEUED)
                     .values(
@@ -104,7 +104,7 @@ class WorkQueue:
                         updated_at=now,
                     )
                     .execution_options(synchronize_session=False)
-                ).rowcount
+                ))
                 if won == 1:
                     return Claimed(candidate.id, queue, candidate.ref_id, candidate.attempts + 1)
         return None
@@ -151,7 +151,7 @@ class WorkQueue:
                         updated_at=now, last_error="reclaimed after an interrupted run")
                 .execution_options(synchronize_session=False)
             )
-            return int(result.rowcount)
+            return rowcount(result)
 
     def retry(self, item_id: int) -> bool:
         """Put a dead-letter item back in the queue (operator action)."""
@@ -162,7 +162,7 @@ class WorkQueue:
                 .where(WorkItem.id == item_id, WorkItem.state == State.DEAD)
                 .values(state=State.QUEUED, next_attempt_at=now, attempts=0, updated_at=now)
             )
-            return bool(result.rowcount)
+            return rowcount(result) > 0
 
 
 @dataclass(frozen=True)

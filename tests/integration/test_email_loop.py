@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import smtplib
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from daemon.app import App
 from daemon.store.models import Case, CaseEvent, CaseStep, ReplyToken
-from tests.support import REQUEST, CapturingRelay, reply_to, send
+from tests.support import REQUEST, CapturingRelay, free_port, make_config, reply_to, send
 
 TANAKA, SATO, SUZUKI = "tanaka@example.com", "sato@example.com", "suzuki@example.com"
 SMITH, TAKAHASHI, BROWN = "smith@example.com", "takahashi@example.com", "brown@example.com"
@@ -191,3 +192,35 @@ def test_unknown_recipient_and_oversize_refused(daemon: App, relay: CapturingRel
     with smtplib.SMTP("127.0.0.1", port) as c, pytest.raises(smtplib.SMTPException) as exc:
         c.sendmail(SMITH, [REQUEST], b"Subject: big\r\n\r\n" + b"x" * (limit + 10))
     assert "552" in str(exc.value)
+
+
+def test_sender_authentication_policy(tmp_path: Path, db_url: str,
+                                      relay: CapturingRelay) -> None:
+    cfg = make_config(tmp_path, db_url, relay.port, free_port(),
+                      mail={"sender_auth": "authentication-results",
+                            "trusted_authserv_ids": ["mx.example.com"]})
+    app = App(cfg)
+    app.prepare()
+    app.start()
+    try:
+        port = cfg.smtp.port
+        good = {"Authentication-Results": "mx.example.com; dmarc=pass header.from=example.com"}
+        forged = {"Authentication-Results": "other.example; dmarc=pass header.from=example.com"}
+        send(port, SMITH, "Monitor", "Type: purchase\nItem: Monitor\nSupplier: ACME\n"
+             "Quantity: 2\nAmount: 60000\nCategory: equipment\n", headers=good)
+        request = relay.wait_for(TAKAHASHI)[0]
+        number = number_in(request.subject)
+        # A reply whose From says Takahashi but that nothing vouches for changes nothing,
+        # and is not answered (the From address is the thing we cannot trust).
+        quoted = f"APPROVE\n\n> {request.subject}\n"
+        send(port, TAKAHASHI, "Re: " + request.subject, quoted,
+             to=str(request.message["Reply-To"]), headers=forged)
+        send(port, SMITH, "help", "", headers=good)  # marker processed after the forged reply
+        relay.wait_for(SMITH, 2)
+        assert len(relay.to(TAKAHASHI)) == 1 and relay.to(BROWN) == []
+        assert case_row(app, number).state == "in_review"
+        send(port, TAKAHASHI, "Re: " + request.subject, quoted,
+             to=str(request.message["Reply-To"]), headers=good)
+        relay.wait_for(BROWN)
+    finally:
+        app.stop()

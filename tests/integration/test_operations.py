@@ -49,7 +49,9 @@ def test_case_show_and_status(daemon: App, relay: CapturingRelay, tmp_path: Path
     assert "Amount: 31,000" in text
     # The timeline explains routing, including the vacant rank stepped over.
     assert "vacant in Engineering, stepped over: Section Manager" in text
-    assert re.search(r"decision\s+Hanako Sato \(Chief\), Engineering\s+-> APPROVE\s+reason: 良い", text)
+    assert re.search(
+        r"decision\s+Hanako Sato \(Chief\), Engineering\s+-> APPROVE\s+reason: 良い", text
+    )
     lines = [ln.split()[2] for ln in text.splitlines() if re.match(r"\s+\d{4}-\d\d-\d\d ", ln)]
     assert lines == ["received", "routed", "asked", "decision", "routed", "asked"]
 
@@ -172,4 +174,21 @@ def test_directory_import_cli(tmp_path: Path, db_url: str) -> None:
     with app.store.transaction() as s:  # refused whole: the previous import stands
         people = {p.id: p.active for p in s.scalars(select(Person))}
     assert people["sato2"] is True and people["sato"] is False
+    app.stop()
+
+
+def test_mail_goes_to_the_first_listed_address(tmp_path: Path, db_url: str) -> None:
+    from daemon.directory.lookup import member_by_email, primary_email
+
+    text = (ROOT / "samples" / "organisation.toml").read_text().replace(
+        'emails = ["sato@example.com"]', 'emails = ["zz.sato@example.com", "sato@example.com"]')
+    org = tmp_path / "org.toml"
+    org.write_text(text)
+    cfg = make_config(tmp_path, db_url, None, free_port(), directory={"file": str(org)})
+    app = App(cfg)
+    app.prepare()
+    with app.store.transaction() as s:
+        assert primary_email(s, "sato") == "zz.sato@example.com"
+        found = member_by_email(s, "SATO@example.com")  # any listed address identifies her
+        assert found is not None and found.id == "sato"
     app.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import quopri
+import random
 
 import pytest
 
@@ -365,7 +366,7 @@ def test_malformed_mail_never_raises(raw: bytes) -> None:
 def test_hostile_html_nesting_does_not_explode() -> None:
     html = b"<div>x</div><blockquote>" * 20_000
     mail = parse_mail(simple(html, "utf-8", "8bit", ctype="text/html"))
-    assert len(mail.text) < 20 * 20_000
+    assert len(mail.text) < 30 * 20_000  # uncapped quoting would be ~400 million chars
     assert mail.text.splitlines()[-1] == "> " * 10 + "x"
 
 
@@ -374,3 +375,36 @@ def test_garbage_without_headers_keeps_text_and_is_not_auto() -> None:
     assert mail.from_addr == "" and mail.subject == "" and mail.message_id is None
     assert mail.auto_reason is None
     assert "garbage" in mail.text
+
+
+FUZZ_SEED_MAIL = (
+    b'From: =?ISO-2022-JP?B?GyRCOzNFRBsoQg==?= <a@b.jp>\r\nSubject: =?Shift_JIS?B?kLyTYw==?=\r\n'
+    b'Message-ID: <x@y>\r\nReferences: <a@b> <c@d>\r\n'
+    b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    b"--b\r\nContent-Type: text/plain; charset=iso-2022-jp; format=flowed; delsp=yes\r\n\r\n"
+    b"\x1b$B>5G'\x1b(B \r\n> x\r\n"
+    b"--b\r\nContent-Type: application/pdf; name*0*=utf-8''%E7%94; name*1*=%B3.pdf\r\n"
+    b'Content-Disposition: attachment; filename="a\\"b"\r\n'
+    b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n"
+    b"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+    b"<blockquote><pre>a\nb</pre></blockquote>\r\n"
+    b"--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nbody\r\n--b--\r\n"
+)
+
+
+def test_mutated_mail_never_raises_or_leaks_surrogates() -> None:
+    rng = random.Random(20261121)
+    alphabet = list(b"\r\n:;=?\"<>@-_\x1b$B(J*'%\\ \t") + list(range(256))
+    for _ in range(400):
+        raw = bytearray(FUZZ_SEED_MAIL)
+        for _ in range(rng.randint(1, 12)):
+            pos = rng.randint(0, len(raw))
+            if rng.random() < 0.5:
+                raw[pos:pos] = bytes([rng.choice(alphabet)])
+            else:
+                del raw[pos:pos + rng.randint(1, 8)]
+        mail = parse_mail(bytes(raw), envelope_from=rng.choice([None, "", "x@y"]))
+        fields = [mail.subject, mail.text, mail.from_name, mail.from_addr]
+        fields += [a.filename for a in mail.attachments]
+        for field in fields:
+            field.encode("utf-8")  # raises on lone surrogates from undecoded 8-bit bytes

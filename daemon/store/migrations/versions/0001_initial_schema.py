@@ -208,6 +208,7 @@ def upgrade() -> None:
         "person_emails",
         sa.Column("email", sa.String(length=320), nullable=False),
         sa.Column("person_id", sa.String(length=64), nullable=False),
+        sa.Column("ordinal", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["person_id"],
             ["people.id"],
