@@ -76,6 +76,8 @@ def _starts_quote(lines: list[str], i: int) -> bool:
         return True
     if (len(line) <= _LONG_LINE and _MOBILE.match(line)) or _is_attribution(line):
         return True
+    if len(line) <= _LONG_LINE and _JA_WROTE.search(line) and following:  # "Taro wrote:"
+        return bool(_QUOTE.match(following[0]))
     if _UNDERSCORES.match(line):  # Outlook puts a rule above its From:/差出人: block
         return bool(following) and bool(_FROM.match(following[0]))
     if _FROM.match(line):  # a header block, not a sentence that happens to start "From:"

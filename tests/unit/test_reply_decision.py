@@ -89,6 +89,9 @@ CLIENT_STYLES = [
     pytest.param(
         "Return\n\nYamada Taro <taro@example.com> wrote:\n" + ORIGINAL_EN,
         Decision.RETURN, "", id="bare-wrote"),
+    pytest.param(
+        "Return\nwrong date\n\nYamada Taro wrote:\n" + QUOTED_EN,
+        Decision.RETURN, "wrong date", id="old-thunderbird-name-only"),
     # Only mail-parser-reply knows this one; it proves the library cut is in use.
     pytest.param(
         "Reject\n\nAm 21.11.2026 um 10:00 schrieb Yamada Taro <taro@example.com>:\n" + ORIGINAL_EN,
