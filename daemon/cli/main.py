@@ -73,6 +73,8 @@ def run(ctx: click.Context) -> None:
         level=cfg.instance.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if cfg.instance.log_level != "DEBUG":  # aiosmtpd logs every connection at INFO
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
     app = _app(ctx, migrate=False)
     try:
         app.prepare()

@@ -10,13 +10,12 @@ No database access happens here; callers decide what to do with the data.
 from __future__ import annotations
 
 import difflib
-import email.errors
 import pathlib
 import re
 from dataclasses import dataclass, field
-from email.headerregistry import Address
 from typing import TypeVar
 
+from daemon.directory.addresses import email_problem
 from daemon.directory.formats import (
     SECTIONS,
     LineMap,
@@ -29,41 +28,19 @@ from daemon.directory.formats import (
     read_toml,
     read_yaml,
 )
+from daemon.directory.records import DirectoryData, PersonRecord, Position, Unit
 
-
-@dataclass(frozen=True)
-class Unit:
-    id: str
-    name: str
-    name_ja: str
-    parent: str | None
-
-
-@dataclass(frozen=True)
-class Position:
-    id: str
-    name: str
-    name_ja: str
-    rank: int  # higher rank = more authority
-
-
-@dataclass(frozen=True)
-class PersonRecord:
-    id: str
-    name: str
-    name_ja: str
-    emails: tuple[str, ...]  # lower-cased
-    locale: str  # "en" or "ja"
-    unit: str
-    position: str
-    active: bool
-
-
-@dataclass(frozen=True)
-class DirectoryData:
-    units: tuple[Unit, ...]
-    positions: tuple[Position, ...]
-    people: tuple[PersonRecord, ...]
+__all__ = [
+    "LOCALES",
+    "DirectoryData",
+    "DirectoryFileError",
+    "PersonRecord",
+    "Position",
+    "Unit",
+    "email_problem",
+    "load_directory",
+    "parse_directory",
+]
 
 
 class DirectoryFileError(Exception):
@@ -77,8 +54,6 @@ class DirectoryFileError(Exception):
 _READERS = {"toml": read_toml, "json": read_json, "yaml": read_yaml, "csv": read_csv}
 _SUFFIXES = {".toml": "toml", ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".csv": "csv"}
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_LABEL = r"[^\W_](?:[\w-]*[^\W_])?"  # letters/digits (any script), inner '-' or '_'
-_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 LOCALES = frozenset({"en", "ja"})
 _KIND = {"units": "unit", "positions": "position", "people": "person"}
 _ALLOWED = {
@@ -134,26 +109,6 @@ def _need(value: _T | None) -> _T:
     if value is None:  # pragma: no cover - only reachable if validation has a bug
         raise AssertionError("validated field is missing")
     return value
-
-
-def email_problem(address: str) -> str | None:
-    """Why ``address`` is not a plain ``local@domain`` address, or None if it is."""
-    if any(ch.isspace() for ch in address):
-        return "contains whitespace"
-    if address.count("@") != 1:
-        return "must contain exactly one '@'"
-    local, domain = address.split("@")
-    if not local or not domain:
-        return "needs a non-empty local part and domain"
-    try:
-        parsed = Address(addr_spec=address)
-    except (ValueError, email.errors.HeaderParseError):
-        return "is not a valid address"
-    if parsed.addr_spec != address:  # quoting or comments: not a plain address
-        return "is not a plain local@domain address"
-    if not _DOMAIN.fullmatch(domain):  # RFC 5322 allows "a@!", mail routing does not
-        return "has an invalid domain"
-    return None
 
 
 @dataclass
