@@ -61,6 +61,30 @@ class Relay:
         return "250 OK"
 
 
+def scratch_database(url: str) -> str:
+    """A throw-away database beside the one named, so the bench never touches real data."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"ringi_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return sa.engine.make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    import sqlalchemy as sa
+
+    name = sa.engine.make_url(url).database
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 def client(port: int, jobs: list[int], sent: list[float]) -> None:
     with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
         for i in jobs:
@@ -76,8 +100,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--database-url", default="")
+    ap.add_argument("--database-url", default="",
+                    help="PostgreSQL server to use (a scratch database is created on it)")
     args = ap.parse_args()
+    db_url = scratch_database(args.database_url) if args.database_url else ""
 
     relay = Relay()
     relay.expected = args.requests
@@ -89,7 +115,7 @@ def main() -> None:
             "instance": {"name": "bench", "log_level": "WARNING"},
             "paths": {"spool": f"{tmp}/spool", "rules": str(ROOT / "rules"),
                       "templates": str(ROOT / "mailtemplates")},
-            "database": {"url": args.database_url},
+            "database": {"url": db_url},
             "smtp": {"port": smtp_port},
             "relay": {"host": "127.0.0.1", "port": relay_port},
             "queue": {"poll_seconds": 0.2},
@@ -125,6 +151,8 @@ def main() -> None:
             proc.terminate()
             proc.wait(30)
             ctl.stop()
+            if db_url:
+                drop_database(args.database_url, db_url)
     backend = "postgresql" if args.database_url.startswith("postgresql") else "sqlite"
     print(f"backend={backend} requests={args.requests} clients={args.clients}")
     print(f"smtp accepted (250, durably stored): {args.requests / accepted:.1f} requests/s "

@@ -192,3 +192,60 @@ def test_mail_goes_to_the_first_listed_address(tmp_path: Path, db_url: str) -> N
         found = member_by_email(s, "SATO@example.com")  # any listed address identifies her
         assert found is not None and found.id == "sato"
     app.stop()
+
+
+def test_attachments_are_stored_with_sha256(daemon: App, relay: CapturingRelay) -> None:
+    import hashlib
+    import smtplib
+    from email.message import EmailMessage
+
+    from daemon.store.models import Attachment
+
+    pdf = b"%PDF-1.4 receipt " + bytes(range(256)) * 40
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "tanaka@example.com", "ringi@example.com", "Trip"
+    msg.set_content(TRAVEL)
+    msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="領収書.pdf")
+    with smtplib.SMTP("127.0.0.1", daemon.cfg.smtp.port) as c:
+        c.send_message(msg)
+    request = relay.wait_for("sato@example.com")[0]
+    digest = hashlib.sha256(pdf).hexdigest()
+    assert "領収書.pdf" in request.body and digest[:16] in request.body
+    with daemon.store.transaction() as s:
+        (att,) = s.scalars(select(Attachment)).all()
+    assert (att.filename, att.size, att.sha256) == ("領収書.pdf", len(pdf), digest)
+    stored = daemon.cfg.blobs_dir / digest[:2] / digest
+    assert stored.read_bytes() == pdf
+
+
+def test_lmtp_mode(tmp_path: Path, db_url: str, relay: CapturingRelay) -> None:
+    import smtplib
+
+    cfg = make_config(tmp_path, db_url, relay.port, free_port(), smtp={"lmtp": True})
+    app = App(cfg)
+    app.prepare()
+    app.start()
+    try:
+        with smtplib.LMTP("127.0.0.1", cfg.smtp.port) as c:
+            refused = c.sendmail("smith@example.com", ["ringi@example.com", "x@example.com"],
+                                 b"From: smith@example.com\r\nSubject: help\r\n\r\nhelp\r\n")
+        assert list(refused) == ["x@example.com"]
+        assert "new TYPE" in relay.wait_for("smith@example.com")[0].body
+    finally:
+        app.stop()
+
+
+def test_answers_are_rate_limited_per_sender(tmp_path: Path, db_url: str) -> None:
+    clock = FrozenClock()
+    cfg = make_config(tmp_path, db_url, None, free_port(), mail={"error_replies_per_hour": 3})
+    app = App(cfg, clock=clock)
+    app.prepare()
+    with app.store.transaction() as s:
+        sent = [app.notifier.to_address(s, "help", "loop@example.org", "en", {"types": []})
+                for _ in range(5)]
+        other = app.notifier.to_address(s, "help", "someone@example.org", "en", {"types": []})
+    assert sent == [True, True, True, False, False] and other
+    clock.advance(timedelta(minutes=61))
+    with app.store.transaction() as s:
+        assert app.notifier.to_address(s, "help", "loop@example.org", "en", {"types": []})
+    app.stop()
