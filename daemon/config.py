@@ -91,6 +91,7 @@ class RelayConfig(_Section):
     starttls: bool = False
     username: str = ""
     password_file: Path | None = None
+    ca_file: Path | None = None  # CA bundle to trust for STARTTLS (a private company CA)
     timeout_seconds: float = Field(default=30.0, gt=0)
 
 

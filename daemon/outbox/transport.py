@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from daemon.config import Config, RelayConfig
+from daemon.security.secrets import check_private
 from daemon.workqueue.queue import PermanentError, TemporaryError
 
 
@@ -39,17 +40,19 @@ class SmtpTransport:
     def __init__(self, cfg: RelayConfig, sender: str) -> None:
         self.cfg = cfg
         self.sender = sender
-        self.password = (
-            cfg.password_file.read_text(encoding="utf-8").strip() if cfg.password_file else ""
-        )
+        self.password = ""
+        if cfg.password_file:
+            check_private(cfg.password_file)
+            self.password = cfg.password_file.read_text(encoding="utf-8").strip()
 
     def send(self, recipient: str, raw: bytes) -> None:
         try:
             with smtplib.SMTP(self.cfg.host, self.cfg.port, timeout=self.cfg.timeout_seconds) as c:
                 if self.cfg.starttls:
-                    c.starttls(context=ssl.create_default_context())
+                    c.starttls(context=ssl.create_default_context(
+                        cafile=str(self.cfg.ca_file) if self.cfg.ca_file else None))
                 if self.cfg.username:
-                    c.login(self.cfg.username, self.password)
+                    self._login(c)
                 c.sendmail(self.sender, [recipient], raw)
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
@@ -58,6 +61,16 @@ class SmtpTransport:
             raise _classify(exc.smtp_code, exc.smtp_error) from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise TemporaryError(f"relay {self.cfg.host}:{self.cfg.port}: {exc}") from exc
+
+
+    def _login(self, c: smtplib.SMTP) -> None:
+        """AUTH PLAIN when offered: one clear 535 instead of smtplib trying every mechanism."""
+        c.ehlo_or_helo_if_needed()
+        if "plain" in c.esmtp_features.get("auth", "").lower().split():
+            c.user, c.password = self.cfg.username, self.password
+            c.auth("PLAIN", c.auth_plain)
+        else:
+            c.login(self.cfg.username, self.password)
 
 
 def _classify(code: int, text: bytes | str) -> Exception:
