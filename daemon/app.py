@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from datetime import timedelta
@@ -18,7 +17,7 @@ from daemon.directory.importer import DirectoryDiff, import_directory_file, last
 from daemon.intake.pipeline import InboundProcessor
 from daemon.intake.smtp import IntakeController, IntakeHandler
 from daemon.notify.compose import Composer
-from daemon.notify.notifier import Notifier
+from daemon.notify.notifier import REQUIRED_TEMPLATES, Notifier
 from daemon.notify.templates import Templates
 from daemon.outbox.outbox import OutboxRunner
 from daemon.outbox.transport import Transport, make_transport
@@ -32,6 +31,14 @@ from daemon.workqueue.runner import Runner
 log = logging.getLogger(__name__)
 
 
+class StartupError(Exception):
+    """The daemon cannot start as configured; `problems` says exactly why."""
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
 class App:
     def __init__(
         self, cfg: Config, clock: Clock | None = None, transport: Transport | None = None
@@ -43,6 +50,9 @@ class App:
         self.queue = WorkQueue(self.store, self.clock, cfg.queue, cfg.instance.name)
         self.types = load_case_types(cfg.paths.rules / "casetypes")
         self.templates = Templates(cfg.paths.templates)
+        problems = self.templates.check(REQUIRED_TEMPLATES)
+        if problems:
+            raise StartupError("mail templates are incomplete", problems)
         self.tokens = TokenService(
             load_or_create_key(cfg.token_key_path), timedelta(hours=cfg.mail.token_ttl_hours)
         )
@@ -78,10 +88,10 @@ class App:
         path = self.cfg.directory.file
         if path is None:
             return None
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if last_import_digest(self.store, str(path)) == digest:
+        diff = import_directory_file(self.store, path, self.clock.now(),
+                                     unless_digest=last_import_digest(self.store, str(path)))
+        if diff is None:
             return None
-        diff = import_directory_file(self.store, path, self.clock.now())
         log.info("directory %s imported: %s", path, "; ".join(diff.lines()))
         return diff
 
@@ -98,7 +108,13 @@ class App:
             handler = IntakeHandler(self.queue, self.cfg.mail, self.cfg.smtp.lmtp,
                                     self.wake_inbound)
             self.smtp = IntakeController(handler, self.cfg.smtp)
-            self.smtp.start()
+            try:
+                self.smtp.start()
+            except (OSError, RuntimeError) as exc:
+                self.smtp = None
+                self.stop()
+                where = f"{self.cfg.smtp.host}:{self.cfg.smtp.port}"
+                raise StartupError(f"cannot listen on {where}", [str(exc)]) from exc
             log.info("listening for %s on %s:%s", "LMTP" if self.cfg.smtp.lmtp else "SMTP",
                      self.cfg.smtp.host, self.cfg.smtp.port)
         self.started.set()

@@ -6,6 +6,8 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +33,29 @@ def _config(ctx: click.Context) -> Config:
 
 def _app(ctx: click.Context, migrate: bool = True) -> Any:
     from daemon.app import App
-    from daemon.cases.casetypes import CaseTypeError
-    from daemon.security.secrets import InsecureSecretError
 
     cfg = _config(ctx)
-    try:
+    with _startup_errors():
         app = App(cfg)
         if migrate:
             app.store.migrate()
-    except (InsecureSecretError, CaseTypeError) as exc:
+    return app
+
+
+@contextmanager
+def _startup_errors() -> Iterator[None]:
+    """Configuration-level failures: a readable list and exit 2, never a traceback."""
+    from daemon.app import StartupError
+    from daemon.cases.casetypes import CaseTypeError
+    from daemon.security.secrets import InsecureSecretError
+
+    try:
+        yield
+    except (InsecureSecretError, CaseTypeError, StartupError, DirectoryFileError) as exc:
         click.echo(f"ringi: {exc}", err=True)
-        for line in getattr(exc, "errors", []):
+        for line in [*getattr(exc, "errors", []), *getattr(exc, "problems", [])]:
             click.echo(f"  {line}", err=True)
         sys.exit(EXIT_USAGE)
-    return app
 
 
 @click.group()
@@ -76,17 +87,12 @@ def run(ctx: click.Context) -> None:
     if cfg.instance.log_level != "DEBUG":  # aiosmtpd logs every connection at INFO
         logging.getLogger("mail.log").setLevel(logging.WARNING)
     app = _app(ctx, migrate=False)
-    try:
+    with _startup_errors():
         app.prepare()
-    except DirectoryFileError as exc:
-        click.echo(f"ringi: directory file refused: {cfg.directory.file}", err=True)
-        for line in exc.errors:
-            click.echo(f"  {line}", err=True)
-        sys.exit(EXIT_USAGE)
+        app.start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    app.start()
     systemd.notify("READY=1\nSTATUS=accepting requests")
     interval = systemd.watchdog_interval()
     while not stop.wait(interval or 3600):
@@ -107,18 +113,22 @@ def directory() -> None:
 @click.pass_context
 def directory_import(ctx: click.Context, file: Path, dry_run: bool) -> None:
     """Validate FILE and replace the directory with it; prints the diff."""
-    from daemon.directory.importer import apply_directory, import_directory_file
-    from daemon.directory.loader import load_directory
+    from daemon.directory.importer import (
+        DirectoryDiff,
+        apply_directory,
+        import_directory_file,
+        read_directory_file,
+    )
 
     app = _app(ctx)
     try:
         if dry_run:
-            data = load_directory(file)
-            with app.store.sessions() as s, s.begin():
+            data, _ = read_directory_file(file)
+            with app.store.sessions() as s:
                 diff = apply_directory(s, data)
-                s.rollback()
+                s.rollback()  # a dry run shows the diff and keeps nothing
         else:
-            diff = import_directory_file(app.store, file, app.clock.now())
+            diff = import_directory_file(app.store, file, app.clock.now()) or DirectoryDiff()
     except DirectoryFileError as exc:
         click.echo(f"ringi: {file} refused, nothing imported:", err=True)
         for line in exc.errors:

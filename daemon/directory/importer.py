@@ -15,7 +15,12 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from daemon.directory.loader import DirectoryData, load_directory
+from daemon.directory.loader import (
+    DirectoryData,
+    DirectoryFileError,
+    format_for,
+    parse_directory,
+)
 from daemon.store.db import Store
 from daemon.store.models import DirectoryImport, OrgUnit, Person, PersonEmail, Position
 
@@ -92,10 +97,26 @@ def apply_directory(s: Session, data: DirectoryData) -> DirectoryDiff:
     return diff
 
 
-def import_directory_file(store: Store, path: Path, now: datetime) -> DirectoryDiff:
-    """Validate (raising DirectoryFileError with every problem) then apply in one transaction."""
-    data = load_directory(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+def read_directory_file(path: Path) -> tuple[DirectoryData, str]:
+    """Parse and validate the file, hashing exactly the bytes that were parsed."""
+    fmt = format_for(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DirectoryFileError([f"{path}: cannot read file: {exc.strerror or exc}"]) from exc
+    return parse_directory(raw, fmt, str(path)), hashlib.sha256(raw).hexdigest()
+
+
+def import_directory_file(
+    store: Store, path: Path, now: datetime, unless_digest: str | None = None
+) -> DirectoryDiff | None:
+    """Validate (raising DirectoryFileError with every problem) then apply in one transaction.
+
+    With `unless_digest`, an unchanged file (same SHA-256) is not applied again: None.
+    """
+    data, digest = read_directory_file(path)
+    if digest == unless_digest:
+        return None
     with store.transaction() as s:
         diff = apply_directory(s, data)
         s.add(DirectoryImport(at=now, source=str(path), sha256=digest, diff=diff.as_dict()))

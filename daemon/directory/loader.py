@@ -38,6 +38,7 @@ __all__ = [
     "Position",
     "Unit",
     "email_problem",
+    "format_for",
     "load_directory",
     "parse_directory",
 ]
@@ -64,12 +65,18 @@ _ALLOWED = {
 _T = TypeVar("_T")
 
 
-def load_directory(path: pathlib.Path) -> DirectoryData:
-    """Read ``path`` and parse it in the format its suffix names."""
+def format_for(path: pathlib.Path) -> str:
+    """The format a file's suffix names, or a DirectoryFileError saying which are known."""
     fmt = _SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         known = ", ".join(sorted(_SUFFIXES))
         raise DirectoryFileError([f"{path}: unsupported file type {path.suffix!r} (use {known})"])
+    return fmt
+
+
+def load_directory(path: pathlib.Path) -> DirectoryData:
+    """Read ``path`` and parse it in the format its suffix names."""
+    fmt = format_for(path)
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -83,6 +84,14 @@ class IntakeController(Controller):
             data_size_limit=cfg.max_message_bytes,
             ident="ringi",
         )
+
+    def start(self) -> None:
+        """Fail at once on a taken port (aiosmtpd would only notice after its ready timeout)."""
+        family = socket.AF_INET6 if ":" in self.hostname else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((self.hostname, self.port))
+        super().start()
 
     def factory(self) -> SMTP:
         cls = LMTP if self.lmtp else SMTP

@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 # Mails that answer an inbound mail: rate-limited per recipient so no loop can flood anyone.
 ANSWER_TEMPLATES = ("request_error", "reply_error", "unknown_sender", "help", "form")
+# Every mail the workflow sends; checked at start so a missing translation stops the daemon
+# before a case needs it.
+REQUIRED_TEMPLATES = (*ANSWER_TEMPLATES, "ack", "approval_request", "decision_confirmed",
+                      "progress", "approved", "rejected")
 
 
 class Notifier:

@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    TemplateSyntaxError,
+)
 
 LOCALES = ("en", "ja")
 
@@ -50,12 +56,17 @@ class Templates:
         subject = " ".join(head[len("Subject:") :].split())
         return Rendered(subject, body.rstrip() + "\n")
 
-    def check(self) -> list[str]:
-        """Names present in one language but not the other (every mail needs both)."""
+    def check(self, required: tuple[str, ...] = ()) -> list[str]:
+        """Every required mail in every language, and every template compiles."""
         names = {loc: {p.stem for p in (self.root / loc).glob("*.txt")} for loc in LOCALES}
+        wanted = set(required).union(*names.values())
         problems = []
         for loc in LOCALES:
-            for other in LOCALES:
-                for missing in sorted(names[other] - names[loc]):
-                    problems.append(f"{loc}/{missing}.txt is missing (exists in {other}/)")
+            for missing in sorted(wanted - names[loc]):
+                problems.append(f"{self.root / loc / missing}.txt is missing")
+            for name in sorted(names[loc]):
+                try:
+                    self.env.get_template(f"{loc}/{name}.txt")
+                except TemplateSyntaxError as exc:
+                    problems.append(f"{self.root / loc / name}.txt:{exc.lineno}: {exc.message}")
         return problems

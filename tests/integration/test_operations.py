@@ -249,3 +249,51 @@ def test_answers_are_rate_limited_per_sender(tmp_path: Path, db_url: str) -> Non
     with app.store.transaction() as s:
         assert app.notifier.to_address(s, "help", "loop@example.org", "en", {"types": []})
     app.stop()
+
+
+def test_directory_dry_run_changes_nothing(tmp_path: Path, db_url: str) -> None:
+    cfg = make_config(tmp_path, db_url, None, free_port())
+    App(cfg).prepare()
+    changed = (ROOT / "samples" / "organisation.toml").read_text().replace(
+        'id = "brown"', 'id = "green"')
+    new = tmp_path / "org.toml"
+    new.write_text(changed)
+    out = CliRunner().invoke(cli, ["--config", str(write_config(cfg, tmp_path)), "directory",
+                                   "import", "--dry-run", str(new)])
+    assert out.exit_code == 0, out.output
+    assert "+ person green" in out.output and "- person brown" in out.output
+    app = App(cfg)
+    with app.store.transaction() as s:
+        people = {p.id: p.active for p in s.scalars(select(Person))}
+    assert people["brown"] is True and "green" not in people
+    app.stop()
+
+
+@pytest.mark.parametrize("problem", ["missing-directory", "missing-template", "port-in-use"])
+def test_run_refuses_to_start_with_a_clear_reason(tmp_path: Path, db_url: str,
+                                                   problem: str) -> None:
+    import shutil
+    import socket
+
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "mailtemplates", templates)
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = free_port()
+    cfg = make_config(tmp_path, db_url, None, port, paths={"templates": str(templates)})
+    expected = ""
+    if problem == "missing-directory":
+        cfg.directory.file = tmp_path / "nowhere.toml"
+        expected = "nowhere.toml: cannot read file"
+    elif problem == "missing-template":
+        (templates / "ja" / "rejected.txt").unlink()
+        expected = "ja/rejected.txt is missing"
+    else:
+        cfg.smtp.port = blocker.getsockname()[1]
+        expected = "cannot listen on 127.0.0.1"
+    result = CliRunner().invoke(cli, ["--config", str(write_config(cfg, tmp_path)), "run"])
+    blocker.close()
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert "Traceback" not in result.output
