@@ -224,3 +224,27 @@ def test_sender_authentication_policy(tmp_path: Path, db_url: str,
         relay.wait_for(BROWN)
     finally:
         app.stop()
+
+
+def test_outlook_style_iso2022jp_reply(daemon: App, relay: CapturingRelay) -> None:
+    """A Japanese Outlook reply: ISO-2022-JP, header block quoting, REJECT with a reason."""
+    from email.mime.text import MIMEText
+
+    port = daemon.cfg.smtp.port
+    send(port, TANAKA, "名古屋出張", TRAVEL.replace("Osaka", "Nagoya"))
+    request = relay.wait_for(SATO)[0]
+    text = ("却下します。\r\n日程を再検討してください。\r\n\r\n"
+            "________________________________\r\n"
+            "差出人: ringi <ringi@example.com>\r\n送信日時: 2026年11月2日 9:00\r\n"
+            f"件名: {request.subject}\r\n\r\n承認 をお願いします\r\n")
+    msg = MIMEText(text, "plain", "iso-2022-jp")
+    msg["From"] = SATO
+    msg["To"] = str(request.message["Reply-To"])
+    msg["Subject"] = "RE: " + request.subject
+    assert b"\x1b$B" in msg.as_bytes()  # really ISO-2022-JP on the wire
+    with smtplib.SMTP("127.0.0.1", port) as c:
+        c.sendmail(SATO, [str(request.message["Reply-To"])], msg.as_bytes())
+    rejected = relay.wait_for(TANAKA, 2)[1]
+    assert "却下されました" in rejected.subject
+    assert "日程を再検討してください。" in rejected.body
+    assert "承認 をお願いします" not in rejected.body
