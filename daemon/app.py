@@ -5,15 +5,20 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 from daemon.cases.blobs import BlobStore
 from daemon.cases.casetypes import load_case_types
+from daemon.cases.droprequests import DropRequestHandler
 from daemon.cases.replies import ReplyHandler
 from daemon.cases.requests import RequestHandler
 from daemon.cases.workflow import Workflow
 from daemon.clock import Clock, SystemClock
 from daemon.config import Config
 from daemon.directory.importer import DirectoryDiff, import_directory_file, last_import_digest
+from daemon.intake.dropfolder import DropScanner, DropWatcher, Taker
+from daemon.intake.droptakers import DirectoryTaker, RequestTaker
+from daemon.intake.imap import ImapChannel
 from daemon.intake.pipeline import InboundProcessor
 from daemon.intake.smtp import IntakeController, IntakeHandler
 from daemon.notify.compose import Composer
@@ -63,9 +68,10 @@ class App:
             cfg, self.clock, self.types, self.tokens, self.notifier, RankAboveResolver(),
             BlobStore(cfg.blobs_dir),
         )
+        self.drops = DropRequestHandler(self.workflow)
         self.inbound = InboundProcessor(
             self.store, self.queue, cfg.mail, RequestHandler(self.workflow),
-            ReplyHandler(self.workflow),
+            ReplyHandler(self.workflow), self.drops,
         )
         self.outbox = OutboxRunner(
             self.store, self.queue, transport or make_transport(cfg), self.clock
@@ -74,7 +80,21 @@ class App:
         self.inbound_runner = Runner(self.queue, self.inbound, poll)
         self.outbox_runner = Runner(self.queue, self.outbox, poll)
         self.smtp: IntakeController | None = None
+        self.imap = [ImapChannel(acc, self.queue, self.wake_inbound) for acc in cfg.imap]
+        self.watcher = DropWatcher(self._drop_scanners())
         self.started = threading.Event()
+
+    def _drop_scanners(self) -> list[DropScanner]:
+        d = self.cfg.drop
+        takers: list[tuple[Path, Taker]] = [
+            (f.path, RequestTaker(f, d, self.queue, self.drops, self.workflow.blobs,
+                                  self.wake_inbound))
+            for f in d.folders
+        ]
+        if d.admin_folder is not None:
+            takers.append((d.admin_folder, DirectoryTaker(self.store, self.clock, d.max_bytes)))
+        return [DropScanner(path, taker, self.clock, d.stable_seconds, d.rescan_seconds,
+                            d.max_bytes) for path, taker in takers]
 
     def prepare(self) -> None:
         """Migrate, load the configured directory if it changed, recover interrupted work."""
@@ -117,9 +137,16 @@ class App:
                 raise StartupError(f"cannot listen on {where}", [str(exc)]) from exc
             log.info("listening for %s on %s:%s", "LMTP" if self.cfg.smtp.lmtp else "SMTP",
                      self.cfg.smtp.host, self.cfg.smtp.port)
+        for channel in self.imap:
+            channel.start()
+        self.watcher.start()
         self.started.set()
 
     def stop(self) -> None:
+        self.watcher.stop()
+        for channel in self.imap:
+            if channel.thread.is_alive():
+                channel.stop()
         if self.smtp is not None:
             self.smtp.stop()
             self.smtp = None

@@ -14,7 +14,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "RINGI_"
 DEFAULT_CONFIG_NAMES = ("ringi.toml",)
@@ -95,6 +102,55 @@ class RelayConfig(_Section):
     timeout_seconds: float = Field(default=30.0, gt=0)
 
 
+class ImapAccount(_Section):
+    """One mailbox read over IMAP (several may be configured)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    host: str
+    port: int = Field(default=993, ge=1, le=65535)
+    security: Literal["tls", "starttls", "none"] = "tls"
+    ca_file: Path | None = None
+    username: str
+    password_file: Path
+    mailbox: str = "INBOX"
+    # "flag": mark \Seen plus processed_flag and leave in place; "move": move to move_to.
+    processed: Literal["flag", "move"] = "flag"
+    processed_flag: str = Field(default="$RingiProcessed", pattern=r"^\$?[A-Za-z0-9_]+$")
+    move_to: str = "ringi-processed"
+    idle: bool = True  # use IDLE when the server offers it, else poll
+    poll_seconds: float = Field(default=60.0, gt=0)
+    reconnect_max_seconds: float = Field(default=300.0, gt=0)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class DropFolder(_Section):
+    """A watched folder; files dropped in it are requests from one person or department."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    path: Path
+    person: str | None = None  # every input is this person's request
+    unit: str | None = None  # the file's owner decides who, and must belong to this unit
+    # OS login name or numeric uid -> person id, for unit folders (default: login == id).
+    owners: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> DropFolder:
+        if (self.person is None) == (self.unit is None):
+            raise ValueError("give exactly one of person or unit")
+        return self
+
+
+class DropConfig(_Section):
+    folders: list[DropFolder] = Field(default_factory=list)
+    # Directory files dropped here are imported like `ringi directory import`.
+    admin_folder: Path | None = None
+    # An input is taken once its size and time have not changed for this long.
+    stable_seconds: float = Field(default=2.0, ge=0)
+    # Full rescans happen this often even without file-system events.
+    rescan_seconds: float = Field(default=30.0, gt=0)
+    max_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+
+
 class QueueConfig(_Section):
     runners: bool = True  # False: store input only (maintenance, tests)
     max_attempts: int = Field(default=8, ge=1)
@@ -138,6 +194,8 @@ class Config(_Section):
     queue: QueueConfig = Field(default_factory=QueueConfig)
     directory: DirectoryConfig = Field(default_factory=DirectoryConfig)
     cases: CasesConfig = Field(default_factory=CasesConfig)
+    imap: list[ImapAccount] = Field(default_factory=list)
+    drop: DropConfig = Field(default_factory=DropConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
 
     # Derived locations, so no other module joins paths by hand.

@@ -30,12 +30,23 @@ from daemon.store.models import Attachment, Case, CaseEvent, CaseStep
 
 
 @dataclass(frozen=True)
+class StoredDocument:
+    """A document already written to the blob store (e.g. a drop-folder bundle's file)."""
+
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class NewRequest:
     requester: Member
     case_type: CaseType
     title: str
     fields: dict[str, Any]
     attachments: tuple[MailAttachment, ...] = ()
+    documents: tuple[StoredDocument, ...] = ()
     message_id: str | None = None
     inbound_id: int | None = None
     entered_by: Member | None = None
@@ -106,13 +117,15 @@ class Workflow:
         )
         s.add(case)
         s.flush()
-        for att in req.attachments:
-            digest = self.blobs.put(att.data)
-            s.add(Attachment(case_id=case.id, added_at=now, filename=att.filename,
-                             content_type=att.content_type, size=len(att.data), sha256=digest))
+        docs = [StoredDocument(a.filename, a.content_type, len(a.data), self.blobs.put(a.data))
+                for a in req.attachments]
+        for doc in [*docs, *req.documents]:
+            s.add(Attachment(case_id=case.id, added_at=now, filename=doc.filename,
+                             content_type=doc.content_type, size=doc.size, sha256=doc.sha256))
+        count = len(docs) + len(req.documents)
         self.record(s, case, "received", req.entered_by or req.requester,
                     detail=f"{req.case_type.name} request received by {req.channel}"
-                    + (f" with {len(req.attachments)} attachment(s)" if req.attachments else ""))
+                    + (f" with {count} attachment(s)" if count else ""))
         approver = self._route(s, case, req.requester)
         self.send(s, "ack", req.requester, case,
                   {"next": who(approver, req.requester.locale) if approver else None})

@@ -107,6 +107,16 @@ def read_directory_file(path: Path) -> tuple[DirectoryData, str]:
     return parse_directory(raw, fmt, str(path)), hashlib.sha256(raw).hexdigest()
 
 
+def import_directory_data(
+    store: Store, data: DirectoryData, digest: str, source: str, now: datetime
+) -> DirectoryDiff:
+    """Apply already-validated data in one transaction and record the import."""
+    with store.transaction() as s:
+        diff = apply_directory(s, data)
+        s.add(DirectoryImport(at=now, source=source, sha256=digest, diff=diff.as_dict()))
+    return diff
+
+
 def import_directory_file(
     store: Store, path: Path, now: datetime, unless_digest: str | None = None
 ) -> DirectoryDiff | None:
@@ -117,10 +127,7 @@ def import_directory_file(
     data, digest = read_directory_file(path)
     if digest == unless_digest:
         return None
-    with store.transaction() as s:
-        diff = apply_directory(s, data)
-        s.add(DirectoryImport(at=now, source=str(path), sha256=digest, diff=diff.as_dict()))
-    return diff
+    return import_directory_data(store, data, digest, str(path), now)
 
 
 def last_import_digest(store: Store, source: str) -> str | None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
+from daemon.cases.droprequests import DropRequestHandler
 from daemon.cases.replies import ReplyHandler
 from daemon.cases.requests import RequestHandler, looks_japanese
 from daemon.config import MailConfig
@@ -47,12 +48,14 @@ class InboundProcessor:
         mail_cfg: MailConfig,
         requests: RequestHandler,
         replies: ReplyHandler,
+        drops: DropRequestHandler,
     ) -> None:
         self.store = store
         self.queue = queue
         self.mail_cfg = mail_cfg
         self.requests = requests
         self.replies = replies
+        self.drops = drops
         self.on_done: Callable[[], None] = lambda: None
 
     def process(self, item: Claimed) -> None:
@@ -60,10 +63,15 @@ class InboundProcessor:
             row = s.get(InboundMessage, item.ref_id)
             if row is None:
                 raise PermanentError(f"intake {item.ref_id} is missing")
-            mail = parse_mail(row.raw, row.envelope_from)
-            outcome = self.dispatch(s, mail, list(row.envelope_to.get("rcpt", [])), row.id)
+            if row.channel == "drop":
+                outcome = self.drops.handle(s, row)
+                origin = row.envelope_from
+            else:
+                mail = parse_mail(row.raw, row.envelope_from)
+                outcome = self.dispatch(s, mail, list(row.envelope_to.get("rcpt", [])), row.id)
+                origin = mail.from_addr or "?"
             row.outcome = outcome
-            log.info("intake %s from %s: %s", row.id, mail.from_addr or "?", outcome)
+            log.info("intake %s (%s) from %s: %s", row.id, row.channel, origin, outcome)
             self.queue.complete(s, item)
         self.on_done()
 

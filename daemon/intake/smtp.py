@@ -59,7 +59,7 @@ class IntakeHandler:
         sender = "" if sender in ("<>", "") else sender
         loop = asyncio.get_running_loop()
         try:
-            ident = await loop.run_in_executor(
+            stored = await loop.run_in_executor(
                 None, store_inbound, self.queue, "lmtp" if self.lmtp else "smtp", sender,
                 list(envelope.rcpt_tos), raw,
             )
@@ -68,7 +68,7 @@ class IntakeHandler:
             reply = "451 4.3.0 could not store the message; try again later"
         else:
             self.on_stored()
-            reply = f"250 2.0.0 stored as intake {ident}"
+            reply = f"250 2.0.0 stored as intake {stored.id}"
         if self.lmtp:  # LMTP answers once per recipient
             return "\r\n".join([reply] * len(envelope.rcpt_tos))
         return reply

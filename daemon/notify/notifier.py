@@ -24,7 +24,7 @@ ANSWER_TEMPLATES = ("request_error", "reply_error", "unknown_sender", "help", "f
 # Every mail the workflow sends; checked at start so a missing translation stops the daemon
 # before a case needs it.
 REQUIRED_TEMPLATES = (*ANSWER_TEMPLATES, "ack", "approval_request", "decision_confirmed",
-                      "progress", "approved", "rejected")
+                      "progress", "approved", "rejected", "drop_rejected")
 
 
 class Notifier:

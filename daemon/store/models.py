@@ -109,6 +109,10 @@ class InboundMessage(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str | None] = mapped_column(Text)
     case_id: Mapped[int | None] = mapped_column(Integer)
+    # Where the input came from, stable across retries (IMAP uid, drop file): a channel
+    # that crashed between storing and acknowledging stores it again as the same row.
+    source_key: Mapped[str | None] = mapped_column(String(500), unique=True)
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class OutboundMail(Base):
