@@ -25,10 +25,20 @@ from daemon.store.models import InboundMessage, OrgUnit
 class RequestRefused(Exception):
     """A drop input that is not a valid request; `person` is who should hear about it."""
 
-    def __init__(self, message: str, person: Member | None = None, form: str = "") -> None:
+    def __init__(self, message: str, person: Member | None = None, form: str = "",
+                 message_ja: str = "") -> None:
         super().__init__(message)
         self.person = person
         self.form = form
+        self.message_ja = message_ja or message
+
+    def for_locale(self, locale: str) -> str:
+        return self.message_ja if locale == "ja" else str(self)
+
+    def both(self) -> str:
+        """For files on a shared drive, read by whoever looks: English, then Japanese."""
+        en = str(self)
+        return en if self.message_ja == en else f"{en}\n\n{self.message_ja}"
 
 
 @dataclass(frozen=True)
@@ -95,9 +105,9 @@ class DropRequestHandler:
             raise RequestRefused(f"{what}; use one of: {known}", requester)
         values, problems = validate_fields(ct, parsed.form)
         if problems:
-            ja = requester.locale == "ja"
-            lines = "\n".join(f"- {p.message_ja if ja else p.message}" for p in problems)
-            raise RequestRefused(lines, requester, render_form(ct, requester.locale))
+            raise RequestRefused("\n".join(f"- {p.message}" for p in problems), requester,
+                                 render_form(ct, requester.locale),
+                                 "\n".join(f"- {p.message_ja}" for p in problems))
         title = parsed.title or (ct.title_ja if requester.locale == "ja" else ct.title)
         return CheckedRequest(requester, ct, title, values)
 
@@ -112,7 +122,8 @@ class DropRequestHandler:
                                  str(meta.get("entry", "form")))
         except RequestRefused as exc:
             self.notify_refused(s, requester, str(meta.get("entry")),
-                                str(meta.get("folder")), str(exc), exc.form)
+                                str(meta.get("folder")), exc.for_locale(requester.locale),
+                                exc.form)
             return f"refused: {exc}"
         docs = tuple(StoredDocument(d["filename"], d["content_type"], int(d["size"]),
                                     d["sha256"]) for d in meta.get("documents", []))

@@ -26,6 +26,7 @@ from daemon.intake.dropsafety import (
     examine,
     ignored,
     unique_target,
+    unsafe_name,
     write_atomic,
 )
 
@@ -40,7 +41,8 @@ class Taker(Protocol):
     def take(self, entry: Entry) -> str | None:
         """Store the input durably. Returns text for NAME.result.txt, if any."""
 
-    def refused(self, name: str, owner_uid: int | None, reason: str, form: str) -> None:
+    def refused(self, name: str, owner_uid: int | None, reason: str, form: str,
+                cause: Exception | None = None) -> None:
         """Tell the person concerned, where there is one."""
 
 
@@ -64,7 +66,8 @@ class DropScanner:
     def stop(self) -> None:
         self.stopping.set()
         self.wakeup.set()
-        self.thread.join(10)
+        if self.thread.is_alive():
+            self.thread.join(10)
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
@@ -89,9 +92,9 @@ class DropScanner:
         for name in names:
             if self.stopping.is_set():
                 break
-            if ignored(name):
-                continue
             path = self.path / name
+            if ignored(name) and not unsafe_name(name):
+                continue
             try:
                 entry = examine(path, self.max_bytes)
             except FileNotFoundError:
@@ -108,7 +111,7 @@ class DropScanner:
             except FileNotFoundError:
                 continue
             except Refused as exc:
-                self.reject(path, name, str(exc), getattr(exc, "form", ""))
+                self.reject(path, name, str(exc), getattr(exc, "form", ""), exc)
                 continue
             except Exception:  # store down, bug: leave it for the next scan, never lose it
                 log.exception("drop folder %s: could not take %s; will retry", self.path, name)
@@ -130,7 +133,8 @@ class DropScanner:
             return self.stable.total_seconds() == 0
         return bool(now - before[1] >= self.stable)
 
-    def reject(self, path: Path, name: str, reason: str, form: str = "") -> None:
+    def reject(self, path: Path, name: str, reason: str, form: str = "",
+               cause: Exception | None = None) -> None:
         try:
             owner: int | None = os.lstat(path).st_uid
         except FileNotFoundError:
@@ -142,7 +146,7 @@ class DropScanner:
         self.seen.pop(name, None)
         log.warning("drop folder %s: refused %s: %s", self.path, display_name(name), reason)
         try:
-            self.taker.refused(display_name(name), owner, reason, form)
+            self.taker.refused(display_name(name), owner, reason, form, cause)
         except Exception:
             log.exception("drop folder %s: could not notify about %s", self.path, name)
 

@@ -44,8 +44,13 @@ def ignored(name: str) -> bool:
         or name.endswith(".error.txt")
 
 
+def unsafe_name(name: str) -> bool:
+    """Separators or control characters: refused even when the name looks hidden."""
+    return "\\" in name or "/" in name or any(ord(c) < 32 for c in name)
+
+
 def check_name(name: str) -> None:
-    if "\\" in name or "/" in name or name in ("..", ".") or any(ord(c) < 32 for c in name):
+    if unsafe_name(name) or name in ("..", "."):
         raise Refused(f"the name {display_name(name)!r} contains a path separator or "
                       "control character; rename it to a plain file name")
 

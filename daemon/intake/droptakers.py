@@ -26,9 +26,12 @@ FORM_STEMS = ("form", "request", "申請")
 
 
 class _Refused(Refused):
-    def __init__(self, message: str, form: str = "") -> None:
-        super().__init__(message)
-        self.form = form
+    """A request refused at the door: the file gets both languages, the mail one."""
+
+    def __init__(self, cause: RequestRefused) -> None:
+        super().__init__(cause.both())
+        self.form = cause.form
+        self.cause = cause
 
 
 class RequestTaker:
@@ -67,7 +70,7 @@ class RequestTaker:
                 who = self.handler.identify(s, self.folder, owner)
                 self.handler.check(s, who, form_bytes, form_path.suffix, entry.name)
             except RequestRefused as exc:
-                raise _Refused(str(exc), exc.form) from None
+                raise _Refused(exc) from None
             person = who.id
         documents = []
         for path in attachments:
@@ -90,7 +93,8 @@ class RequestTaker:
             self.on_stored()
         return None
 
-    def refused(self, name: str, owner_uid: int | None, reason: str, form: str) -> None:
+    def refused(self, name: str, owner_uid: int | None, reason: str, form: str,
+                cause: Exception | None = None) -> None:
         with self.queue.store.transaction() as s:
             who = None
             if self.folder.person is not None:
@@ -100,6 +104,8 @@ class RequestTaker:
                     who = self.handler.identify(s, self.folder, owner_uid)
                 except RequestRefused as exc:
                     who = exc.person
+            if who is not None and isinstance(cause, _Refused):
+                reason = cause.cause.for_locale(who.locale)
             self.handler.notify_refused(s, who, name, self.folder.name, reason, form)
 
 
@@ -127,5 +133,6 @@ class DirectoryTaker:
                                      self.clock.now())
         return "\n".join(diff.lines()) + "\n"
 
-    def refused(self, name: str, owner_uid: int | None, reason: str, form: str) -> None:
+    def refused(self, name: str, owner_uid: int | None, reason: str, form: str,
+                cause: Exception | None = None) -> None:
         """Errors are in NAME.error.txt and the log; there is no one person to mail."""
