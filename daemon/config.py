@@ -297,6 +297,8 @@ def config_as_dict(config: Config) -> dict[str, Any]:
     def clean(node: Any) -> Any:
         if isinstance(node, dict):
             return {k: clean(v) for k, v in node.items() if v is not None}
+        if isinstance(node, list):
+            return [clean(v) for v in node]
         if isinstance(node, Path):
             return str(node)
         return node

@@ -45,8 +45,13 @@ def ignored(name: str) -> bool:
 
 
 def unsafe_name(name: str) -> bool:
-    """Separators or control characters: refused even when the name looks hidden."""
-    return "\\" in name or "/" in name or any(ord(c) < 32 for c in name)
+    """Separators or control characters: refused even when the name looks hidden.
+
+    Judged on the decoded name: in a Shift_JIS name the byte 0x5C can be the second half
+    of a character (申 is 0x90 0x5C), not a backslash.
+    """
+    shown = display_name(name)
+    return "\\" in shown or "/" in shown or any(ord(c) < 32 for c in shown)
 
 
 def check_name(name: str) -> None:

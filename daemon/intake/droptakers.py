@@ -81,7 +81,7 @@ class RequestTaker:
                 "size": len(data),
                 "sha256": self.blobs.put(data),
             })
-        key = f"drop:{self.folder.name}:{entry.name}:{signature_key(entry)}:" \
+        key = f"drop:{self.folder.name}:{display_name(entry.name)}:{signature_key(entry)}:" \
               f"{hashlib.sha256(form_bytes).hexdigest()[:16]}"
         stored = store_inbound(
             self.queue, "drop", f"drop:{self.folder.name}", [], form_bytes, source_key=key,

@@ -88,6 +88,15 @@ def test_check_config_cli(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     printed = tomllib.loads(ok.stdout)
     assert printed["smtp"]["port"] == 2525 and printed["relay"]["host"] == "mx.corp"
+    f.write_text('[[drop.folders]]\nname = "t"\npath = "spool/drop/t"\nperson = "tanaka"\n'
+                 '[[imap]]\nname = "corp"\nhost = "mail"\nusername = "u"\n'
+                 'password_file = "/etc/ringi/imap.password"\n')
+    lists = subprocess.run([sys.executable, "-m", "daemon", "--config", str(f), "check-config"],
+                           capture_output=True, text=True)
+    assert lists.returncode == 0, lists.stderr
+    printed = tomllib.loads(lists.stdout)
+    assert printed["drop"]["folders"][0]["path"] == "spool/drop/t"
+    assert printed["imap"][0]["password_file"] == "/etc/ringi/imap.password"
     f.write_text("[queue]\nmax_attempts = 0\n")
     bad = subprocess.run([sys.executable, "-m", "daemon", "--config", str(f), "check-config"],
                          capture_output=True, text=True)
