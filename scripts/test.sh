@@ -5,6 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
+# Real servers the integration tests talk to (Debian packages): Dovecot for IMAP.
+if ! command -v dovecot >/dev/null 2>&1 || [ ! -x /usr/lib/dovecot/imap ]; then
+  if [ "$(id -u)" = 0 ]; then apt=(apt-get); else apt=(sudo -n apt-get); fi
+  "${apt[@]}" update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq --no-install-recommends \
+    dovecot-imapd >/dev/null
+fi
 if [ -z "${RINGI_TEST_DATABASE_URL:-}" ] && \
    .venv/bin/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 2)" 2>/dev/null; then
   export RINGI_TEST_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -100,7 +100,7 @@ class CapturingRelay:
 
 
 def make_config(tmp: Path, db_url: str, relay_port: int | None, smtp_port: int,
-                **sections: dict[str, Any]) -> Config:
+                **sections: Any) -> Config:
     data: dict[str, Any] = {
         "instance": {"name": "test-instance", "log_level": "DEBUG"},
         "paths": {"spool": str(tmp / "spool"), "rules": str(ROOT / "rules"),
@@ -113,7 +113,10 @@ def make_config(tmp: Path, db_url: str, relay_port: int | None, smtp_port: int,
         "directory": {"file": str(ROOT / "samples" / "organisation.toml")},
     }
     for name, values in sections.items():
-        data.setdefault(name, {}).update(values)
+        if isinstance(values, dict):
+            data.setdefault(name, {}).update(values)
+        else:  # a list of tables, e.g. imap = [{...}]
+            data[name] = values
     return Config.model_validate(data)
 
 
