@@ -23,7 +23,7 @@ from daemon.intake.imap import ImapChannel
 from daemon.store.db import Store
 from daemon.store.models import Case, InboundMessage
 from tests.imap_server import DovecotServer, dovecot_available
-from tests.support import ROOT, REQUEST, CapturingRelay, free_port, make_config, wait_until
+from tests.support import REQUEST, ROOT, CapturingRelay, free_port, make_config, wait_until
 
 pytestmark = pytest.mark.skipif(
     not dovecot_available(),
