@@ -249,3 +249,24 @@ def test_thousand_files_exactly_once(tmp_path: Path, db_url: str) -> None:
     finally:
         app.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_events_hint_and_start_rescans(tmp_path: Path, db_url: str) -> None:
+    """With a one-hour rescan interval, only watchdog events can explain a quick take;
+    a file that was already there before the daemon started is found by the start scan."""
+    base = tmp_path / "drop"
+    base.mkdir()
+    (base / "before.toml").write_text(FORM.format(n=1))
+    cfg = make_config(tmp_path, db_url, None, free_port(), drop={
+        "stable_seconds": 0.2, "rescan_seconds": 3600,
+        "folders": [{"name": "t", "path": str(base), "person": "tanaka"}]})
+    app = App(cfg)
+    app.prepare()
+    app.start()
+    try:
+        wait_until(lambda: len(cases(app)) == 1, 10, "the file present at start")
+        time.sleep(0.5)  # let the scanner settle into its long wait
+        (base / "after.toml").write_text(FORM.format(n=2))
+        wait_until(lambda: len(cases(app)) == 2, 10, "the file announced by an event")
+    finally:
+        app.stop()

@@ -215,3 +215,25 @@ def test_server_restart_is_survived(tmp_path: Path, db_url: str, relay: Capturin
         assert re.search(r"R-\d{4}-000002", relay.to("sato@example.com")[1].subject)
     finally:
         app.stop()
+
+
+def test_several_mailboxes(tmp_path: Path, db_url: str, relay: CapturingRelay,
+                           dovecot: DovecotServer) -> None:
+    cfg = imap_config(tmp_path, db_url, relay, dovecot)
+    second = cfg.imap[0].model_copy(update={"name": "sales", "mailbox": "Sales"})
+    cfg.imap.append(second)
+    dovecot.create_mailbox("Sales")
+    dovecot.append("INBOX", request_mail(1))
+    dovecot.append("Sales", request_mail(2, sender="smith@example.com"))
+    app = App(cfg)
+    app.prepare()
+    app.start()
+    try:
+        relay.wait_for("sato@example.com")
+        relay.wait_for("takahashi@example.com")
+        assert count_cases(app.store) == 2
+        with app.store.transaction() as s:
+            keys = sorted(k or "" for k in s.scalars(select(InboundMessage.source_key)))
+        assert keys[0].startswith("imap:corp:INBOX:") and keys[1].startswith("imap:sales:Sales:")
+    finally:
+        app.stop()
