@@ -9,6 +9,7 @@ from pathlib import Path
 
 from daemon.cases.blobs import BlobStore
 from daemon.cases.casetypes import load_case_types
+from daemon.cases.decisions import Decisions
 from daemon.cases.droprequests import DropRequestHandler
 from daemon.cases.replies import ReplyHandler
 from daemon.cases.requests import RequestHandler
@@ -26,7 +27,8 @@ from daemon.notify.notifier import REQUIRED_TEMPLATES, Notifier
 from daemon.notify.templates import Templates
 from daemon.outbox.outbox import OutboxRunner
 from daemon.outbox.transport import Transport, make_transport
-from daemon.routing.resolvers import RankAboveResolver
+from daemon.routing.registry import TemplateRegistry
+from daemon.routing.templates import TemplateError, load_templates
 from daemon.security.secrets import load_or_create_key
 from daemon.security.tokens import TokenService
 from daemon.store.db import Store
@@ -64,14 +66,21 @@ class App:
         self.notifier = Notifier(
             self.templates, Composer(cfg.mail, self.clock), self.queue, cfg.mail
         )
+        fields_of = {t.name: {f.name for f in t.fields} for t in self.types.all()}
+        try:
+            templates = load_templates(cfg.paths.rules / "workflows", fields_of)
+        except TemplateError as exc:
+            raise StartupError("workflow templates are invalid", exc.errors) from None
+        self.registry = TemplateRegistry(self.store, templates, fields_of, self.clock)
         self.workflow = Workflow(
-            cfg, self.clock, self.types, self.tokens, self.notifier, RankAboveResolver(),
+            cfg, self.clock, self.types, self.tokens, self.notifier, self.registry,
             BlobStore(cfg.blobs_dir),
         )
+        self.decisions = Decisions(self.workflow)
         self.drops = DropRequestHandler(self.workflow)
         self.inbound = InboundProcessor(
             self.store, self.queue, cfg.mail, RequestHandler(self.workflow),
-            ReplyHandler(self.workflow), self.drops,
+            ReplyHandler(self.workflow, self.decisions), self.drops,
         )
         self.outbox = OutboxRunner(
             self.store, self.queue, transport or make_transport(cfg), self.clock
@@ -99,6 +108,8 @@ class App:
     def prepare(self) -> None:
         """Migrate, load the configured directory if it changed, recover interrupted work."""
         self.store.migrate()
+        for line in self.registry.register():
+            log.info("registered %s", line)
         self.sync_directory()
         reclaimed = self.queue.reclaim(at_start=True)
         if reclaimed:

@@ -7,6 +7,7 @@ e.g. `RINGI_SMTP__PORT=2525`; `RINGI_CONFIG` names the file.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
@@ -180,6 +181,26 @@ class CasesConfig(_Section):
         return v
 
 
+class WorkflowConfig(_Section):
+    # Person asked when a resolver finds nobody (the case never vanishes).
+    admin: str = "admin"
+    # Reminder and escalation delays, counted in business days from when a person was asked.
+    reminder_after_days: int = Field(default=2, ge=1)
+    escalate_after_days: int = Field(default=5, ge=1)
+    business_days: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])  # Mon=0
+    holidays: list[datetime.date] = Field(default_factory=list)
+    # How often waiting cases are checked for reminders, escalation and people who left.
+    timer_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> WorkflowConfig:
+        if self.escalate_after_days <= self.reminder_after_days:
+            raise ValueError("escalate_after_days must be greater than reminder_after_days")
+        if not self.business_days or not all(0 <= d <= 6 for d in self.business_days):
+            raise ValueError("business_days must list weekdays 0 (Monday) to 6 (Sunday)")
+        return self
+
+
 class SecurityConfig(_Section):
     token_key_file: Path | None = None  # default: <spool>/secrets/token.key, created 0600
 
@@ -196,6 +217,7 @@ class Config(_Section):
     cases: CasesConfig = Field(default_factory=CasesConfig)
     imap: list[ImapAccount] = Field(default_factory=list)
     drop: DropConfig = Field(default_factory=DropConfig)
+    workflow: WorkflowConfig = Field(default_factory=WorkflowConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
 
     # Derived locations, so no other module joins paths by hand.

@@ -6,9 +6,10 @@ import logging
 
 from sqlalchemy.orm import Session
 
+from daemon.cases.decisions import Decisions
 from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
-from daemon.directory.lookup import member, member_by_email
+from daemon.directory.lookup import member, member_by_email, proxies_of
 from daemon.notify.views import person_name
 from daemon.parsing.message import ParsedMail
 from daemon.parsing.reply import Decision, parse_decision
@@ -17,12 +18,13 @@ from daemon.store.models import Case, CaseStep
 
 log = logging.getLogger(__name__)
 
-SUPPORTED = {Decision.APPROVE, Decision.REJECT}
+DECIDABLE = {CaseState.IN_REVIEW, CaseState.ON_HOLD}
 
 
 class ReplyHandler:
-    def __init__(self, workflow: Workflow) -> None:
+    def __init__(self, workflow: Workflow, decisions: Decisions) -> None:
         self.wf = workflow
+        self.decisions = decisions
 
     def handle(self, s: Session, mail: ParsedMail, token: str) -> str:
         """Apply the decision or send a clear error; returns the intake outcome line."""
@@ -49,11 +51,15 @@ class ReplyHandler:
         if case is None or step is None:
             return refuse("unknown_token")
         asked = member(s, row.person_id)
-        if sender is None or sender.id != row.person_id:
+        proxy_for = None
+        if sender is not None and sender.id != row.person_id and asked is not None and \
+                any(p.id == sender.id for p in proxies_of(s, asked.id, now.date())):
+            proxy_for = asked  # a registered proxy of the asked approver may decide
+        if sender is None or (sender.id != row.person_id and proxy_for is None):
             return refuse("not_asked",
                           asked=person_name(s, row.person_id, locale) if asked else row.person_id)
         if check.problem in (TokenProblem.USED, TokenProblem.REVOKED) or \
-                step.state != StepState.PENDING or case.state != CaseState.IN_REVIEW:
+                step.state != StepState.PENDING or case.state not in DECIDABLE:
             return refuse("moved_on", **self._moved_on(s, case, step, locale))
         if check.problem == TokenProblem.EXPIRED:
             self.wf.tokens.revoke_step(s, step.id, now)
@@ -62,12 +68,15 @@ class ReplyHandler:
         parsed = parse_decision(mail.text)
         if parsed is None:
             return refuse("no_decision")
-        if parsed.decision not in SUPPORTED:
-            return refuse("unsupported", word=parsed.decision.value)
-        if not self.wf.tokens.consume(s, row, now):
+        if parsed.decision == Decision.HOLD and case.state == CaseState.ON_HOLD:
+            return refuse("already_on_hold")
+        # HOLD keeps the request open: the same mail can still be answered later.
+        if parsed.decision != Decision.HOLD and not self.wf.tokens.consume(s, row, now):
             return refuse("moved_on", **self._moved_on(s, case, step, locale))
-        self.wf.decide(s, case, step, sender, parsed.decision.value, parsed.reason)
-        return f"{case.number}: {parsed.decision.value} by {sender.id}"
+        self.decisions.decide(s, case, step, sender, parsed.decision.value, parsed.reason,
+                              proxy_for=proxy_for)
+        by = f" (proxy for {proxy_for.id})" if proxy_for else ""
+        return f"{case.number}: {parsed.decision.value} by {sender.id}{by}"
 
     def _moved_on(self, s: Session, case: Case, step: CaseStep, locale: str) -> dict[str, object]:
         """"Already approved by X at T": what happened to the step the reply was about."""

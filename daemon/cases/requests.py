@@ -8,6 +8,7 @@ import re
 from sqlalchemy.orm import Session
 
 from daemon.cases.casetypes import CaseType
+from daemon.cases.commands import CaseCommands, parse_case_command
 from daemon.cases.workflow import NewRequest, Workflow
 from daemon.directory.lookup import Member
 from daemon.parsing.message import ParsedMail
@@ -26,6 +27,7 @@ def looks_japanese(text: str) -> bool:
 class RequestHandler:
     def __init__(self, workflow: Workflow) -> None:
         self.wf = workflow
+        self.commands = CaseCommands(workflow)
 
     def types_for(self, locale: str) -> list[dict[str, str]]:
         return [{"name": t.name, "title": t.title_ja if locale == "ja" else t.title}
@@ -50,6 +52,9 @@ class RequestHandler:
     def handle(self, s: Session, mail: ParsedMail, sender: Member, inbound_id: int) -> str:
         locale = sender.locale
         form = parse_form_text(mail.text)
+        case_cmd = parse_case_command(mail.subject)
+        if case_cmd is not None and not form.type_key:
+            return self.commands.run(s, mail, sender, *case_cmd)
         cmd = None if form.type_key else self.command(mail)
         if cmd is not None:
             return self.run_command(s, mail, locale, *cmd)

@@ -22,4 +22,5 @@ class StepState(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
-    SUPERSEDED = "superseded"
+    RETURNED = "returned"  # changes requested from the requester
+    SUPERSEDED = "superseded"  # withdrawn: someone else decided, the person left, cancelled

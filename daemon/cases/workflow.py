@@ -1,16 +1,16 @@
-"""Case lifecycle: open, route to the next approver, record decisions, report results.
+"""Case lifecycle: open, route along the case's workflow version, ask, finish.
 
 Everything here runs inside the caller's transaction together with the work item that
-triggered it, so a case and its mails appear exactly once or not at all.
+triggered it, so a case and its mails appear exactly once or not at all. Decisions are in
+daemon.cases.decisions; requester commands in daemon.cases.requests.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from daemon.cases.blobs import BlobStore
@@ -24,9 +24,13 @@ from daemon.notify.compose import decision_link, thread_id_for
 from daemon.notify.notifier import Notifier
 from daemon.notify.views import case_view, who
 from daemon.parsing.message import Attachment as MailAttachment
-from daemon.routing.resolvers import Resolver
+from daemon.routing.engine import Facts, Next, Pos, walk
+from daemon.routing.registry import TemplateRegistry
+from daemon.routing.templates import Template
 from daemon.security.tokens import TokenService
-from daemon.store.models import Attachment, Case, CaseEvent, CaseStep
+from daemon.store.models import Attachment, Case, CaseEvent, CaseStep, ReplyToken
+
+DECISION_WORDS = ("APPROVE", "REJECT", "RETURN", "HOLD")
 
 
 @dataclass(frozen=True)
@@ -56,35 +60,22 @@ class NewRequest:
 
 class Workflow:
     def __init__(
-        self,
-        cfg: Config,
-        clock: Clock,
-        types: CaseTypeRegistry,
-        tokens: TokenService,
-        notifier: Notifier,
-        resolver: Resolver,
-        blobs: BlobStore,
+        self, cfg: Config, clock: Clock, types: CaseTypeRegistry, tokens: TokenService,
+        notifier: Notifier, registry: TemplateRegistry, blobs: BlobStore,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
         self.types = types
         self.tokens = tokens
         self.notifier = notifier
-        self.resolver = resolver
+        self.registry = registry
         self.blobs = blobs
 
-    # --- history ---------------------------------------------------------------------------
+    # --- history and mail ------------------------------------------------------------------
 
-    def record(
-        self,
-        s: Session,
-        case: Case,
-        kind: str,
-        actor: Member | None,
-        detail: str = "",
-        decision: str | None = None,
-        reason: str | None = None,
-    ) -> None:
+    def record(self, s: Session, case: Case, kind: str, actor: Member | None,
+               detail: str = "", decision: str | None = None,
+               reason: str | None = None) -> None:
         now = self.clock.now()
         s.add(CaseEvent(
             case_id=case.id, at=now, kind=kind, actor_id=actor.id if actor else None,
@@ -93,20 +84,42 @@ class Workflow:
         ))
         case.updated_at = now
 
-    def send(
-        self, s: Session, template: str, to: Member, case: Case,
-        extra: dict[str, Any] | None = None, token: str | None = None,
-    ) -> None:
+    def send(self, s: Session, template: str, to: Member, case: Case,
+             extra: dict[str, Any] | None = None, token: str | None = None) -> None:
         view = case_view(s, case, self.types, to.locale)
         ctx: dict[str, Any] = {"view": view, "recipient": to.display_name(to.locale),
-                               **(extra or {})}
+                               "note": "", "note_detail": "", **(extra or {})}
         self.notifier.to_member(s, template, to, ctx, case, reply_token=token)
+
+    def tell_requester(self, s: Session, case: Case, template: str,
+                       extra: dict[str, Any] | None = None) -> None:
+        """The requester, and a proxy who entered the case for them, hear the same news."""
+        for pid in dict.fromkeys([case.requester_id, case.entered_by_id]):
+            person = member(s, pid) if pid else None
+            if person is not None:
+                self.send(s, template, person, case, extra)
+
+    # --- templates and facts ---------------------------------------------------------------
+
+    def template_of(self, s: Session, case: Case) -> Template:
+        return self.registry.of_version(s, case.workflow_version_id, case.case_type)
+
+    def facts(self, s: Session, case: Case) -> Facts:
+        ct = self.types.get(case.case_type)
+        kinds: dict[str, str] = {f.name: str(f.kind) for f in ct.fields} if ct else {}
+        requester = member(s, case.requester_id)
+        return Facts(dict(case.fields), kinds, {
+            "case_type": case.case_type,
+            "requester_unit": requester.unit.id if requester and requester.unit else "",
+            "today": self.clock.now().date().isoformat(),
+        })
 
     # --- lifecycle -------------------------------------------------------------------------
 
     def open_case(self, s: Session, req: NewRequest) -> Case:
         now = self.clock.now()
         number = next_number(s, self.cfg.cases.number_format, now)
+        version_id, _ = self.registry.current(req.case_type.name)
         case = Case(
             number=number, case_type=req.case_type.name, title=req.title,
             requester_id=req.requester.id,
@@ -114,6 +127,7 @@ class Workflow:
             state=CaseState.RECEIVED, fields=req.fields, created_at=now, updated_at=now,
             thread_id=thread_id_for(number, self.cfg.mail.domain),
             request_message_id=req.message_id, source_inbound_id=req.inbound_id,
+            workflow_version_id=version_id, route=Pos().as_dict(), round=1,
         )
         s.add(case)
         s.flush()
@@ -125,79 +139,105 @@ class Workflow:
         count = len(docs) + len(req.documents)
         self.record(s, case, "received", req.entered_by or req.requester,
                     detail=f"{req.case_type.name} request received by {req.channel}"
-                    + (f" with {count} attachment(s)" if count else ""))
-        approver = self._route(s, case, req.requester)
-        self.send(s, "ack", req.requester, case,
-                  {"next": who(approver, req.requester.locale) if approver else None})
-        if approver is None:
-            self._finish(s, case)
+                    + (f" with {count} attachment(s)" if count else "")
+                    + f"; workflow {self.registry.version_label(s, version_id)}")
+        asked = self.route(s, case, Pos(), False, req.requester)
+        self.tell_requester(s, case, "ack", {
+            "next": ", ".join(who(m, req.requester.locale) for m in asked) if asked else None})
+        if case.state == CaseState.APPROVED:
+            self.tell_requester(s, case, "approved")
         return case
 
-    def _route(self, s: Session, case: Case, last_actor: Member) -> Member | None:
-        """Ask the next approver, or return None when nobody is left to ask."""
-        res = self.resolver.resolve(s, last_actor.id)
-        self.record(s, case, "routed", None, detail=f"{res.resolver}: {res.explanation}")
-        if res.approver is None:
-            return None
+    def route(self, s: Session, case: Case, start: Pos, inside: bool,
+              last_actor: Member) -> list[Member]:
+        """Ask whoever comes next; with nobody left the case is approved. Returns who."""
+        requester = member(s, case.requester_id) or last_actor
+        template = self.template_of(s, case)
+        nxt: Next = walk(s, template, start, inside, self.facts(s, case), case.case_type,
+                         requester, last_actor, case.created_at.date())
+        for note in nxt.notes:
+            self.record(s, case, "routed", None, detail=note)
+        if nxt.done or nxt.pos is None or nxt.resolution is None:
+            case.route = None
+            case.state = CaseState.APPROVED
+            self.record(s, case, "approved", None, detail="every required approver has approved")
+            return []
+        case.route = nxt.pos.as_dict()
+        case.state = CaseState.IN_REVIEW
+        res = nxt.resolution
+        phase = template.phases[nxt.pos.phase]
+        step_name = phase.steps[nxt.pos.step].name
+        if res.failed:
+            admin = member(s, self.cfg.workflow.admin)
+            if admin is None:
+                case.state = CaseState.SUSPENDED
+                self.record(s, case, "suspended", None,
+                            detail=f"no approver and no administrator {self.cfg.workflow.admin!r}")
+                return []
+            approvers, kind, mode = [admin], "admin", "single"
+            note_detail = res.explanation
+        else:
+            approvers, kind, mode = list(res.approvers), "approver", res.mode
+            note_detail = ""
+        slot = self.next_slot(s, case)
+        for approver in approvers:
+            step = self.new_step(s, case, approver, slot=slot, mode=mode, phase=phase.name,
+                                 step_name=step_name, pos=nxt.pos.as_dict(), kind=kind,
+                                 resolver=res.resolver)
+            self.ask(s, case, step, approver, note="admin" if kind == "admin" else "",
+                     note_detail=note_detail)
+        return approvers
+
+    def next_slot(self, s: Session, case: Case) -> int:
+        return (s.scalar(select(func.max(CaseStep.slot)).where(CaseStep.case_id == case.id))
+                or 0) + 1
+
+    def new_step(self, s: Session, case: Case, approver: Member, *, slot: int, mode: str,
+                 phase: str, step_name: str, pos: dict[str, Any] | None, kind: str,
+                 resolver: str) -> CaseStep:
         seq = (s.scalar(select(func.max(CaseStep.seq)).where(CaseStep.case_id == case.id))
                or 0) + 1
-        step = CaseStep(case_id=case.id, seq=seq, resolver=res.resolver,
-                        approver_id=res.approver.id, state=StepState.PENDING,
-                        asked_at=self.clock.now())
+        step = CaseStep(case_id=case.id, seq=seq, resolver=resolver, approver_id=approver.id,
+                        state=StepState.PENDING, asked_at=self.clock.now(), round=case.round,
+                        slot=slot, mode=mode, phase=phase, step_name=step_name, pos=pos,
+                        kind=kind, asked_post={"unit": approver.unit.id if approver.unit
+                                               else None,
+                                               "position": approver.position.id
+                                               if approver.position else None})
         s.add(step)
         s.flush()
-        case.state = CaseState.IN_REVIEW
-        self.ask(s, case, step, res.approver)
-        return res.approver
+        return step
 
     def ask(self, s: Session, case: Case, step: CaseStep, approver: Member,
-            note: str = "") -> None:
+            note: str = "", note_detail: str = "") -> None:
         token = self.tokens.issue(s, case.id, step.id, approver.id, self.clock.now())
-        self.record(s, case, "asked", approver, detail=f"approval requested (step {step.seq})")
+        what = {"admin": "the administrator is asked: ", "returned": "asked again: ",
+                "reminder": "reminder: ", "escalated": "escalated: ",
+                "substitute": "substitute asked: "}.get(note, "")
+        self.record(s, case, "asked", approver,
+                    detail=f"{what}approval requested ({step.phase}/{step.step_name}, "
+                    f"ask {step.slot}{', ' + step.mode if step.mode != 'single' else ''})"
+                    + (f": {note_detail}" if note_detail else ""))
         subject_hint = f"[{case.number}] {case.title} [#{token}]"
-        links = {w: decision_link(self.cfg.mail, token, subject_hint, w)
-                 for w in ("APPROVE", "REJECT")}
+        links = {w: decision_link(self.cfg.mail, token, subject_hint, w) for w in DECISION_WORDS}
         self.send(s, "approval_request", approver, case,
-                  {"token": token, "links": links, "note": note,
+                  {"token": token, "links": links, "note": note, "note_detail": note_detail,
+                   "mode": step.mode,
                    "expires": (self.clock.now() + self.tokens.ttl).strftime("%Y-%m-%d %H:%M UTC")},
                   token=token)
 
-    def _finish(self, s: Session, case: Case) -> None:
-        case.state = CaseState.APPROVED
-        self.record(s, case, "approved", None, detail="every required approver has approved")
-        requester = member(s, case.requester_id)
-        if requester is not None:
-            self.send(s, "approved", requester, case)
+    def close_step(self, s: Session, step: CaseStep, state: str) -> None:
+        """End a step that will not be decided (superseded, cancelled): its tokens die."""
+        step.state = state
+        self.tokens.revoke_step(s, step.id, self.clock.now())
 
-    def decide(
-        self, s: Session, case: Case, step: CaseStep, actor: Member, decision: str, reason: str
-    ) -> None:
-        now: datetime = self.clock.now()
-        step.decided_at = now
-        step.decided_by = actor.id
-        step.reason = reason or None
-        self.record(s, case, "decision", actor, decision=decision, reason=reason or None,
-                    detail=f"step {step.seq} decided by reply")
-        requester = member(s, case.requester_id)
-        if decision == "approve":
-            step.state = StepState.APPROVED
-            nxt = self._route(s, case, actor)
-            self.send(s, "decision_confirmed", actor, case,
-                      {"decision": decision, "reason": reason,
-                       "next": who(nxt, actor.locale) if nxt else None})
-            if nxt is None:
-                self._finish(s, case)
-            elif requester is not None:
-                self.send(s, "progress", requester, case,
-                          {"by": who(actor, requester.locale),
-                           "next": who(nxt, requester.locale)})
-            return
-        step.state = StepState.REJECTED
-        case.state = CaseState.REJECTED
-        self.record(s, case, "rejected", actor, detail="returned to the requester",
-                    reason=reason or None)
-        self.send(s, "decision_confirmed", actor, case,
-                  {"decision": decision, "reason": reason, "next": None})
-        if requester is not None:
-            self.send(s, "rejected", requester, case,
-                      {"by": who(actor, requester.locale), "reason": reason})
+    def pending_steps(self, s: Session, case: Case) -> list[CaseStep]:
+        return list(s.scalars(select(CaseStep).where(
+            CaseStep.case_id == case.id, CaseStep.state == StepState.PENDING)
+            .order_by(CaseStep.seq)))
+
+    def revoke_all(self, s: Session, case: Case) -> None:
+        s.execute(update(ReplyToken).where(
+            ReplyToken.case_id == case.id, ReplyToken.used_at.is_(None),
+            ReplyToken.revoked_at.is_(None)).values(revoked_at=self.clock.now())
+            .execution_options(synchronize_session=False))

@@ -162,6 +162,23 @@ def status(ctx: click.Context) -> None:
 
 
 @cli.group()
+def rules() -> None:
+    """Case types and workflow templates."""
+
+
+@rules.command("check")
+@click.pass_context
+def rules_check(ctx: click.Context) -> None:
+    """Load and validate every case type and workflow template; list what applies."""
+    app = _app(ctx)
+    for ct in app.types.all():
+        t = app.registry.templates.for_case_type(ct.name)
+        phases = " → ".join(p.name for p in t.phases)
+        click.echo(f"{ct.name:<16} workflow {t.name} ({t.source}): {phases}")
+    click.echo("ok: rules compile")
+
+
+@cli.group()
 def queue() -> None:
     """Work queue maintenance."""
 

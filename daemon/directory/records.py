@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,43 @@ class PersonRecord:
 
 
 @dataclass(frozen=True)
+class RoleRecord:
+    """A post held in a unit: ``person`` is ``role`` (head, accounting_staff, ...) of ``unit``."""
+
+    unit: str
+    role: str
+    person: str
+
+
+@dataclass(frozen=True)
+class RelationRecord:
+    """A registered approval relation: ``approver`` approves for the object.
+
+    ``kind`` "responsible": the approver is responsible for the person or unit;
+    ``kind`` "proxy": the approver stands in for the object person.
+    """
+
+    approver: str
+    object_type: Literal["person", "unit"]
+    object_id: str
+    kind: str  # "responsible" or "proxy"
+    valid_from: datetime.date
+    valid_to: datetime.date | None  # None: open-ended; otherwise inclusive
+    registered_by: str | None
+
+    def describe(self) -> str:
+        """One line for diffs and messages: ``a->person b proxy 2026-01-01..2026-12-31``."""
+        until = self.valid_to.isoformat() if self.valid_to else ""
+        return (
+            f"{self.approver}->{self.object_type} {self.object_id} {self.kind} "
+            f"{self.valid_from.isoformat()}..{until}"
+        )
+
+
+@dataclass(frozen=True)
 class DirectoryData:
     units: tuple[Unit, ...]
     positions: tuple[Position, ...]
     people: tuple[PersonRecord, ...]
+    roles: tuple[RoleRecord, ...] = ()
+    relations: tuple[RelationRecord, ...] = ()

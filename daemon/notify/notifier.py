@@ -20,11 +20,13 @@ from daemon.workqueue.queue import WorkQueue
 log = logging.getLogger(__name__)
 
 # Mails that answer an inbound mail: rate-limited per recipient so no loop can flood anyone.
-ANSWER_TEMPLATES = ("request_error", "reply_error", "unknown_sender", "help", "form")
+ANSWER_TEMPLATES = ("request_error", "reply_error", "unknown_sender", "help", "form",
+                    "command_reply")
 # Every mail the workflow sends; checked at start so a missing translation stops the daemon
 # before a case needs it.
 REQUIRED_TEMPLATES = (*ANSWER_TEMPLATES, "ack", "approval_request", "decision_confirmed",
-                      "progress", "approved", "rejected", "drop_rejected")
+                      "progress", "approved", "rejected", "drop_rejected", "hold",
+                      "returned", "reject_notice", "cancelled")
 
 
 class Notifier:

@@ -1,67 +1,174 @@
-"""Approver resolvers: each answers "who is asked next, and why".
+"""Approver resolvers: each answers "who is asked at this step, and why" (SPEC 5).
 
-Only rank-above is built so far; the others (role climbing, registered relations, business
-groups, fixed lists) plug in through the same Resolver protocol.
+A resolution either names approvers, says the step has nobody (more) to ask, so routing
+moves on (`exhausted`), or says someone was required and nobody was found (`failed`), so
+the administrator is asked instead and the case never vanishes.
 """
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
-from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from daemon.directory.lookup import Member, member, unit_members
-from daemon.store.models import Position
+from daemon.directory.lookup import (
+    Member,
+    member,
+    parent_unit,
+    relations_for,
+    role_holders,
+    unit_members,
+)
+from daemon.routing.templates import Step
+from daemon.store.models import OrgUnit, Position
+
+
+@dataclass(frozen=True)
+class RouteContext:
+    case_type: str
+    requester: Member
+    last_actor: Member
+    on: datetime.date  # the case date: relations must be valid on it
+    sub: int = 0  # position inside a multi-part step (business group roles)
 
 
 @dataclass(frozen=True)
 class Resolution:
-    approver: Member | None
+    approvers: tuple[Member, ...]
     resolver: str
-    explanation: str  # recorded in the case history: why this person, or why nobody
-
-
-class Resolver(Protocol):
-    name: str
-
-    def resolve(self, s: Session, last_actor_id: str) -> Resolution: ...
-
-
-class RankAboveResolver:
-    """The person in the last actor's unit with the lowest rank strictly above theirs.
-
-    Ranks nobody holds (vacant posts) are stepped over naturally; several holders of the
-    same rank are tried in id order, so the choice is stable and explainable.
-    """
-
-    name = "rank-above"
-
-    def resolve(self, s: Session, last_actor_id: str) -> Resolution:
-        actor = member(s, last_actor_id)
-        if actor is None or actor.rank is None or actor.unit is None:
-            return Resolution(None, self.name, f"{last_actor_id} has no post in the directory")
-        above = [m for m in unit_members(s, actor.unit.id)
-                 if m.rank is not None and m.rank > actor.rank and m.id != actor.id]
-        unit = actor.unit.name
-        if not above:
-            return Resolution(
-                None, self.name,
-                f"nobody in {unit} ranks above {actor.person.name} ({_pos(actor)})",
-            )
-        best = min(above, key=lambda m: (m.rank or 0, m.id))
-        vacant = s.scalars(
-            select(Position.name)
-            .where(Position.active.is_(True), Position.rank > actor.rank,
-                   Position.rank < (best.rank or 0))
-            .order_by(Position.rank)
-        ).all()
-        why = f"lowest rank above {_pos(actor)} in {unit}: {best.person.name} ({_pos(best)})"
-        if vacant:
-            why += f"; vacant in {unit}, stepped over: {', '.join(vacant)}"
-        return Resolution(best, self.name, why)
+    explanation: str
+    exhausted: bool = False
+    failed: bool = False
+    mode: str = "single"  # several approvers: "any" one decides, or "all" must approve
 
 
 def _pos(m: Member) -> str:
     return m.position.name if m.position else "no position"
+
+
+def _unit_name(s: Session, unit_id: str) -> str:
+    unit = s.get(OrgUnit, unit_id)
+    return unit.name if unit else unit_id
+
+
+def _several(found: list[Member], resolver: str, why: str, mode: str = "any") -> Resolution:
+    if len(found) == 1:
+        return Resolution((found[0],), resolver, why)
+    return Resolution(tuple(found), resolver, why, mode=mode)
+
+
+def rank_above(s: Session, step: Step, ctx: RouteContext) -> Resolution:
+    """The lowest rank strictly above the last actor, in their unit or the step's unit."""
+    actor = ctx.last_actor
+    unit_id = step.unit or (actor.unit.id if actor.unit else None)
+    if actor.rank is None or unit_id is None:
+        return Resolution((), "rank-above", f"{actor.person.name} has no post", exhausted=True)
+    lo = max(actor.rank + 1, step.min_rank if step.min_rank is not None else actor.rank + 1)
+    hi = step.max_rank
+    above = [m for m in unit_members(s, unit_id)
+             if m.rank is not None and m.rank >= lo and (hi is None or m.rank <= hi)
+             and m.id not in (actor.id, ctx.requester.id)]
+    unit = _unit_name(s, unit_id)
+    limit = f" up to rank {hi}" if hi is not None else ""
+    if not above:
+        vacant = s.scalars(select(Position.name).where(
+            Position.active.is_(True), Position.rank >= lo,
+            *([Position.rank <= hi] if hi is not None else [])).order_by(Position.rank)).all()
+        gap = f" ({', '.join(vacant)} vacant)" if vacant else ""
+        return Resolution((), "rank-above", f"nobody in {unit} ranks above {actor.person.name} "
+                          f"({_pos(actor)}){limit}{gap}", exhausted=True)
+    best_rank = min(m.rank or 0 for m in above)
+    best = [m for m in above if m.rank == best_rank]
+    vacant = s.scalars(select(Position.name).where(
+        Position.active.is_(True), Position.rank > actor.rank, Position.rank < best_rank)
+        .order_by(Position.rank)).all()
+    why = f"lowest rank above {_pos(actor)} in {unit}{limit}: " + ", ".join(
+        f"{m.person.name} ({_pos(m)})" for m in best)
+    if vacant:
+        why += f"; vacant in {unit}, stepped over: {', '.join(vacant)}"
+    return _several(best, "rank-above", why)
+
+
+def role(s: Session, step: Step, ctx: RouteContext) -> Resolution:
+    """Holder of the role in a unit (given, or the last actor's), climbing to parents."""
+    assert step.role is not None
+    start = step.unit or (ctx.last_actor.unit.id if ctx.last_actor.unit else None)
+    unit_id, tried = start, []
+    while unit_id is not None:
+        holders = [m for m in role_holders(s, unit_id, step.role)
+                   if m.id != ctx.requester.id]
+        tried.append(_unit_name(s, unit_id))
+        if holders:
+            climbed = f" (climbed from {' → '.join(tried)})" if len(tried) > 1 else ""
+            return _several(holders, "role", f"{step.role} of {tried[-1]}{climbed}: "
+                            + ", ".join(m.person.name for m in holders))
+        if not step.climb:
+            break
+        parent = parent_unit(s, unit_id)
+        unit_id = parent.id if parent else None
+    return Resolution((), "role", f"nobody holds {step.role} in {' → '.join(tried) or '-'}"
+                      + (" (reached the top of the organisation)" if step.climb else ""),
+                      failed=True)
+
+
+def relation(s: Session, step: Step, ctx: RouteContext) -> Resolution:
+    """The responsible approver registered for the requester, or else their unit."""
+    req = ctx.requester
+    for label, rels in (
+        ("the requester", relations_for(s, person_id=req.id, on=ctx.on)),
+        (f"unit {req.unit.name if req.unit else '-'}",
+         relations_for(s, unit_id=req.unit.id, on=ctx.on) if req.unit else []),
+    ):
+        found = [m for r in rels if (m := member(s, r.approver_id)) and m.person.active]
+        if found:
+            return _several(found, "relation", f"registered approver for {label} on "
+                            f"{ctx.on}: " + ", ".join(m.person.name for m in found))
+    return Resolution((), "relation", f"no approval relation for {req.person.name} or their "
+                      f"unit is valid on {ctx.on}", failed=True)
+
+
+def business(s: Session, step: Step, ctx: RouteContext) -> Resolution:
+    """The business group for this case type: its roles in order (e.g. staff, then manager)."""
+    group = step.groups.get(ctx.case_type) or step.groups.get("default")
+    if group is None:
+        return Resolution((), "business", f"no business group for case type {ctx.case_type}",
+                          exhausted=True)
+    roles = list(group["roles"])
+    if ctx.sub >= len(roles):
+        return Resolution((), "business", f"every role of {group['unit']} has approved",
+                          exhausted=True)
+    wanted = roles[ctx.sub]
+    holders = [m for m in role_holders(s, group["unit"], wanted) if m.id != ctx.requester.id]
+    unit = _unit_name(s, group["unit"])
+    if not holders:
+        return Resolution((), "business", f"nobody holds {wanted} in {unit}", failed=True)
+    return _several(holders, "business", f"business group for {ctx.case_type}: {wanted} of "
+                    f"{unit} ({ctx.sub + 1} of {len(roles)}): "
+                    + ", ".join(m.person.name for m in holders))
+
+
+def fixed(s: Session, step: Step, ctx: RouteContext) -> Resolution:
+    members: list[Member] = []
+    missing: list[str] = []
+    for pid in step.people:
+        m = member(s, pid)
+        if m is not None and m.person.active:
+            members.append(m)
+        else:
+            missing.append(pid)
+    if missing:
+        return Resolution((), "fixed", "not in the directory (or inactive): "
+                          + ", ".join(missing), failed=True)
+    word = "any one of" if step.mode == "any" else "all of"
+    return _several(members, "fixed", f"{word} " + ", ".join(m.person.name for m in members),
+                    mode=step.mode)
+
+
+RESOLVE = {"rank-above": rank_above, "role": role, "relation": relation,
+           "business": business, "fixed": fixed}
+
+
+def resolve(s: Session, step: Step, ctx: RouteContext) -> Resolution:
+    return RESOLVE[step.resolver](s, step, ctx)

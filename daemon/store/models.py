@@ -174,6 +174,11 @@ class Case(Base):
     thread_id: Mapped[str] = mapped_column(String(255))
     request_message_id: Mapped[str | None] = mapped_column(String(998))
     source_inbound_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    # The template version the case started with; later template edits do not touch it.
+    workflow_version_id: Mapped[int | None] = mapped_column(Integer)
+    # Where routing stands: {"phase": i, "step": j, "sub": k}; round counts reapplications.
+    route: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    round: Mapped[int] = mapped_column(Integer, default=1)
 
 
 class CaseStep(Base):
@@ -190,6 +195,19 @@ class CaseStep(Base):
     decided_at: Mapped[datetime | None]
     decided_by: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
+    # Route position this step serves, and the ask it belongs to (several people may be
+    # asked at once: any one of them, or all of them).
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    slot: Mapped[int] = mapped_column(Integer, default=0)
+    mode: Mapped[str] = mapped_column(String(8), default="single")
+    phase: Mapped[str] = mapped_column(String(64), default="")
+    step_name: Mapped[str] = mapped_column(String(64), default="")
+    pos: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    kind: Mapped[str] = mapped_column(String(16), default="approver")
+    reminded_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+    # The approver's post when asked: a substitute is found if it changes.
+    asked_post: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     __table_args__ = (UniqueConstraint("case_id", "seq"),)
 
@@ -207,6 +225,21 @@ class CaseEvent(Base):
     decision: Mapped[str | None] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class WorkflowVersion(Base):
+    """Each distinct content of a workflow template, kept so running cases keep theirs."""
+
+    __tablename__ = "workflow_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(500))
+    body: Mapped[dict[str, Any]]
+    loaded_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("name", "digest"), UniqueConstraint("name", "version"))
 
 
 class Attachment(Base):

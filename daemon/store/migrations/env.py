@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import daemon.store.directory_models  # noqa: F401  (registers its tables on Base)
 from daemon.store.models import Base
 
 connection = context.config.attributes["connection"]

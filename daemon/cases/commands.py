@@ -1,0 +1,175 @@
+"""Requester commands by email: status, cancel, reapply, correct, pending (SPEC 4, 5).
+
+The subject carries the command and case number; for `reapply` and `correct` the body may
+carry corrected "Field: value" lines, validated like a new request and recorded as a
+correction with the old and new values.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from daemon.cases.casetypes import CaseType
+from daemon.cases.states import OPEN_STATES, CaseState, StepState
+from daemon.cases.workflow import Workflow
+from daemon.directory.lookup import Member, member
+from daemon.notify.views import format_value, person_name
+from daemon.parsing.message import ParsedMail
+from daemon.parsing.request import RawForm, parse_form_text, validate_fields
+from daemon.routing.engine import Pos
+from daemon.store.models import Case, CaseStep
+
+CASE_COMMAND_RE = re.compile(
+    r"^\s*(status|cancel|reapply|correct|状況|取消|取り消し|再申請|修正)\s+(\S+)\s*$",
+    re.IGNORECASE)
+PENDING_RE = re.compile(r"^\s*(pending|承認待ち)\s*$", re.IGNORECASE)
+ALIASES = {"状況": "status", "取消": "cancel", "取り消し": "cancel", "再申請": "reapply",
+           "修正": "correct"}
+
+
+def parse_case_command(subject: str) -> tuple[str, str] | None:
+    if PENDING_RE.match(subject):
+        return "pending", ""
+    m = CASE_COMMAND_RE.match(subject)
+    if not m:
+        return None
+    word = m.group(1).lower()
+    return ALIASES.get(m.group(1), word), m.group(2).upper()
+
+
+class CaseCommands:
+    def __init__(self, workflow: Workflow) -> None:
+        self.wf = workflow
+
+    def reply(self, s: Session, mail: ParsedMail, sender: Member, command: str,
+              outcome: str, case: Case | None = None, **extra: Any) -> str:
+        self.wf.notifier.to_address(
+            s, "command_reply", mail.from_addr, sender.locale,
+            {"command": command, "outcome": outcome,
+             "number": case.number if case else extra.pop("number", ""), **extra},
+            case, in_reply_to=mail.message_id)
+        return f"{command}: {outcome}"
+
+    def run(self, s: Session, mail: ParsedMail, sender: Member, command: str,
+            number: str) -> str:
+        if command == "pending":
+            return self.pending(s, mail, sender)
+        case = s.scalar(select(Case).where(Case.number == number))
+        if case is None:
+            return self.reply(s, mail, sender, command, "no_such_case", number=number)
+        steps = s.scalars(select(CaseStep).where(CaseStep.case_id == case.id)).all()
+        involved = {case.requester_id, case.entered_by_id, *(st.approver_id for st in steps)}
+        if sender.id not in involved:
+            return self.reply(s, mail, sender, command, "not_yours", number=number)
+        if command == "status":
+            return self.status(s, mail, sender, case)
+        if sender.id not in (case.requester_id, case.entered_by_id):
+            return self.reply(s, mail, sender, command, "requester_only", case)
+        return {"cancel": self.cancel, "reapply": self.reapply,
+                "correct": self.correct}[command](s, mail, sender, case)
+
+    def status(self, s: Session, mail: ParsedMail, sender: Member, case: Case) -> str:
+        waiting = [person_name(s, st.approver_id, sender.locale)
+                   for st in self.wf.pending_steps(s, case)]
+        return self.reply(s, mail, sender, "status", "ok", case, state=case.state,
+                          waiting=waiting)
+
+    def pending(self, s: Session, mail: ParsedMail, sender: Member) -> str:
+        rows = s.execute(select(Case.number, Case.title, CaseStep.asked_at).join(
+            CaseStep, CaseStep.case_id == Case.id).where(
+            CaseStep.approver_id == sender.id, CaseStep.state == StepState.PENDING)
+            .order_by(CaseStep.asked_at)).all()
+        items = [{"number": n, "title": t, "asked": a.strftime("%Y-%m-%d")} for n, t, a in rows]
+        return self.reply(s, mail, sender, "pending", "ok", items=items)
+
+    def cancel(self, s: Session, mail: ParsedMail, sender: Member, case: Case) -> str:
+        if case.state not in {*OPEN_STATES, CaseState.RETURNED, CaseState.REJECTED,
+                              CaseState.SUSPENDED}:
+            return self.reply(s, mail, sender, "cancel", "wrong_state", case, state=case.state)
+        for st in self.wf.pending_steps(s, case):
+            self.wf.close_step(s, st, StepState.SUPERSEDED)
+            approver = member(s, st.approver_id)
+            if approver is not None:
+                self.wf.send(s, "cancelled", approver, case, {"by": sender.person.name})
+        self.wf.revoke_all(s, case)
+        case.state = CaseState.CANCELLED
+        case.route = None
+        self.wf.record(s, case, "cancelled", sender, detail="cancelled by email")
+        return self.reply(s, mail, sender, "cancel", "ok", case)
+
+    def _corrections(self, s: Session, mail: ParsedMail, sender: Member, case: Case,
+                     command: str) -> tuple[dict[str, Any], list[str]] | str:
+        """Corrected fields from the body (may be none), or the refusal already sent."""
+        ct: CaseType | None = self.wf.types.get(case.case_type)
+        form = parse_form_text(mail.text)
+        if ct is None or not form.values:
+            return {}, []
+        merged = dict(form.values)
+        for spec in ct.fields:  # unchanged fields keep their values
+            given = any(k in merged for k in spec.match_keys())
+            if not given and case.fields.get(spec.name) is not None:
+                merged[spec.name] = str(case.fields[spec.name]) if not isinstance(
+                    case.fields[spec.name], list) else ", ".join(case.fields[spec.name])
+        values, problems = validate_fields(ct, RawForm(
+            type_key=None, values=merged, line_of={}, unknown_lines=[]))
+        if problems:
+            msgs = [p.message_ja if sender.locale == "ja" else p.message for p in problems]
+            return self.reply(s, mail, sender, command, "bad_fields", case, problems=msgs)
+        changes = [f"{spec.label}: {format_value(spec.kind, case.fields.get(spec.name))} → "
+                   f"{format_value(spec.kind, values.get(spec.name))}"
+                   for spec in ct.fields if case.fields.get(spec.name) != values.get(spec.name)]
+        return values, changes
+
+    def _apply(self, s: Session, case: Case, sender: Member, values: dict[str, Any],
+               changes: list[str]) -> None:
+        if changes:
+            case.fields = values
+            self.wf.record(s, case, "corrected", sender, detail="; ".join(changes))
+
+    def reapply(self, s: Session, mail: ParsedMail, sender: Member, case: Case) -> str:
+        if case.state not in (CaseState.REJECTED, CaseState.RETURNED):
+            return self.reply(s, mail, sender, "reapply", "wrong_state", case, state=case.state)
+        got = self._corrections(s, mail, sender, case, "reapply")
+        if isinstance(got, str):
+            return got
+        self._apply(s, case, sender, *got)
+        case.round += 1
+        self.wf.record(s, case, "reapplied", sender,
+                       detail=f"round {case.round}: routing restarts from the beginning")
+        requester = member(s, case.requester_id) or sender
+        asked = self.wf.route(s, case, Pos(), False, requester)
+        self.wf.tell_requester(s, case, "ack", {"reapplied": True, "next": ", ".join(
+            m.display_name(sender.locale) for m in asked) if asked else None})
+        if case.state == CaseState.APPROVED:
+            self.wf.tell_requester(s, case, "approved")
+        return f"reapply: {case.number} round {case.round}"
+
+    def correct(self, s: Session, mail: ParsedMail, sender: Member, case: Case) -> str:
+        if case.state != CaseState.RETURNED:
+            return self.reply(s, mail, sender, "correct", "wrong_state", case, state=case.state)
+        got = self._corrections(s, mail, sender, case, "correct")
+        if isinstance(got, str):
+            return got
+        values, changes = got
+        if not changes:
+            return self.reply(s, mail, sender, "correct", "no_changes", case)
+        self._apply(s, case, sender, values, changes)
+        route = case.route or {}
+        back = member(s, str(route.get("returned_by")))
+        returned = s.get(CaseStep, route.get("step_id")) if route.get("step_id") else None
+        if back is None or returned is None or not back.person.active:
+            requester = member(s, case.requester_id) or sender
+            self.wf.route(s, case, Pos(), False, requester)
+        else:
+            case.state = CaseState.IN_REVIEW
+            case.route = returned.pos
+            new = self.wf.new_step(s, case, back, slot=self.wf.next_slot(s, case),
+                                   mode="single", phase=returned.phase,
+                                   step_name=returned.step_name, pos=returned.pos,
+                                   kind="corrected", resolver=returned.resolver)
+            self.wf.ask(s, case, new, back, note="corrected", note_detail="; ".join(changes))
+        return self.reply(s, mail, sender, "correct", "ok", case, changes=changes)

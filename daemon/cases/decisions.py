@@ -1,0 +1,160 @@
+"""What an approver's decision does (SPEC 5): approve, reject, return for changes, hold.
+
+Several people may be asked at once: with "any" the first decision settles the ask and the
+others' requests are withdrawn; with "all" every one must approve and any rejection counts.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from daemon.cases.states import CaseState, StepState
+from daemon.cases.workflow import Workflow
+from daemon.directory.lookup import Member, member
+from daemon.notify.views import who
+from daemon.routing.engine import Pos, after_approval
+from daemon.store.models import Case, CaseStep
+
+
+class Decisions:
+    def __init__(self, workflow: Workflow) -> None:
+        self.wf = workflow
+
+    def _others(self, s: Session, case: Case, step: CaseStep) -> list[CaseStep]:
+        return [o for o in self.wf.pending_steps(s, case) if o.slot == step.slot
+                and o.id != step.id]
+
+    def decide(self, s: Session, case: Case, step: CaseStep, actor: Member, decision: str,
+               reason: str, proxy_for: Member | None = None) -> None:
+        wf = self.wf
+        on_behalf = f" on behalf of {proxy_for.person.name}" if proxy_for else ""
+        if decision == "hold":
+            case.state = CaseState.ON_HOLD
+            wf.record(s, case, "hold", actor, decision="hold", reason=reason or None,
+                      detail=f"{step.phase}/{step.step_name}{on_behalf}; the request stays open")
+            wf.send(s, "decision_confirmed", actor, case, {"decision": "hold",
+                                                           "reason": reason, "next": None})
+            wf.tell_requester(s, case, "hold", {"by": who(actor, "en"), "reason": reason})
+            return
+        step.decided_at = wf.clock.now()
+        step.decided_by = actor.id
+        step.reason = reason or None
+        wf.record(s, case, "decision", actor, decision=decision, reason=reason or None,
+                  detail=f"{step.phase}/{step.step_name} (ask {step.slot}){on_behalf}")
+        if decision == "approve":
+            self._approve(s, case, step, actor, reason)
+        elif decision == "reject":
+            self._reject(s, case, step, actor, reason)
+        else:
+            self._return(s, case, step, actor, reason)
+
+    def _approve(self, s: Session, case: Case, step: CaseStep, actor: Member,
+                 reason: str) -> None:
+        wf = self.wf
+        step.state = StepState.APPROVED
+        others = self._others(s, case, step)
+        if step.mode == "all" and others:
+            case.state = CaseState.IN_REVIEW
+            waiting = ", ".join(o.approver_id for o in others)
+            wf.record(s, case, "waiting", None, detail=f"all must approve; still waiting for "
+                      f"{waiting}")
+            wf.send(s, "decision_confirmed", actor, case,
+                    {"decision": "approve", "reason": reason, "next": None})
+            return
+        for o in others:
+            wf.close_step(s, o, StepState.SUPERSEDED)
+            wf.record(s, case, "withdrawn", member(s, o.approver_id),
+                      detail=f"request withdrawn: {actor.person.name} decided first")
+        template = wf.template_of(s, case)
+        if step.kind == "admin" or step.pos is None:
+            # The administrator stood in for a step nobody could fill: carry on after it.
+            pos = Pos.of(step.pos)
+            start, inside = (Pos(pos.phase, pos.step + 1, 0), False)
+            if pos.step + 1 >= len(template.phases[pos.phase].steps):
+                start = Pos(pos.phase + 1, 0, 0)
+        else:
+            start, inside = after_approval(template, Pos.of(step.pos))
+        asked = wf.route(s, case, start, inside, actor)
+        requester = member(s, case.requester_id)
+        wf.send(s, "decision_confirmed", actor, case, {
+            "decision": "approve", "reason": reason,
+            "next": ", ".join(who(m, actor.locale) for m in asked) if asked else None})
+        if case.state == CaseState.APPROVED:
+            wf.tell_requester(s, case, "approved")
+        elif requester is not None and asked:
+            wf.tell_requester(s, case, "progress", {
+                "by": who(actor, requester.locale),
+                "next": ", ".join(who(m, requester.locale) for m in asked)})
+
+    def _previous(self, s: Session, case: Case, step: CaseStep) -> CaseStep | None:
+        """The last approval before this ask in the current round."""
+        return s.scalar(select(CaseStep).where(
+            CaseStep.case_id == case.id, CaseStep.round == case.round,
+            CaseStep.state == StepState.APPROVED, CaseStep.slot < step.slot,
+            CaseStep.id != step.id).order_by(CaseStep.slot.desc(), CaseStep.seq.desc())
+            .limit(1))
+
+    def _reject(self, s: Session, case: Case, step: CaseStep, actor: Member,
+                reason: str) -> None:
+        wf = self.wf
+        step.state = StepState.REJECTED
+        for o in self._others(s, case, step):
+            wf.close_step(s, o, StepState.SUPERSEDED)
+        template = wf.template_of(s, case)
+        pos = Pos.of(step.pos)
+        business = (step.pos is not None and pos.phase < len(template.phases)
+                    and template.phases[pos.phase].kind == "business")
+        previous = None if business else self._previous(s, case, step)
+        if previous is not None:
+            back_to = member(s, previous.approver_id)
+            if back_to is not None and back_to.person.active:
+                new = wf.new_step(s, case, back_to, slot=wf.next_slot(s, case), mode="single",
+                                  phase=previous.phase, step_name=previous.step_name,
+                                  pos=previous.pos, kind="returned", resolver=previous.resolver)
+                case.route = previous.pos
+                wf.record(s, case, "sent back", back_to,
+                          detail=f"rejected by {actor.person.name}; back to the previous "
+                          "approver", reason=reason or None)
+                wf.ask(s, case, new, back_to, note="returned",
+                       note_detail=f"{actor.person.name}: {reason or '-'}")
+                wf.send(s, "decision_confirmed", actor, case, {
+                    "decision": "reject", "reason": reason, "next": who(back_to, actor.locale)})
+                return
+        case.state = CaseState.REJECTED
+        case.route = None
+        wf.record(s, case, "rejected", actor, reason=reason or None,
+                  detail="returned to the requester, who may reapply or cancel"
+                  + ("; business phase: every earlier approver is told" if business else ""))
+        wf.send(s, "decision_confirmed", actor, case,
+                {"decision": "reject", "reason": reason, "next": None})
+        requester = member(s, case.requester_id)
+        if requester is not None:
+            wf.tell_requester(s, case, "rejected",
+                              {"by": who(actor, requester.locale), "reason": reason})
+        if business:
+            earlier = s.scalars(select(CaseStep).where(
+                CaseStep.case_id == case.id, CaseStep.round == case.round,
+                CaseStep.state == StepState.APPROVED)).all()
+            for approver_id in dict.fromkeys(e.approver_id for e in earlier):
+                person = member(s, approver_id)
+                if person is not None:
+                    wf.send(s, "reject_notice", person, case,
+                            {"by": who(actor, person.locale), "reason": reason})
+
+    def _return(self, s: Session, case: Case, step: CaseStep, actor: Member,
+                reason: str) -> None:
+        wf = self.wf
+        step.state = StepState.RETURNED
+        for o in self._others(s, case, step):
+            wf.close_step(s, o, StepState.SUPERSEDED)
+        case.state = CaseState.RETURNED
+        case.route = {**(step.pos or {}), "returned_by": actor.id, "step_id": step.id}
+        wf.record(s, case, "returned", actor, reason=reason or None,
+                  detail="changes requested; the requester may send corrected fields")
+        wf.send(s, "decision_confirmed", actor, case,
+                {"decision": "return", "reason": reason, "next": None})
+        requester = member(s, case.requester_id)
+        if requester is not None:
+            wf.tell_requester(s, case, "returned", {"by": who(actor, requester.locale),
+                                                    "reason": reason})

@@ -1,0 +1,1 @@
+"""Conditions written by administrators: workflow inclusion and stored approval conditions."""

@@ -1,0 +1,365 @@
+"""CEL conditions over case fields, compiled once and evaluated many times.
+
+Numbers: money is always a CEL double, integer fields are CEL ints, and wherever an int meets
+a double (comparison, arithmetic, ``in``) the int is promoted to double.  Plain CEL would reject
+``case.amount == 50000`` for a double amount; administrators should not need to write ``50000.0``.
+Dates are CEL timestamps at 00:00 UTC, so ``case.delivery <= date('2026-12-31')`` compares days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import celpy
+import lark
+from celpy import celtypes as ct
+from celpy.adapter import json_to_cel
+from celpy.evaluation import CELEvalError, base_functions, operator_in
+
+
+class ExprError(Exception):
+    """A condition that does not compile: message says where and why, in plain words."""
+
+
+@dataclass(frozen=True)
+class Compiled:
+    source: str
+    fields: frozenset[str]
+    _runner: Any = field(compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    value: bool | None
+    missing: tuple[str, ...] = ()
+    error: str | None = None
+
+
+_MACROS = {"has", "dyn", "all", "exists", "exists_one", "map", "filter"}
+_BINDING_MACROS = _MACROS - {"has", "dyn"}
+_FUNCTIONS = {n for n in base_functions if n.isidentifier() and n[0] != "_"} | _MACROS | {"date"}
+_TYPE_NAMES = {"bool", "bytes", "double", "duration", "int", "list", "map", "null_type",
+               "string", "timestamp", "uint", "type"}
+_VARIABLES = {"case", "ctx"}
+# Evaluation recurses about five Python frames per tree level; celpy allows 2500 frames.
+_MAX_DEPTH = 300
+# all/exists/map/filter inside one another multiply work; two levels is plenty for conditions.
+_MAX_LOOPS = 2
+_OPS = {"relation_lt": "<", "relation_le": "<=", "relation_gt": ">", "relation_ge": ">=",
+        "relation_eq": "==", "relation_ne": "!=", "relation_in": "in", "addition_add": "+",
+        "addition_sub": "-", "multiplication_mul": "*", "multiplication_div": "/",
+        "multiplication_mod": "%", "unary_not": "!", "unary_neg": "-"}
+_TYPE_WORDS = {"String": "text", "Int": "integer", "Uint": "integer", "Double": "number",
+               "Timestamp": "date", "Duration": "duration", "List": "list", "Map": "map",
+               "Bool": "true/false", "Bytes": "bytes"}
+
+_previous_limit = sys.getrecursionlimit()
+_ENV = celpy.Environment()  # sets the recursion limit to 2500 as a side effect
+sys.setrecursionlimit(max(_previous_limit, sys.getrecursionlimit()))
+
+
+def _timestamp(value: str | dt.date) -> ct.TimestampType:
+    day = value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+    if isinstance(day, dt.datetime):
+        return ct.TimestampType(day if day.tzinfo else day.replace(tzinfo=dt.UTC))
+    return ct.TimestampType(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC))
+
+
+def _date(text: Any) -> Any:
+    """CEL ``date('2026-12-31')``; a bad string is a CEL error value, not a Python crash."""
+    try:
+        return _timestamp(str(text))
+    except ValueError:
+        return CELEvalError(f"date({str(text)!r}) is not a date like '2026-12-31'", ValueError, None)
+
+
+def _promoting(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def apply(a: Any, b: Any) -> Any:
+        if isinstance(a, ct.DoubleType) and isinstance(b, ct.IntType):
+            b = ct.DoubleType(b)
+        elif isinstance(a, ct.IntType) and isinstance(b, ct.DoubleType):
+            a = ct.DoubleType(a)
+        return op(a, b)
+    return apply
+
+
+def _in(item: Any, container: Any) -> Any:
+    numbers = (ct.IntType, ct.DoubleType)
+    if isinstance(item, numbers) and isinstance(container, list) and (
+            isinstance(item, ct.DoubleType) or any(isinstance(c, ct.DoubleType) for c in container)):
+        item = ct.DoubleType(item)
+        container = ct.ListType(ct.DoubleType(c) if isinstance(c, numbers) else c for c in container)
+    return operator_in(item, container)
+
+
+def _error_first(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """celpy turns ``error || error`` into a new error that hides both; keep the first."""
+    def apply(a: Any, b: Any) -> Any:
+        return a if isinstance(a, CELEvalError) and isinstance(b, CELEvalError) else op(a, b)
+    return apply
+
+
+def _condition(test: Any, yes: Any, no: Any) -> Any:
+    """An error in the test of ``a ? b : c`` is that error, not a new 'no overload' one."""
+    return test if isinstance(test, CELEvalError) else ct.logical_condition(test, yes, no)
+
+
+_EXTRA: dict[str, Any] = {
+    name: _promoting(base_functions[name])
+    for name in ("_<_", "_<=_", "_>_", "_>=_", "_==_", "_!=_", "_+_", "_-_", "_*_", "_/_", "_%_")
+} | {"_in_": _in, "date": _date, "_&&_": _error_first(ct.logical_and),
+     "_||_": _error_first(ct.logical_or), "_?_:_": _condition}
+
+
+def _single(tree: Any) -> Any:
+    """Descend single-child wrappers (expr -> ... -> primary) to the node that matters."""
+    while isinstance(tree, lark.Tree) and len(tree.children) == 1 and tree.data != "ident":
+        tree = tree.children[0]
+    return tree
+
+
+def _ident(tree: Any) -> str | None:
+    node = _single(tree)
+    return str(node.children[0]) if isinstance(node, lark.Tree) and node.data == "ident" else None
+
+
+def _string_literal(tree: Any) -> str | None:
+    node = _single(tree)
+    if isinstance(node, lark.Token) and node.type == "STRING_LIT":
+        match = re.fullmatch(r"'([^'\\]*)'|\"([^\"\\]*)\"", str(node))
+        if match:
+            return match[1] if match[1] is not None else match[2]
+    return None
+
+
+def _where(node: lark.Tree | lark.Token | None) -> str:
+    """' at column N' when the node knows its place, else ''."""
+    if node is None:
+        return ""
+    column = node.column if isinstance(node, lark.Token) else getattr(node.meta, "column", None)
+    return f" at column {column}" if column else ""
+
+
+def _balance(root: lark.Tree) -> None:
+    """Regroup long ``&&``/``||`` chains as balanced trees, so 500 terms don't exhaust the stack.
+
+    celpy parses ``a && b && c`` left-deep; both operators are associative in CEL.
+    """
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        for i, child in enumerate(node.children):
+            if not isinstance(child, lark.Tree):
+                continue
+            if child.data in ("conditionaland", "conditionalor") and len(child.children) == 2:
+                terms, pending = [], [child]
+                while pending:
+                    part = pending.pop()
+                    if isinstance(part, lark.Tree) and part.data == child.data \
+                            and len(part.children) == 2:
+                        pending += [part.children[1], part.children[0]]
+                    else:
+                        terms.append(part)
+                node.children[i] = _build(child.data, terms, child.meta)
+                stack += terms
+            else:
+                stack.append(child)
+
+
+def _build(op: str, terms: list[Any], meta: Any) -> Any:
+    if len(terms) == 1:
+        return terms[0]
+    half = len(terms) // 2
+    return lark.Tree(op, [_build(op, terms[:half], meta), _build(op, terms[half:], meta)], meta)
+
+
+def _analyse(root: lark.Tree) -> set[str]:
+    """Case fields referred to; unknown functions or names, bad date literals and shapes
+    that could exhaust the stack or run for minutes (nested comprehensions) are errors."""
+    stack: list[tuple[lark.Tree, int, int]] = [(root, 1, 0)]
+    fields: set[str] = set()
+    bound: set[str] = set()
+    idents: list[lark.Tree] = []
+    while stack:
+        node, depth, loops = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise ExprError("the condition is nested too deeply; split it into simpler parts")
+        name: str | None = None
+        if node.data in ("member_dot", "member_index") and _ident(node.children[0]) == "case":
+            name = (str(node.children[1]) if node.data == "member_dot"
+                    else _string_literal(node.children[1]))
+            fields.update([name] if name is not None else [])
+        elif node.data == "ident":
+            idents.append(node)
+        elif node.data in ("ident_arg", "member_dot_arg", "dot_ident_arg"):
+            token = node.children[1 if node.data == "member_dot_arg" else 0]
+            name = str(token)
+            args = [c for c in node.children if isinstance(c, lark.Tree) and c.data == "exprlist"]
+            exprs = args[0].children if args else []
+            if name not in _FUNCTIONS:
+                close = difflib.get_close_matches(name, sorted(_FUNCTIONS), 1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise ExprError(f"unknown function '{name}'{_where(token)}{hint}")
+            if name in _BINDING_MACROS and exprs and (var := _ident(exprs[0])):
+                bound.add(var)
+            if name == "date" and exprs and (text := _string_literal(exprs[0])) is not None:
+                try:
+                    dt.date.fromisoformat(text)
+                except ValueError:
+                    raise ExprError(f"date('{text}'){_where(token)} is not a date "
+                                    "like '2026-12-31'") from None
+        for child in node.children:
+            if isinstance(child, lark.Tree):
+                inner = loops + (name in _BINDING_MACROS and child.data == "exprlist")
+                if inner > _MAX_LOOPS:
+                    raise ExprError(f"{name}(){_where(node)} is nested {inner} deep in "
+                                    f"all/exists/map/filter; at most {_MAX_LOOPS} are allowed")
+                stack.append((child, depth + 1, inner))
+    for node in idents:
+        if (var := str(node.children[0])) not in _VARIABLES | _TYPE_NAMES | bound:
+            raise ExprError(f"unknown name '{var}'{_where(node.children[0])}; "
+                            "write case.<field> or ctx.<name>")
+    return fields
+
+
+def _parse_message(source: str, error: celpy.CELParseError) -> str:
+    """One line from lark's exception: where, what was unexpected, and the text before it."""
+    cause = error.__context__
+    token = getattr(cause, "token", None)
+    line, column = error.line or 1, error.column if isinstance(error.column, int) else 0
+    text = (source.splitlines() or [""])[min(line, len(source.splitlines() or [""])) - 1]
+    if token is not None and token.type == "$END":
+        what, before, where = "the condition ends too early", source.strip(), "at the end"
+    else:
+        what = (f"unexpected '{token}'" if token is not None
+                else f"unexpected character '{getattr(cause, 'char', '?')}'")
+        before = text[: column - 1].strip() if column > 0 else ""
+        where = f"at line {line}, column {column}" if "\n" in source.strip() else (
+            f"at column {column}")
+    return f"syntax error {where}: {what}" + (f" (after '{before[-40:]}')" if before else "")
+
+
+def compile_expr(source: str) -> Compiled:
+    """Parse and check a condition; raise ExprError with a readable message if it is wrong."""
+    if not source.strip():
+        raise ExprError("the condition is empty")
+    try:
+        tree = _ENV.compile(source)
+    except celpy.CELParseError as error:
+        raise ExprError(_parse_message(source, error)) from None
+    except RecursionError:
+        raise ExprError("the condition is nested too deeply; split it into simpler parts") from None
+    _balance(tree)
+    fields = _analyse(tree)
+    return Compiled(source, frozenset(fields), _ENV.program(tree, functions=_EXTRA))
+
+
+def check_fields(expr: Compiled, known: Iterable[str]) -> list[str]:
+    """Messages for case.<name> references to fields the case type does not have."""
+    names = sorted(set(known))
+    messages = []
+    for name in sorted(expr.fields - set(names)):
+        close = difflib.get_close_matches(name, names, 1)
+        hint = f"; did you mean case.{close[0]}?" if close else ""
+        messages.append(f"case.{name} is not a field of this case type{hint}")
+    return messages
+
+
+def _convert(value: Any, kind: str | None) -> Any:
+    """A stored JSON field value as the CEL value its kind promises."""
+    if isinstance(value, bool) and kind in ("money", "integer"):
+        raise ValueError(f"{value!r} is not a number")
+    if kind == "money":
+        amount = Decimal(str(value))
+        if not amount.is_finite():
+            raise ValueError(f"{value!r} is not an amount")
+        return ct.DoubleType(float(amount))
+    if kind == "integer":
+        number = Decimal(str(value))
+        if number != number.to_integral_value():
+            raise ValueError(f"{value!r} is not a whole number")
+        return ct.IntType(int(number))
+    if kind == "date":
+        return _timestamp(value)
+    if kind in ("text", "choice"):
+        return ct.StringType(str(value))
+    if kind == "list":
+        items = value if isinstance(value, list) else [value]
+        return ct.ListType(ct.StringType(str(item)) for item in items)
+    return json_to_cel(value)
+
+
+def _context_value(name: str, value: Any) -> Any:
+    if isinstance(value, dt.date) or (name == "today" and isinstance(value, str)):
+        return _timestamp(value)
+    return json_to_cel(value)
+
+
+def _plain(expr: Compiled, error: CELEvalError) -> str:
+    """celpy's error text, which names Python classes, rewritten for an administrator."""
+    tree, token = error.tree, error.token
+    message = str(error.args[0]) if error.args else "evaluation failed"
+    where = _where(token if token is not None else tree)
+    snippet = ""
+    if tree is not None and getattr(tree.meta, "end_pos", None) is not None:
+        snippet = expr.source[tree.meta.start_pos:tree.meta.end_pos].strip()
+    shown = f" ({snippet})" if snippet else ""
+    if message.startswith("found no matching overload") or message == "no such overload":
+        types = [_TYPE_WORDS.get(t, t) for t in re.findall(r"celtypes\.(\w+?)Type", message)]
+        op = next((_OPS[k] for k in _OPS if f"'{k}'" in message), None)
+        if op and types:
+            return f"cannot use '{op}' with {' and '.join(types)}{where}{shown}"
+        if token is not None:
+            return f"{token}() cannot be used with this kind of value{where}{shown}"
+        return f"these values cannot be combined{where}{shown}"
+    if message.startswith("no such member in mapping") or message == "no such key":
+        return f"{snippet or 'a key'} is not set{where}"
+    if "divide by zero" in message:
+        return f"division by zero{where}{shown}"
+    return f"{message.split(' (in ')[0]}{where}{shown}"
+
+
+def evaluate(expr: Compiled, fields: dict[str, Any], kinds: dict[str, str],
+             context: dict[str, Any] | None = None) -> Outcome:
+    """Evaluate against one case; never raises: problems come back inside the Outcome."""
+    case: dict[Any, Any] = {}
+    for name, raw in fields.items():
+        if raw is None:
+            continue
+        try:
+            case[ct.StringType(name)] = _convert(raw, kinds.get(name))
+        except (ValueError, TypeError, ArithmeticError) as error:
+            return Outcome(None, (), f"case field '{name}' holds {raw!r}, unusable: {error}")
+    ctx: dict[Any, Any] = {}
+    for name, raw in (context or {}).items():
+        try:
+            ctx[ct.StringType(name)] = _context_value(name, raw)
+        except (ValueError, TypeError) as error:
+            return Outcome(None, (), f"ctx.{name} holds {raw!r}, unusable: {error}")
+    try:
+        value = expr._runner.evaluate({"case": ct.MapType(case), "ctx": ct.MapType(ctx)})
+    except CELEvalError as error:
+        unset = sorted(expr.fields - {str(k) for k in case})
+        message = str(error.args[0]) if error.args else ""
+        key = error.args[2][0] if message == "no such key" and error.args[2] else None
+        named = re.fullmatch(r"no such member in mapping: '(.*)'", message)
+        missing = named[1] if named else (str(key) if key is not None else None)
+        on_case = error.tree is not None and _ident(error.tree.children[0]) == "case"
+        if on_case and missing in unset:
+            return Outcome(None, tuple(unset), None)
+        return Outcome(None, (), _plain(expr, error))
+    except RecursionError:
+        return Outcome(None, (), "the condition is nested too deeply to evaluate")
+    except Exception as error:  # a celpy defect must not take the daemon down
+        return Outcome(None, (), f"the condition could not be evaluated: {error}")
+    if not isinstance(value, ct.BoolType):
+        kind = _TYPE_WORDS.get(type(value).__name__.removesuffix("Type"), type(value).__name__)
+        return Outcome(None, (), f"the condition gives a {kind} value, not true or false")
+    return Outcome(bool(value), (), None)
