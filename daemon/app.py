@@ -13,6 +13,7 @@ from daemon.cases.decisions import Decisions
 from daemon.cases.droprequests import DropRequestHandler
 from daemon.cases.replies import ReplyHandler
 from daemon.cases.requests import RequestHandler
+from daemon.cases.timers import Timers
 from daemon.cases.workflow import Workflow
 from daemon.clock import Clock, SystemClock
 from daemon.config import Config
@@ -77,6 +78,7 @@ class App:
             BlobStore(cfg.blobs_dir),
         )
         self.decisions = Decisions(self.workflow)
+        self.timers = Timers(self.store, self.workflow)
         self.drops = DropRequestHandler(self.workflow)
         self.inbound = InboundProcessor(
             self.store, self.queue, cfg.mail, RequestHandler(self.workflow),
@@ -151,9 +153,12 @@ class App:
         for channel in self.imap:
             channel.start()
         self.watcher.start()
+        if self.cfg.queue.runners:
+            self.timers.start()
         self.started.set()
 
     def stop(self) -> None:
+        self.timers.stop()
         self.watcher.stop()
         for channel in self.imap:
             if channel.thread.is_alive():

@@ -184,6 +184,8 @@ class CasesConfig(_Section):
 class WorkflowConfig(_Section):
     # Person asked when a resolver finds nobody (the case never vanishes).
     admin: str = "admin"
+    # People who, besides the administrator, may alter a running case's route.
+    route_editors: list[str] = Field(default_factory=list)
     # Reminder and escalation delays, counted in business days from when a person was asked.
     reminder_after_days: int = Field(default=2, ge=1)
     escalate_after_days: int = Field(default=5, ge=1)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.cases.casetypes import CaseType
+from daemon.cases.routeedit import RouteEditError, RouteEditor
 from daemon.cases.states import OPEN_STATES, CaseState, StepState
 from daemon.cases.workflow import Workflow
 from daemon.directory.lookup import Member, member
@@ -26,6 +27,8 @@ from daemon.store.models import Case, CaseStep
 CASE_COMMAND_RE = re.compile(
     r"^\s*(status|cancel|reapply|correct|状況|取消|取り消し|再申請|修正)\s+(\S+)\s*$",
     re.IGNORECASE)
+ROUTE_RE = re.compile(r"^\s*route\s+(\S+)\s+(skip|add|replace)(?:\s+(\S+))?\s*$",
+                      re.IGNORECASE)
 PENDING_RE = re.compile(r"^\s*(pending|承認待ち)\s*$", re.IGNORECASE)
 ALIASES = {"状況": "status", "取消": "cancel", "取り消し": "cancel", "再申請": "reapply",
            "修正": "correct"}
@@ -34,6 +37,10 @@ ALIASES = {"状況": "status", "取消": "cancel", "取り消し": "cancel", "�
 def parse_case_command(subject: str) -> tuple[str, str] | None:
     if PENDING_RE.match(subject):
         return "pending", ""
+    route = ROUTE_RE.match(subject)
+    if route:
+        return "route", " ".join(x for x in (route.group(1).upper(), route.group(2).lower(),
+                                             route.group(3)) if x)
     m = CASE_COMMAND_RE.match(subject)
     if not m:
         return None
@@ -58,6 +65,8 @@ class CaseCommands:
             number: str) -> str:
         if command == "pending":
             return self.pending(s, mail, sender)
+        if command == "route":
+            return self.route(s, mail, sender, *number.split(" "))
         case = s.scalar(select(Case).where(Case.number == number))
         if case is None:
             return self.reply(s, mail, sender, command, "no_such_case", number=number)
@@ -71,6 +80,19 @@ class CaseCommands:
             return self.reply(s, mail, sender, command, "requester_only", case)
         return {"cancel": self.cancel, "reapply": self.reapply,
                 "correct": self.correct}[command](s, mail, sender, case)
+
+    def route(self, s: Session, mail: ParsedMail, sender: Member, number: str, action: str,
+              person: str | None = None) -> str:
+        case = s.scalar(select(Case).where(Case.number == number))
+        if case is None:
+            return self.reply(s, mail, sender, "route", "no_such_case", number=number)
+        try:
+            asked = RouteEditor(self.wf).edit(s, case, sender, action, person,
+                                              reason=mail.text.strip()[:500])
+        except RouteEditError as exc:
+            return self.reply(s, mail, sender, "route", "refused", case, why=str(exc))
+        return self.reply(s, mail, sender, "route", "ok", case, action=action,
+                          waiting=[m.display_name(sender.locale) for m in asked])
 
     def status(self, s: Session, mail: ParsedMail, sender: Member, case: Case) -> str:
         waiting = [person_name(s, st.approver_id, sender.locale)

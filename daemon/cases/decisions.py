@@ -13,7 +13,7 @@ from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
 from daemon.directory.lookup import Member, member
 from daemon.notify.views import who
-from daemon.routing.engine import Pos, after_approval
+from daemon.routing.engine import Pos, after_approval, next_step
 from daemon.store.models import Case, CaseStep
 
 
@@ -67,15 +67,21 @@ class Decisions:
             wf.record(s, case, "withdrawn", member(s, o.approver_id),
                       detail=f"request withdrawn: {actor.person.name} decided first")
         template = wf.template_of(s, case)
-        if step.kind == "admin" or step.pos is None:
+        last = actor
+        if step.kind == "added":
+            # An added person's approval goes before the step: that step is asked again,
+            # from where the route stood before the addition.
+            start, inside = Pos.of(step.pos), False
+            last = self._previous_actor(s, case, step) or actor
+        elif step.kind == "replaced":
+            start, inside = after_approval(template, Pos.of(step.pos))
+            last = member(s, str((step.pos or {}).get("as"))) or actor
+        elif step.kind == "admin" or step.pos is None:
             # The administrator stood in for a step nobody could fill: carry on after it.
-            pos = Pos.of(step.pos)
-            start, inside = (Pos(pos.phase, pos.step + 1, 0), False)
-            if pos.step + 1 >= len(template.phases[pos.phase].steps):
-                start = Pos(pos.phase + 1, 0, 0)
+            start, inside = next_step(template, Pos.of(step.pos)), False
         else:
             start, inside = after_approval(template, Pos.of(step.pos))
-        asked = wf.route(s, case, start, inside, actor)
+        asked = wf.route(s, case, start, inside, last)
         requester = member(s, case.requester_id)
         wf.send(s, "decision_confirmed", actor, case, {
             "decision": "approve", "reason": reason,
@@ -86,6 +92,10 @@ class Decisions:
             wf.tell_requester(s, case, "progress", {
                 "by": who(actor, requester.locale),
                 "next": ", ".join(who(m, requester.locale) for m in asked)})
+
+    def _previous_actor(self, s: Session, case: Case, step: CaseStep) -> Member | None:
+        prev = self._previous(s, case, step)
+        return member(s, prev.approver_id) if prev else member(s, case.requester_id)
 
     def _previous(self, s: Session, case: Case, step: CaseStep) -> CaseStep | None:
         """The last approval before this ask in the current round."""

@@ -154,6 +154,39 @@ def case_show(ctx: click.Context, number: str) -> None:
         sys.exit(1)
 
 
+@case.command("route")
+@click.argument("number")
+@click.argument("action", type=click.Choice(["skip", "add", "replace"]))
+@click.argument("person", required=False)
+@click.option("--by", "by", required=True, help="Person id of the authorised editor.")
+@click.option("--reason", default="", help="Why, for the history.")
+@click.pass_context
+def case_route(ctx: click.Context, number: str, action: str, person: str | None, by: str,
+               reason: str) -> None:
+    """Alter a running case's route: skip its current step, add PERSON, or replace with PERSON."""
+    from sqlalchemy import select
+
+    from daemon.cases.routeedit import RouteEditError, RouteEditor
+    from daemon.directory.lookup import member
+    from daemon.store.models import Case
+
+    app = _app(ctx)
+    with app.store.transaction() as s:
+        found = s.scalar(select(Case).where(Case.number == number))
+        editor = member(s, by)
+        if found is None or editor is None:
+            click.echo(f"ringi: no case {number}" if found is None else f"ringi: no person {by}",
+                       err=True)
+            sys.exit(1)
+        try:
+            asked = RouteEditor(app.workflow).edit(s, found, editor, action, person, reason)
+        except RouteEditError as exc:
+            click.echo(f"ringi: {exc}", err=True)
+            sys.exit(1)
+    click.echo(f"{number}: {action} done; now asked: {', '.join(m.id for m in asked) or '-'}")
+    app.outbox_runner.drain()
+
+
 @cli.command()
 @click.pass_context
 def status(ctx: click.Context) -> None:

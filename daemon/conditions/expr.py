@@ -21,7 +21,10 @@ import celpy
 import lark
 from celpy import celtypes as ct
 from celpy.adapter import json_to_cel
+from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError, base_functions, operator_in
+
+Node = lark.Tree[Any]
 
 
 class ExprError(Exception):
@@ -43,22 +46,23 @@ class Outcome:
 
 
 _MACROS = {"has", "dyn", "all", "exists", "exists_one", "map", "filter"}
-_BINDING_MACROS = _MACROS - {"has", "dyn"}
+_LOOPS = _MACROS - {"has", "dyn"}
 _FUNCTIONS = {n for n in base_functions if n.isidentifier() and n[0] != "_"} | _MACROS | {"date"}
-_TYPE_NAMES = {"bool", "bytes", "double", "duration", "int", "list", "map", "null_type",
-               "string", "timestamp", "uint", "type"}
-_VARIABLES = {"case", "ctx"}
+_NAMES = {"case", "ctx", "bool", "bytes", "double", "duration", "int", "list", "map",
+          "null_type", "string", "timestamp", "uint", "type"}
 # Evaluation recurses about five Python frames per tree level; celpy allows 2500 frames.
 _MAX_DEPTH = 300
 # all/exists/map/filter inside one another multiply work; two levels is plenty for conditions.
 _MAX_LOOPS = 2
+_TOO_DEEP = "the condition is nested too deeply; split it into simpler parts"
 _OPS = {"relation_lt": "<", "relation_le": "<=", "relation_gt": ">", "relation_ge": ">=",
         "relation_eq": "==", "relation_ne": "!=", "relation_in": "in", "addition_add": "+",
         "addition_sub": "-", "multiplication_mul": "*", "multiplication_div": "/",
-        "multiplication_mod": "%", "unary_not": "!", "unary_neg": "-"}
-_TYPE_WORDS = {"String": "text", "Int": "integer", "Uint": "integer", "Double": "number",
-               "Timestamp": "date", "Duration": "duration", "List": "list", "Map": "map",
-               "Bool": "true/false", "Bytes": "bytes"}
+        "multiplication_mod": "%", "unary_not": "!", "unary_neg": "-", "_&&_": "&&",
+        "_||_": "||"}
+_WORDS = {"String": "text", "Int": "integer", "Uint": "integer", "Double": "number",
+          "Timestamp": "date", "Duration": "duration", "List": "list", "Map": "map",
+          "Bool": "true/false", "Bytes": "bytes"}
 
 _previous_limit = sys.getrecursionlimit()
 _ENV = celpy.Environment()  # sets the recursion limit to 2500 as a side effect
@@ -77,7 +81,7 @@ def _date(text: Any) -> Any:
     try:
         return _timestamp(str(text))
     except ValueError:
-        return CELEvalError(f"date({str(text)!r}) is not a date like '2026-12-31'", ValueError, None)
+        return CELEvalError(f"date('{text}') is not a date like '2026-12-31'", ValueError, None)
 
 
 def _promoting(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -91,11 +95,11 @@ def _promoting(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
 
 
 def _in(item: Any, container: Any) -> Any:
-    numbers = (ct.IntType, ct.DoubleType)
-    if isinstance(item, numbers) and isinstance(container, list) and (
-            isinstance(item, ct.DoubleType) or any(isinstance(c, ct.DoubleType) for c in container)):
+    num = (ct.IntType, ct.DoubleType)
+    if isinstance(item, num) and isinstance(container, list) and any(
+            isinstance(x, ct.DoubleType) for x in [item, *container]):
         item = ct.DoubleType(item)
-        container = ct.ListType(ct.DoubleType(c) if isinstance(c, numbers) else c for c in container)
+        container = ct.ListType(ct.DoubleType(x) if isinstance(x, num) else x for x in container)
     return operator_in(item, container)
 
 
@@ -139,15 +143,22 @@ def _string_literal(tree: Any) -> str | None:
     return None
 
 
-def _where(node: lark.Tree | lark.Token | None) -> str:
+def _case_field(node: Node) -> str | None:
+    """The name in ``case.name`` or ``case['name']``; None for any other node."""
+    if node.data not in ("member_dot", "member_index") or _ident(node.children[0]) != "case":
+        return None
+    key = node.children[1]
+    return str(key) if node.data == "member_dot" else _string_literal(key)
+
+
+def _where(node: Node | lark.Token | None) -> str:
     """' at column N' when the node knows its place, else ''."""
-    if node is None:
-        return ""
-    column = node.column if isinstance(node, lark.Token) else getattr(node.meta, "column", None)
+    column = node.column if isinstance(node, lark.Token) else getattr(
+        getattr(node, "meta", None), "column", None)
     return f" at column {column}" if column else ""
 
 
-def _balance(root: lark.Tree) -> None:
+def _balance(root: Node) -> None:
     """Regroup long ``&&``/``||`` chains as balanced trees, so 500 terms don't exhaust the stack.
 
     celpy parses ``a && b && c`` left-deep; both operators are associative in CEL.
@@ -158,44 +169,41 @@ def _balance(root: lark.Tree) -> None:
         for i, child in enumerate(node.children):
             if not isinstance(child, lark.Tree):
                 continue
-            if child.data in ("conditionaland", "conditionalor") and len(child.children) == 2:
-                terms, pending = [], [child]
-                while pending:
-                    part = pending.pop()
-                    if isinstance(part, lark.Tree) and part.data == child.data \
-                            and len(part.children) == 2:
-                        pending += [part.children[1], part.children[0]]
-                    else:
-                        terms.append(part)
-                node.children[i] = _build(child.data, terms, child.meta)
-                stack += terms
-            else:
+            if child.data not in ("conditionaland", "conditionalor") or len(child.children) < 2:
                 stack.append(child)
+                continue
+            terms, pending = [], [child]
+            while pending:
+                part = pending.pop()
+                if isinstance(part, lark.Tree) and part.data == child.data \
+                        and len(part.children) == 2:
+                    pending += [part.children[1], part.children[0]]
+                else:
+                    terms.append(part)
+            node.children[i] = _build(child.data, terms, child.meta)
+            stack += terms
 
 
 def _build(op: str, terms: list[Any], meta: Any) -> Any:
-    if len(terms) == 1:
-        return terms[0]
     half = len(terms) // 2
-    return lark.Tree(op, [_build(op, terms[:half], meta), _build(op, terms[half:], meta)], meta)
+    return terms[0] if half == 0 else lark.Tree(
+        op, [_build(op, terms[:half], meta), _build(op, terms[half:], meta)], meta)
 
 
-def _analyse(root: lark.Tree) -> set[str]:
+def _analyse(root: Node) -> set[str]:
     """Case fields referred to; unknown functions or names, bad date literals and shapes
     that could exhaust the stack or run for minutes (nested comprehensions) are errors."""
-    stack: list[tuple[lark.Tree, int, int]] = [(root, 1, 0)]
+    stack: list[tuple[Node, int, int]] = [(root, 1, 0)]
     fields: set[str] = set()
     bound: set[str] = set()
-    idents: list[lark.Tree] = []
+    idents: list[Node] = []
     while stack:
         node, depth, loops = stack.pop()
+        token: Any = None  # the function name token, for error columns
         if depth > _MAX_DEPTH:
-            raise ExprError("the condition is nested too deeply; split it into simpler parts")
-        name: str | None = None
-        if node.data in ("member_dot", "member_index") and _ident(node.children[0]) == "case":
-            name = (str(node.children[1]) if node.data == "member_dot"
-                    else _string_literal(node.children[1]))
-            fields.update([name] if name is not None else [])
+            raise ExprError(_TOO_DEEP)
+        if (name := _case_field(node)) is not None:
+            fields.add(name)
         elif node.data == "ident":
             idents.append(node)
         elif node.data in ("ident_arg", "member_dot_arg", "dot_ident_arg"):
@@ -207,7 +215,7 @@ def _analyse(root: lark.Tree) -> set[str]:
                 close = difflib.get_close_matches(name, sorted(_FUNCTIONS), 1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 raise ExprError(f"unknown function '{name}'{_where(token)}{hint}")
-            if name in _BINDING_MACROS and exprs and (var := _ident(exprs[0])):
+            if name in _LOOPS and exprs and (var := _ident(exprs[0])):
                 bound.add(var)
             if name == "date" and exprs and (text := _string_literal(exprs[0])) is not None:
                 try:
@@ -217,30 +225,30 @@ def _analyse(root: lark.Tree) -> set[str]:
                                     "like '2026-12-31'") from None
         for child in node.children:
             if isinstance(child, lark.Tree):
-                inner = loops + (name in _BINDING_MACROS and child.data == "exprlist")
+                inner = loops + (name in _LOOPS and child.data == "exprlist")
                 if inner > _MAX_LOOPS:
-                    raise ExprError(f"{name}(){_where(node)} is nested {inner} deep in "
+                    raise ExprError(f"{name}(){_where(token)} is nested {inner} deep in "
                                     f"all/exists/map/filter; at most {_MAX_LOOPS} are allowed")
                 stack.append((child, depth + 1, inner))
     for node in idents:
-        if (var := str(node.children[0])) not in _VARIABLES | _TYPE_NAMES | bound:
+        if (var := str(node.children[0])) not in _NAMES | bound:
             raise ExprError(f"unknown name '{var}'{_where(node.children[0])}; "
                             "write case.<field> or ctx.<name>")
     return fields
 
 
-def _parse_message(source: str, error: celpy.CELParseError) -> str:
+def _parse_message(source: str, error: CELParseError) -> str:
     """One line from lark's exception: where, what was unexpected, and the text before it."""
     cause = error.__context__
     token = getattr(cause, "token", None)
     line, column = error.line or 1, error.column if isinstance(error.column, int) else 0
-    text = (source.splitlines() or [""])[min(line, len(source.splitlines() or [""])) - 1]
     if token is not None and token.type == "$END":
         what, before, where = "the condition ends too early", source.strip(), "at the end"
     else:
         what = (f"unexpected '{token}'" if token is not None
                 else f"unexpected character '{getattr(cause, 'char', '?')}'")
-        before = text[: column - 1].strip() if column > 0 else ""
+        lines = source.splitlines() or [""]
+        before = lines[min(line, len(lines)) - 1][: max(column - 1, 0)].strip()
         where = f"at line {line}, column {column}" if "\n" in source.strip() else (
             f"at column {column}")
     return f"syntax error {where}: {what}" + (f" (after '{before[-40:]}')" if before else "")
@@ -252,10 +260,10 @@ def compile_expr(source: str) -> Compiled:
         raise ExprError("the condition is empty")
     try:
         tree = _ENV.compile(source)
-    except celpy.CELParseError as error:
+    except CELParseError as error:
         raise ExprError(_parse_message(source, error)) from None
     except RecursionError:
-        raise ExprError("the condition is nested too deeply; split it into simpler parts") from None
+        raise ExprError(_TOO_DEEP) from None
     _balance(tree)
     fields = _analyse(tree)
     return Compiled(source, frozenset(fields), _ENV.program(tree, functions=_EXTRA))
@@ -274,31 +282,18 @@ def check_fields(expr: Compiled, known: Iterable[str]) -> list[str]:
 
 def _convert(value: Any, kind: str | None) -> Any:
     """A stored JSON field value as the CEL value its kind promises."""
-    if isinstance(value, bool) and kind in ("money", "integer"):
-        raise ValueError(f"{value!r} is not a number")
-    if kind == "money":
-        amount = Decimal(str(value))
-        if not amount.is_finite():
-            raise ValueError(f"{value!r} is not an amount")
-        return ct.DoubleType(float(amount))
-    if kind == "integer":
-        number = Decimal(str(value))
-        if number != number.to_integral_value():
-            raise ValueError(f"{value!r} is not a whole number")
-        return ct.IntType(int(number))
+    if kind in ("money", "integer"):
+        number = Decimal(str(value)) if not isinstance(value, bool) else Decimal("NaN")
+        if not number.is_finite() or (kind == "integer" and number != int(number)):
+            raise ValueError(value)
+        return ct.DoubleType(float(number)) if kind == "money" else ct.IntType(int(number))
     if kind == "date":
         return _timestamp(value)
     if kind in ("text", "choice"):
         return ct.StringType(str(value))
     if kind == "list":
-        items = value if isinstance(value, list) else [value]
-        return ct.ListType(ct.StringType(str(item)) for item in items)
-    return json_to_cel(value)
-
-
-def _context_value(name: str, value: Any) -> Any:
-    if isinstance(value, dt.date) or (name == "today" and isinstance(value, str)):
-        return _timestamp(value)
+        return ct.ListType(ct.StringType(str(v)) for v in (value if isinstance(value, list)
+                                                            else [value]))
     return json_to_cel(value)
 
 
@@ -312,13 +307,12 @@ def _plain(expr: Compiled, error: CELEvalError) -> str:
         snippet = expr.source[tree.meta.start_pos:tree.meta.end_pos].strip()
     shown = f" ({snippet})" if snippet else ""
     if message.startswith("found no matching overload") or message == "no such overload":
-        types = [_TYPE_WORDS.get(t, t) for t in re.findall(r"celtypes\.(\w+?)Type", message)]
-        op = next((_OPS[k] for k in _OPS if f"'{k}'" in message), None)
+        types = [_WORDS.get(t, t) for t in re.findall(r"celtypes\.(\w+?)Type", message)]
+        op = next((_OPS[k] for k in _OPS if k in message), None)
         if op and types:
             return f"cannot use '{op}' with {' and '.join(types)}{where}{shown}"
-        if token is not None:
-            return f"{token}() cannot be used with this kind of value{where}{shown}"
-        return f"these values cannot be combined{where}{shown}"
+        what = f"{token}()" if token is not None else "an operator"
+        return f"{what} cannot be used with this kind of value{where}{shown}"
     if message.startswith("no such member in mapping") or message == "no such key":
         return f"{snippet or 'a key'} is not set{where}"
     if "divide by zero" in message:
@@ -330,36 +324,32 @@ def evaluate(expr: Compiled, fields: dict[str, Any], kinds: dict[str, str],
              context: dict[str, Any] | None = None) -> Outcome:
     """Evaluate against one case; never raises: problems come back inside the Outcome."""
     case: dict[Any, Any] = {}
-    for name, raw in fields.items():
-        if raw is None:
-            continue
-        try:
-            case[ct.StringType(name)] = _convert(raw, kinds.get(name))
-        except (ValueError, TypeError, ArithmeticError) as error:
-            return Outcome(None, (), f"case field '{name}' holds {raw!r}, unusable: {error}")
     ctx: dict[Any, Any] = {}
+    for name, raw in fields.items():
+        try:
+            if raw is not None:
+                case[ct.StringType(name)] = _convert(raw, kinds.get(name))
+        except (ValueError, TypeError, ArithmeticError):
+            what = f"a valid {kinds[name]}" if name in kinds else "usable"
+            return Outcome(None, (), f"case field '{name}' holds {raw!r}, which is not {what}")
     for name, raw in (context or {}).items():
         try:
-            ctx[ct.StringType(name)] = _context_value(name, raw)
-        except (ValueError, TypeError) as error:
-            return Outcome(None, (), f"ctx.{name} holds {raw!r}, unusable: {error}")
+            dated = isinstance(raw, dt.date) or (name == "today" and isinstance(raw, str))
+            ctx[ct.StringType(name)] = _timestamp(raw) if dated else json_to_cel(raw)
+        except (ValueError, TypeError):
+            return Outcome(None, (), f"ctx.{name} holds {raw!r}, which is not usable")
     try:
         value = expr._runner.evaluate({"case": ct.MapType(case), "ctx": ct.MapType(ctx)})
     except CELEvalError as error:
         unset = sorted(expr.fields - {str(k) for k in case})
-        message = str(error.args[0]) if error.args else ""
-        key = error.args[2][0] if message == "no such key" and error.args[2] else None
-        named = re.fullmatch(r"no such member in mapping: '(.*)'", message)
-        missing = named[1] if named else (str(key) if key is not None else None)
-        on_case = error.tree is not None and _ident(error.tree.children[0]) == "case"
-        if on_case and missing in unset:
+        if error.tree is not None and _case_field(error.tree) in unset:
             return Outcome(None, tuple(unset), None)
         return Outcome(None, (), _plain(expr, error))
     except RecursionError:
-        return Outcome(None, (), "the condition is nested too deeply to evaluate")
+        return Outcome(None, (), _TOO_DEEP)
     except Exception as error:  # a celpy defect must not take the daemon down
         return Outcome(None, (), f"the condition could not be evaluated: {error}")
     if not isinstance(value, ct.BoolType):
-        kind = _TYPE_WORDS.get(type(value).__name__.removesuffix("Type"), type(value).__name__)
+        kind = _WORDS.get(type(value).__name__.removesuffix("Type"), type(value).__name__)
         return Outcome(None, (), f"the condition gives a {kind} value, not true or false")
     return Outcome(bool(value), (), None)

@@ -24,7 +24,7 @@ import yaml
 Path = tuple[str | int, ...]
 LineMap = dict[Path, int]
 
-SECTIONS = ("units", "positions", "people")
+SECTIONS = ("units", "positions", "people", "roles", "relations")
 
 
 class SyntaxProblem(Exception):
@@ -124,9 +124,20 @@ def _toml_lines(text: str, data: dict[str, object]) -> LineMap:
 # --------------------------------------------------------------------- YAML
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """Dates stay strings: the validator parses them, so a bad date gets a line, not a crash."""
+
+
+def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
+    return str(loader.construct_scalar(node))
+
+
+_YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+
+
 def read_yaml(text: str) -> ParsedFile:
     """Compose once and construct from the same nodes, so data and marks always agree."""
-    loader = yaml.SafeLoader(text)
+    loader = _YamlLoader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -262,8 +273,14 @@ class _JsonScanner:
 CSV_COLUMNS = (
     "kind", "id", "name", "name_ja", "parent", "rank",
     "emails", "locale", "unit", "position", "active",
+    "role", "person", "approver", "relation_kind", "valid_from", "valid_to", "registered_by",
 )  # fmt: skip
-_CSV_KINDS = {"unit": "units", "position": "positions", "person": "people"}
+_CSV_KINDS = {
+    "unit": "units", "position": "positions", "person": "people",
+    "role": "roles", "relation": "relations",
+}  # fmt: skip
+# `kind` names the row type, so a relation's own kind has a column of its own.
+_CSV_RENAME = {"relations": {"relation_kind": "kind"}}
 _TRUE = {"true", "yes", "y", "1"}
 _FALSE = {"false", "no", "n", "0"}
 
@@ -324,11 +341,13 @@ def _csv_row(
     kind = cells.pop("kind", "")
     section = _CSV_KINDS.get(kind)
     if section is None:
-        parsed.errors.append((line, f"unknown kind {kind!r} (expected unit, position or person)"))
+        expected = ", ".join(_CSV_KINDS)
+        parsed.errors.append((line, f"unknown kind {kind!r} (expected one of {expected})"))
         return
     entry: dict[str, object] = {}
+    rename = _CSV_RENAME.get(section, {})
     for name, cell in cells.items():
-        entry[name] = _CSV_CONVERT.get(name, str)(cell)
+        entry[rename.get(name, name)] = _CSV_CONVERT.get(name, str)(cell)
     entries = sections.setdefault(section, [])
     parsed.lines[(section, len(entries))] = line
     entries.append(entry)

@@ -1,16 +1,24 @@
 """Apply a validated directory file to the store and report what changed.
 
-People, units and positions absent from the new file are deactivated, never deleted: case
-history keeps pointing at them.
+People, units, positions, roles and relations absent from the new file are deactivated,
+never deleted: case history keeps pointing at them.
+
+Diff lines: ``+ role eng/head suzuki``, ``- role ...``, ``~ role ... (active)`` (back after
+a deactivation); ``+ relation watanabe->unit sales responsible 2026-01-01..2027-12-31``
+(``2026-01-01..`` when open-ended), ``~ relation ... (valid_to)`` and ``- relation ...``.
+A relation is identified by approver, object, kind and valid_from; valid_to and
+registered_by are its changeable attributes. ``! ...`` lines are warnings: the file was
+applied, but a relation names someone who is not an active person in it (and so has no
+effect until they are).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -21,7 +29,9 @@ from daemon.directory.loader import (
     format_for,
     parse_directory,
 )
+from daemon.directory.records import RelationRecord
 from daemon.store.db import Store
+from daemon.store.directory_models import ApprovalRelation, RoleAssignment
 from daemon.store.models import DirectoryImport, OrgUnit, Person, PersonEmail, Position
 
 
@@ -30,6 +40,7 @@ class DirectoryDiff:
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     deactivated: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # applied anyway; not changes
 
     @property
     def empty(self) -> bool:
@@ -38,10 +49,15 @@ class DirectoryDiff:
     def lines(self) -> list[str]:
         out = [f"+ {x}" for x in self.added] + [f"~ {x}" for x in self.changed]
         out += [f"- {x}" for x in self.deactivated]
-        return out or ["no changes"]
+        return (out or ["no changes"]) + [f"! {x}" for x in self.warnings]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"added": self.added, "changed": self.changed, "deactivated": self.deactivated}
+        out: dict[str, Any] = {
+            "added": self.added, "changed": self.changed, "deactivated": self.deactivated,
+        }  # fmt: skip
+        if self.warnings:
+            out["warnings"] = self.warnings
+        return out
 
 
 def _sync(
@@ -69,7 +85,74 @@ def _sync(
             diff.deactivated.append(f"{label} {key}")
 
 
-def apply_directory(s: Session, data: DirectoryData) -> DirectoryDiff:
+def _sync_roles(s: Session, data: DirectoryData, diff: DirectoryDiff) -> None:
+    existing = {(r.unit_id, r.role, r.person_id): r for r in s.scalars(select(RoleAssignment))}
+    wanted = [(r.unit, r.role, r.person) for r in data.roles]
+    for key in wanted:
+        unit, role, person = key
+        row = existing.get(key)
+        if row is None:
+            s.add(RoleAssignment(unit_id=unit, role=role, person_id=person, active=True))
+            diff.added.append(f"role {unit}/{role} {person}")
+        elif not row.active:
+            row.active = True
+            diff.changed.append(f"role {unit}/{role} {person} (active)")
+    for (unit, role, person), row in sorted(existing.items()):
+        if (unit, role, person) not in wanted and row.active:
+            row.active = False
+            diff.deactivated.append(f"role {unit}/{role} {person}")
+
+
+_RelationKey = tuple[str, str, str, str, date]  # approver, object type and id, kind, from
+
+
+def _relation_key(r: RelationRecord) -> _RelationKey:
+    return (r.approver, r.object_type, r.object_id, r.kind, r.valid_from)
+
+
+def _as_record(row: ApprovalRelation) -> RelationRecord:
+    object_type: Literal["person", "unit"] = "unit" if row.object_type == "unit" else "person"
+    return RelationRecord(row.approver_id, object_type, row.object_id, row.kind,
+                          row.valid_from, row.valid_to, row.registered_by)  # fmt: skip
+
+
+def _sync_relations(s: Session, data: DirectoryData, diff: DirectoryDiff, now: datetime) -> None:
+    existing = {_relation_key(_as_record(r)): r for r in s.scalars(select(ApprovalRelation))}
+    wanted = {_relation_key(r): r for r in data.relations}
+    for key, rel in wanted.items():
+        row = existing.get(key)
+        if row is None:
+            s.add(ApprovalRelation(
+                approver_id=rel.approver, object_type=rel.object_type, object_id=rel.object_id,
+                kind=rel.kind, valid_from=rel.valid_from, valid_to=rel.valid_to,
+                registered_by=rel.registered_by, registered_at=now, active=True,
+            ))  # fmt: skip
+            diff.added.append(f"relation {rel.describe()}")
+            continue
+        changes = [k for k in ("valid_to", "registered_by") if getattr(row, k) != getattr(rel, k)]
+        row.valid_to, row.registered_by = rel.valid_to, rel.registered_by
+        if not row.active:
+            row.active, row.registered_at = True, now  # registered again
+            changes.append("active")
+        if changes:
+            diff.changed.append(f"relation {rel.describe()} ({', '.join(sorted(changes))})")
+    for key, row in sorted(existing.items(), key=lambda kv: str(kv[0])):
+        if key not in wanted and row.active:
+            row.active = False
+            diff.deactivated.append(f"relation {_as_record(row).describe()}")
+    active = {p.id for p in data.people if p.active}
+    for rel in data.relations:
+        names = [("approver", rel.approver)]
+        if rel.object_type == "person":
+            names.append(("person", rel.object_id))
+        for role, pid in names:
+            if pid not in active:
+                diff.warnings.append(f"relation {rel.describe()}: {role} {pid!r} is not an "
+                                     "active person in the directory")
+
+
+def apply_directory(s: Session, data: DirectoryData, now: datetime | None = None) -> DirectoryDiff:
+    """Bring the store in line with ``data``; ``now`` stamps newly registered relations."""
     diff = DirectoryDiff()
     _sync(s, OrgUnit, "unit", {
         u.id: {"name": u.name, "name_ja": u.name_ja, "parent_id": u.parent} for u in data.units
@@ -94,6 +177,8 @@ def apply_directory(s: Session, data: DirectoryData) -> DirectoryDiff:
             if not any(x.startswith(label + " ") or x == label for x in diff.added + diff.changed
                        + diff.deactivated):
                 diff.changed.append(f"{label} (emails)")
+    _sync_roles(s, data, diff)
+    _sync_relations(s, data, diff, now or datetime.now(UTC))
     return diff
 
 
@@ -112,7 +197,7 @@ def import_directory_data(
 ) -> DirectoryDiff:
     """Apply already-validated data in one transaction and record the import."""
     with store.transaction() as s:
-        diff = apply_directory(s, data)
+        diff = apply_directory(s, data, now)
         s.add(DirectoryImport(at=now, source=source, sha256=digest, diff=diff.as_dict()))
     return diff
 

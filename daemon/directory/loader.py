@@ -1,21 +1,34 @@
-"""Load and validate organisation directory files (units, positions, people).
+"""Load and validate organisation directory files (units, positions, people, roles, relations).
 
 The directory decides who may approve what, so a file is accepted whole or
 refused whole: silently dropping one bad entry could route an approval to the
 wrong person. Every problem is collected and reported with the line of the
 offending entry (or key) so an administrator can fix the file in one pass.
 No database access happens here; callers decide what to do with the data.
+
+Sections (keys as in samples/organisation.toml, which documents each):
+units and positions (required), people, roles (optional: unit, role, person) and
+relations (optional: approver, person | unit, kind, valid_from, valid_to,
+registered_by); roles and relations are checked by :mod:`daemon.directory.posts`.
+Dates are TOML/YAML dates or "YYYY-MM-DD" strings.
+
+CSV is one sheet whose ``kind`` column names the row type (unit, position, person,
+role or relation); only ``kind`` is required in the header. Columns: kind, id, name,
+name_ja, parent, rank, emails (";"-separated), locale, unit, position, active, role,
+person, approver, relation_kind, valid_from, valid_to, registered_by. A role row
+fills unit, role, person; a relation row fills approver, person *or* unit (the
+approval object), relation_kind (the relation's kind: ``kind`` is the row type),
+valid_from, valid_to, registered_by. Cells a row type does not use must be empty.
 """
 
 from __future__ import annotations
 
-import difflib
 import pathlib
-import re
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from daemon.directory.addresses import email_problem
+from daemon.directory.fields import ID, ID_RULE, cycles, hint, type_name
+from daemon.directory.fields import need as _need
 from daemon.directory.formats import (
     SECTIONS,
     LineMap,
@@ -28,7 +41,15 @@ from daemon.directory.formats import (
     read_toml,
     read_yaml,
 )
-from daemon.directory.records import DirectoryData, PersonRecord, Position, Unit
+from daemon.directory.posts import read_relations, read_roles
+from daemon.directory.records import (
+    DirectoryData,
+    PersonRecord,
+    Position,
+    RelationRecord,
+    RoleRecord,
+    Unit,
+)
 
 __all__ = [
     "LOCALES",
@@ -36,6 +57,8 @@ __all__ = [
     "DirectoryFileError",
     "PersonRecord",
     "Position",
+    "RelationRecord",
+    "RoleRecord",
     "Unit",
     "email_problem",
     "format_for",
@@ -54,7 +77,6 @@ class DirectoryFileError(Exception):
 
 _READERS = {"toml": read_toml, "json": read_json, "yaml": read_yaml, "csv": read_csv}
 _SUFFIXES = {".toml": "toml", ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".csv": "csv"}
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 LOCALES = frozenset({"en", "ja"})
 _KIND = {"units": "unit", "positions": "position", "people": "person"}
 _ALLOWED = {
@@ -62,7 +84,6 @@ _ALLOWED = {
     "positions": ("id", "name", "name_ja", "rank"),
     "people": ("id", "name", "name_ja", "emails", "email", "locale", "unit", "position", "active"),
 }
-_T = TypeVar("_T")
 
 
 def format_for(path: pathlib.Path) -> str:
@@ -111,13 +132,6 @@ def _format(source: str, line: int | None, message: str) -> str:
     return f"{source}:{line}: {message}" if line is not None else f"{source}: {message}"
 
 
-def _need(value: _T | None) -> _T:
-    """Narrow a field the validator has already proven present."""
-    if value is None:  # pragma: no cover - only reachable if validation has a bug
-        raise AssertionError("validated field is missing")
-    return value
-
-
 @dataclass
 class _Draft:
     """An entry as far as it validated; missing pieces stay None so checks can continue."""
@@ -160,35 +174,37 @@ class _Validator:
     def run(self) -> DirectoryData:
         sections = self._sections()
         drafts = {
-            name: [d for i, raw in enumerate(entries) if (d := self._entry(name, i, raw))]
-            for name, entries in sections.items()
+            name: [d for i, raw in enumerate(sections[name]) if (d := self._entry(name, i, raw))]
+            for name in _KIND
         }
         units = self._unique_ids("units", drafts["units"])
         self._check_unit_tree(drafts["units"], units)
         positions = self._unique_ids("positions", drafts["positions"])
         self._check_ranks(drafts["positions"])
-        self._unique_ids("people", drafts["people"])
+        people = self._unique_ids("people", drafts["people"])
         self._check_people(drafts["people"], units, positions)
+        roles = read_roles(self, sections["roles"], units, people)
+        relations = read_relations(self, sections["relations"], units)
         if self.errors:
             ordered = sorted(self.errors, key=lambda e: e[0] or 0)
             raise DirectoryFileError([_format(self.source, ln, msg) for ln, msg in ordered])
-        return self._build(drafts)
+        return self._build(drafts, tuple(roles), tuple(relations))
 
     def _sections(self) -> dict[str, list[object]]:
         root = self.data
         if not isinstance(root, dict):
-            self.error((), f"top level must be a table, got {_type(root)}")
+            self.error((), f"top level must be a table, got {type_name(root)}")
             return {name: [] for name in SECTIONS}
         for key in root:
             if key not in SECTIONS:
-                self.error((str(key),), f"unknown top-level key {key!r}{_hint(key, SECTIONS)}")
+                self.error((str(key),), f"unknown top-level key {key!r}{hint(key, SECTIONS)}")
         sections: dict[str, list[object]] = {}
         for name in SECTIONS:
             value = root.get(name, [])
             if not isinstance(value, list):
                 self.error((name,), f"{name!r} must be a list of tables")
                 value = []
-            elif not value and name != "people":
+            elif not value and name in ("units", "positions"):
                 self.error((name,), f"at least one {_KIND[name]} is required")
             sections[name] = value
         return sections
@@ -199,22 +215,17 @@ class _Validator:
         path = (section, index)
         kind = _KIND[section]
         if not isinstance(raw, dict):
-            self.error(path, f"{kind} #{index + 1} must be a table, got {_type(raw)}")
+            self.error(path, f"{kind} #{index + 1} must be a table, got {type_name(raw)}")
             return None
         draft = _Draft(path=path, label=f"{kind} #{index + 1}")
         draft.id = self._string(raw, draft, "id", required=True)
         if draft.id is not None:
             draft.label = f"{kind} {draft.id!r}"
-            if not _ID.fullmatch(draft.id):
-                self.fail(
-                    draft,
-                    "id",
-                    "id must be 1-64 letters, digits, '.', '_' or '-' "
-                    "and start with a letter or digit",
-                )
+            if not ID.fullmatch(draft.id):
+                self.fail(draft, "id", f"id must be {ID_RULE}")
         for key in raw:
             if key not in _ALLOWED[section]:
-                self.fail(draft, str(key), f"unknown key {key!r}{_hint(key, _ALLOWED[section])}")
+                self.fail(draft, str(key), f"unknown key {key!r}{hint(key, _ALLOWED[section])}")
         draft.name = self._string(raw, draft, "name", required=True)
         draft.name_ja = self._string(raw, draft, "name_ja", required=False) or draft.name
         if section == "units":
@@ -234,7 +245,7 @@ class _Validator:
             return None
         value = raw[key]
         if not isinstance(value, str):
-            self.fail(draft, key, f"{key!r} must be a string, got {_type(value)}")
+            self.fail(draft, key, f"{key!r} must be a string, got {type_name(value)}")
             return None
         if not value.strip():
             self.fail(draft, key, f"{key!r} must not be empty")
@@ -278,7 +289,7 @@ class _Validator:
             self.fail(draft, None, "missing required key 'emails'")
             return
         elif not isinstance(raw["emails"], list):
-            got = _type(raw["emails"])
+            got = type_name(raw["emails"])
             self.fail(draft, "emails", f"'emails' must be a list of strings, got {got}")
             return
         else:
@@ -287,7 +298,8 @@ class _Validator:
                 self.fail(draft, "emails", "'emails' must not be empty")
         for value, where in candidates:
             if not isinstance(value, str):
-                self.fail(draft, where[2:], f"email addresses must be strings, got {_type(value)}")
+                got = type_name(value)
+                self.fail(draft, where[2:], f"email addresses must be strings, got {got}")
             elif problem := email_problem(value):
                 self.fail(draft, where[2:], f"invalid email address {value!r}: {problem}")
             else:
@@ -316,18 +328,9 @@ class _Validator:
                 self.fail(draft, "parent", f"unknown parent unit {draft.parent!r}")
             elif units[draft.id] is draft:
                 parents[draft.id] = draft.parent
-        done: set[str] = set()
-        for start in units:  # file order, so each cycle is reported once, at a stable place
-            chain: list[str] = []
-            current: str | None = start
-            while current is not None and current not in done and current not in chain:
-                chain.append(current)
-                current = parents.get(current)
-            if current is not None and current in chain:
-                cycle = [*chain[chain.index(current) :], current]
-                cycle_text = " -> ".join(cycle)
-                self.error((*units[current].path, "parent"), f"unit tree has a cycle: {cycle_text}")
-            done.update(chain)
+        for cycle in cycles(parents, units):
+            cycle_text = " -> ".join(cycle)
+            self.error((*units[cycle[0]].path, "parent"), f"unit tree has a cycle: {cycle_text}")
 
     def _check_ranks(self, drafts: list[_Draft]) -> None:
         by_rank: dict[int, _Draft] = {}
@@ -362,7 +365,12 @@ class _Validator:
             if draft.position is not None and draft.position not in positions:
                 self.fail(draft, "position", f"unknown position {draft.position!r}")
 
-    def _build(self, drafts: dict[str, list[_Draft]]) -> DirectoryData:
+    def _build(
+        self,
+        drafts: dict[str, list[_Draft]],
+        roles: tuple[RoleRecord, ...],
+        relations: tuple[RelationRecord, ...],
+    ) -> DirectoryData:
         return DirectoryData(
             units=tuple(
                 Unit(_need(d.id), _need(d.name), _need(d.name_ja), d.parent)
@@ -374,27 +382,13 @@ class _Validator:
             ),
             people=tuple(
                 PersonRecord(
-                    id=_need(d.id),
-                    name=_need(d.name),
-                    name_ja=_need(d.name_ja),
-                    emails=tuple(address for address, _ in d.emails),
-                    locale=d.locale,
-                    unit=_need(d.unit),
-                    position=_need(d.position),
-                    active=d.active,
+                    _need(d.id), _need(d.name), _need(d.name_ja),
+                    tuple(address for address, _ in d.emails),
+                    d.locale, _need(d.unit), _need(d.position), d.active,
                 )
                 for d in drafts["people"]
             ),
+            roles=roles,
+            relations=relations,
         )
 
-
-def _type(value: object) -> str:
-    return {
-        bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-        list: "a list", dict: "a table", type(None): "null",
-    }.get(type(value), type(value).__name__)  # fmt: skip
-
-
-def _hint(key: object, allowed: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(str(key), allowed, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(allowed)})"

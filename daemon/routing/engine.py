@@ -78,10 +78,10 @@ def after_approval(template: Template, pos: Pos) -> tuple[Pos, bool]:
         return pos, True
     if step.resolver == "business":
         return Pos(pos.phase, pos.step, pos.sub + 1), True
-    return _next_step(template, pos), False
+    return next_step(template, pos), False
 
 
-def _next_step(template: Template, pos: Pos) -> Pos:
+def next_step(template: Template, pos: Pos) -> Pos:
     if pos.step + 1 < len(template.phases[pos.phase].steps):
         return Pos(pos.phase, pos.step + 1, 0)
     return Pos(pos.phase + 1, 0, 0)
@@ -108,7 +108,7 @@ def walk(s: Session, template: Template, start: Pos, inside: bool, facts: Facts,
             notes.append(f"step {phase.name}/{step.name}: {why}" + ("" if ok else
                                                                     "; step skipped"))
             if not ok:
-                pos, inside = _next_step(template, pos), False
+                pos, inside = next_step(template, pos), False
                 continue
         res = resolve(s, step, RouteContext(case_type, requester, last_actor, on, pos.sub))
         label = f"step {phase.name}/{step.name} ({step.resolver})"
@@ -116,5 +116,5 @@ def walk(s: Session, template: Template, start: Pos, inside: bool, facts: Facts,
             notes.append(f"{label}: {res.explanation}")
             return Next(pos, res, notes)
         notes.append(f"{label}: {res.explanation}; step complete")
-        pos, inside = _next_step(template, pos), False
+        pos, inside = next_step(template, pos), False
     return Next(None, None, notes)

@@ -21,7 +21,7 @@ Destination: Osaka
 Purpose: Customer visit
 Departure date: 2026-11-10
 Return date: 2026-11-11
-Amount: 24,500
+Amount: 54,500
 """
 
 
@@ -58,7 +58,8 @@ def test_request_routed_up_the_ranks_and_approved(daemon: App, relay: CapturingR
     assert ack.message["References"].split()[-1] == f"<case.{number}@example.com>"
 
     reply_to(request, port, SATO, "承認します")
-    # Section manager is vacant in Engineering: the request skips to Suzuki (department head).
+    # Section manager is vacant in Engineering; from ¥50,000 the travel workflow adds the
+    # Department Manager: the request goes on to Suzuki.
     to_suzuki = relay.wait_for(SUZUKI)[0]
     assert number in to_suzuki.subject
     assert "佐藤" in to_suzuki.body  # the request lists who has already approved
@@ -78,7 +79,7 @@ def test_request_routed_up_the_ranks_and_approved(daemon: App, relay: CapturingR
     assert "承認されました" in final.subject and number in final.subject
     case = case_row(daemon, number)
     assert case.state == "approved"
-    assert case.fields["amount"] == "24500"
+    assert case.fields["amount"] == "54500"
 
     # Reusing a token after the case moved on: a clear error naming who decided and when.
     reply_to(request, port, SATO, "承認")

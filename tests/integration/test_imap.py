@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(
     reason="Dovecot is not installed (scripts/test.sh installs dovecot-imapd)")
 
 TRAVEL = ("Type: travel\nDestination: Osaka\nPurpose: Visit {n}\nDeparture date: 2026-11-10\n"
-          "Return date: 2026-11-11\nAmount: 24500\n")
+          "Return date: 2026-11-11\nAmount: 54500\n")
 FLAG = "$RingiProcessed"
 
 

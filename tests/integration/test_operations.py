@@ -25,7 +25,7 @@ from daemon.workqueue.queue import State
 from tests.support import ROOT, CapturingRelay, free_port, make_config, reply_to, send
 
 TRAVEL = ("Type: travel\nDestination: Sendai\nPurpose: Trade fair\nDeparture date: 2026-11-12\n"
-          "Return date: 2026-11-13\nAmount: 31000\n")
+          "Return date: 2026-11-13\nAmount: 51000\n")
 
 
 def write_config(cfg: Config, tmp_path: Path) -> Path:
@@ -46,14 +46,19 @@ def test_case_show_and_status(daemon: App, relay: CapturingRelay, tmp_path: Path
     assert out.exit_code == 0, out.output
     text = out.output
     assert f"{number}  Sendai trade fair" in text and "state:     in_review" in text
-    assert "Amount: 31,000" in text
-    # The timeline explains routing, including the vacant rank stepped over.
-    assert "vacant in Engineering, stepped over: Section Manager" in text
+    assert "Amount: 51,000" in text
+    # The timeline explains routing: the vacant rank, the threshold condition, who and why.
+    assert "nobody in Engineering ranks above Hanako Sato (Chief) up to rank 30 " \
+        "(Section Manager vacant); step complete" in text
+    assert "condition `case.amount >= 50000` holds (amount='51000')" in text
+    assert "phase accounting: condition `has(case.receipts) && case.receipts > 0` does not " \
+        "hold" not in text  # not reached yet: the case is still in the line phase
     assert re.search(
         r"decision\s+Hanako Sato \(Chief\), Engineering\s+-> APPROVE\s+reason: 良い", text
     )
     lines = [ln.split()[2] for ln in text.splitlines() if re.match(r"\s+\d{4}-\d\d-\d\d ", ln)]
-    assert lines == ["received", "routed", "asked", "decision", "routed", "asked"]
+    assert lines == ["received", "routed", "asked", "decision", "routed", "routed", "routed",
+                     "asked"]
 
     missing = CliRunner().invoke(cli, ["--config", str(cfg_file), "case", "show", "R-0000-1"])
     assert missing.exit_code == 1 and "no case R-0000-1" in missing.output

@@ -41,7 +41,7 @@ def errors_for(tmp_path: pathlib.Path, *texts: str) -> list[str]:
 
 def test_shipped_samples_load() -> None:
     registry = load_case_types(SAMPLES)
-    assert [t.name for t in registry.all()] == ["purchase", "travel"]
+    assert [t.name for t in registry.all()] == ["design_release", "purchase", "travel"]
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import pathlib
@@ -17,6 +18,8 @@ from daemon.directory.loader import (
     DirectoryFileError,
     PersonRecord,
     Position,
+    RelationRecord,
+    RoleRecord,
     Unit,
     email_problem,
     load_directory,
@@ -197,6 +200,9 @@ def test_sample_loads_with_expected_shape() -> None:
         ("hq", "Head Office", "本社", None),
         ("eng", "Engineering", "技術部", "hq"),
         ("sales", "Sales", "営業部", "hq"),
+        ("accounting", "Accounting", "経理部", "hq"),
+        ("procurement", "Procurement", "購買部", "hq"),
+        ("design", "Design", "設計課", "eng"),
     ]
     assert [(p.id, p.name_ja, p.rank) for p in data.positions] == [
         ("staff", "担当", 10),
@@ -216,33 +222,74 @@ def test_sample_loads_with_expected_shape() -> None:
         ("sales", "department_manager"): "watanabe",
         ("hq", "director"): "yamamoto",
         ("hq", "staff"): "admin",
+        ("accounting", "staff"): "kato",
+        ("accounting", "section_manager"): "ito",
+        ("procurement", "staff"): "clark",
+        ("procurement", "department_manager"): "mori",
+        ("design", "staff"): "nakamura",
     }
     people = {p.id: p for p in data.people}
     assert people["smith"].name_ja == "ジョン・スミス" and people["smith"].locale == "en"
     assert people["brown"].name == "Emily Brown" and people["brown"].locale == "en"
     assert people["admin"].name == "Ringi Administrator"
     assert people["tanaka"].locale == "ja" and people["tanaka"].name_ja == "田中 太郎"
+    assert people["clark"].locale == "en" and people["clark"].name == "Olivia Clark"
+    assert (people["kato"].name_ja, people["ito"].name_ja) == ("加藤 健", "伊藤 真理")
+    assert (people["mori"].name_ja, people["nakamura"].name_ja) == ("森 大輔", "中村 翔")
     assert all(p.active for p in data.people)
     assert all(len(p.emails) == 1 and p.emails[0] == f"{p.id}@example.com" for p in data.people)
+
+
+def test_sample_roles_and_relations() -> None:
+    data = load_directory(SAMPLE)
+    assert set(data.roles) == {
+        RoleRecord("eng", "head", "suzuki"),
+        RoleRecord("sales", "head", "watanabe"),
+        RoleRecord("hq", "head", "yamamoto"),
+        RoleRecord("accounting", "head", "ito"),
+        RoleRecord("procurement", "head", "mori"),
+        RoleRecord("accounting", "accounting_staff", "kato"),
+        RoleRecord("accounting", "accounting_manager", "ito"),
+        RoleRecord("procurement", "buyer", "clark"),
+        RoleRecord("procurement", "purchasing_manager", "mori"),
+    }
+    assert len(data.roles) == 9
+    # design has no head of its own: finding one means climbing to eng
+    assert not [r for r in data.roles if r.unit == "design"]
+    start, end = datetime.date(2026, 1, 1), datetime.date(2027, 12, 31)
+    assert data.relations == (
+        RelationRecord("watanabe", "unit", "sales", "responsible", start, end, "admin"),
+        RelationRecord("takahashi", "person", "brown", "proxy", start, end, "admin"),
+        RelationRecord("sato", "person", "suzuki", "proxy", start, end, "admin"),
+    )
 
 
 def test_sample_engineering_section_manager_is_vacant() -> None:
     data = load_directory(SAMPLE)
     assert not [p for p in data.people if p.unit == "eng" and p.position == "section_manager"]
     # ...while the position itself exists and is filled elsewhere.
-    assert [p.id for p in data.people if p.position == "section_manager"] == ["brown"]
+    holders = {p.id: p.unit for p in data.people if p.position == "section_manager"}
+    assert holders == {"brown": "sales", "ito": "accounting"}
     lines = SAMPLE.read_text(encoding="utf-8").splitlines()
     header = "\n".join(line for line in lines[: lines.index("")] if line.startswith("#"))
     assert "vacant" in header.lower() and "Engineering (eng)" in header, header
 
 
+POSTS_CSV_COLUMNS = "role,person,approver,relation_kind,valid_from,valid_to,registered_by"
+
+
 def _sample_as_csv(raw: dict[str, list[dict[str, object]]]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_HEADER.split(","), lineterminator="\n")
+    columns = [*CSV_HEADER.split(","), *POSTS_CSV_COLUMNS.split(",")]
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    for section, kind in (("units", "unit"), ("positions", "position"), ("people", "person")):
+    sections = (("units", "unit"), ("positions", "position"), ("people", "person"),
+                ("roles", "role"), ("relations", "relation"))  # fmt: skip
+    for section, kind in sections:
         for entry in raw[section]:
             row = {k: (";".join(v) if isinstance(v, list) else v) for k, v in entry.items()}
+            if kind == "relation":
+                row["relation_kind"] = row.pop("kind")
             writer.writerow({"kind": kind, **row})
     return out.getvalue()
 
@@ -251,7 +298,7 @@ def _sample_as_csv(raw: dict[str, list[dict[str, object]]]) -> str:
 def test_sample_in_other_formats_loads_identically(tmp_path: pathlib.Path, suffix: str) -> None:
     raw = tomllib.loads(SAMPLE.read_text(encoding="utf-8"))
     if suffix == ".json":
-        text = json.dumps(raw, ensure_ascii=False, indent=2)
+        text = json.dumps(raw, ensure_ascii=False, indent=2, default=str)  # dates as text
     elif suffix == ".csv":
         text = _sample_as_csv(raw)
     else:

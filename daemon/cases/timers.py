@@ -1,0 +1,152 @@
+"""Waiting cases over time: people who left, reminders, escalation (SPEC 5).
+
+Run periodically from one thread (or from tests after moving the clock). Each action is
+claimed with a conditional UPDATE, so two daemons sharing a database never remind twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from daemon.cases.calendar import add_business_days
+from daemon.cases.states import CaseState, StepState
+from daemon.cases.workflow import Workflow
+from daemon.directory.lookup import Member, member, proxies_of
+from daemon.routing.engine import Pos
+from daemon.routing.resolvers import RouteContext, rank_above
+from daemon.routing.templates import Step
+from daemon.store.db import Store, rowcount
+from daemon.store.models import Case, CaseStep
+
+log = logging.getLogger(__name__)
+
+
+class Timers:
+    def __init__(self, store: Store, workflow: Workflow) -> None:
+        self.store = store
+        self.wf = workflow
+        self.cfg = workflow.cfg.workflow
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="timers", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join(10)
+
+    def _loop(self) -> None:
+        while not self.stopping.wait(self.cfg.timer_seconds):
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("timers: pass failed; retrying next time")
+
+    def run_once(self) -> int:
+        """One pass over every waiting step; returns how many actions were taken."""
+        with self.store.transaction() as s:
+            ids = s.scalars(select(CaseStep.id).join(Case, Case.id == CaseStep.case_id).where(
+                CaseStep.state == StepState.PENDING,
+                Case.state.in_([CaseState.IN_REVIEW, CaseState.ON_HOLD]))
+                .order_by(CaseStep.id)).all()
+        done = 0
+        for step_id in ids:
+            with self.store.transaction() as s:
+                step = s.get(CaseStep, step_id)
+                case = s.get(Case, step.case_id) if step else None
+                if step is None or case is None or step.state != StepState.PENDING:
+                    continue
+                done += self._step(s, case, step)
+        return done
+
+    def _step(self, s: Session, case: Case, step: CaseStep) -> int:
+        approver = member(s, step.approver_id)
+        if self._left(approver, step):
+            return self._substitute(s, case, step, approver)
+        assert approver is not None
+        now = self.wf.clock.now()
+        due = add_business_days(step.asked_at, self.cfg.reminder_after_days,
+                                self.cfg.business_days, self.cfg.holidays)
+        late = add_business_days(step.asked_at, self.cfg.escalate_after_days,
+                                 self.cfg.business_days, self.cfg.holidays)
+        if now >= late and step.escalated_at is None and step.kind != "escalation" \
+                and step.mode != "all" and self._claim(s, step, "escalated_at"):
+            return self._escalate(s, case, step, approver)
+        if now >= due and step.reminded_at is None and self._claim(s, step, "reminded_at"):
+            self.wf.ask(s, case, step, approver, note="reminder")
+            return 1
+        return 0
+
+    def _claim(self, s: Session, step: CaseStep, column: str) -> bool:
+        col = getattr(CaseStep, column)
+        won = rowcount(s.execute(update(CaseStep).where(CaseStep.id == step.id, col.is_(None))
+                                 .values({column: self.wf.clock.now()})
+                                 .execution_options(synchronize_session=False)))
+        if won:
+            s.refresh(step)
+        return won == 1
+
+    @staticmethod
+    def _left(approver: Member | None, step: CaseStep) -> bool:
+        if approver is None or not approver.person.active:
+            return True
+        post = step.asked_post or {}
+        now_unit = approver.unit.id if approver.unit else None
+        now_pos = approver.position.id if approver.position else None
+        return step.kind in ("approver", "returned", "corrected") and bool(post) and \
+            (post.get("unit"), post.get("position")) != (now_unit, now_pos)
+
+    def _previous_actor(self, s: Session, case: Case, step: CaseStep) -> Member | None:
+        prev = s.scalar(select(CaseStep).where(
+            CaseStep.case_id == case.id, CaseStep.round == case.round,
+            CaseStep.state == StepState.APPROVED, CaseStep.slot < step.slot)
+            .order_by(CaseStep.slot.desc(), CaseStep.seq.desc()).limit(1))
+        return member(s, prev.approver_id) if prev else member(s, case.requester_id)
+
+    def _substitute(self, s: Session, case: Case, step: CaseStep,
+                    approver: Member | None) -> int:
+        name = approver.person.name if approver else step.approver_id
+        for other in [o for o in self.wf.pending_steps(s, case) if o.slot == step.slot]:
+            self.wf.close_step(s, other, StepState.SUPERSEDED)
+        self.wf.record(s, case, "left", approver,
+                       detail=f"{name} no longer holds the post they were asked in; their "
+                       "request is withdrawn and a substitute is resolved")
+        last = self._previous_actor(s, case, step)
+        if last is None:
+            return 0
+        asked = self.wf.route(s, case, Pos.of(step.pos), True, last)
+        for new in asked:
+            self.wf.record(s, case, "substitute", new, detail=f"asked in place of {name}")
+        return 1
+
+    def _escalate(self, s: Session, case: Case, step: CaseStep, approver: Member) -> int:
+        today = self.wf.clock.now().date()
+        targets = [p for p in proxies_of(s, approver.id, today) if p.person.active]
+        how = "registered proxy"
+        if not targets:
+            requester = member(s, case.requester_id) or approver
+            res = rank_above(s, Step(name="escalation", resolver="rank-above"),
+                             RouteContext(case.case_type, requester, approver, today))
+            targets, how = list(res.approvers), "next rank"
+        if not targets:
+            self.wf.record(s, case, "escalation", None, detail=f"{approver.person.name} has "
+                           "waited too long, but has no proxy and nobody ranks above")
+            return 0
+        if step.mode == "single":
+            step.mode = "any"  # now either of them may decide
+        for target in targets:
+            new = self.wf.new_step(s, case, target, slot=step.slot, mode="any",
+                                   phase=step.phase, step_name=step.step_name, pos=step.pos,
+                                   kind="escalation", resolver=how)
+            self.wf.record(s, case, "escalated", target,
+                           detail=f"{approver.person.name} has not decided within "
+                           f"{self.cfg.escalate_after_days} business days; {how} asked too")
+            self.wf.ask(s, case, new, target, note="escalated",
+                        note_detail=approver.display_name(target.locale))
+        return 1
