@@ -163,7 +163,7 @@ class CaseCommands:
         self.wf.record(s, case, "reapplied", sender,
                        detail=f"round {case.round}: routing restarts from the beginning")
         requester = member(s, case.requester_id) or sender
-        asked = self.wf.route(s, case, Pos(), False, requester)
+        asked = self.wf.route(s, case, Pos(), False, requester, announce=False)
         self.wf.tell_requester(s, case, "ack", {"reapplied": True, "next": ", ".join(
             m.display_name(sender.locale) for m in asked) if asked else None})
         if case.state == CaseState.APPROVED:

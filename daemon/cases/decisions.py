@@ -43,14 +43,14 @@ class Decisions:
         wf.record(s, case, "decision", actor, decision=decision, reason=reason or None,
                   detail=f"{step.phase}/{step.step_name} (ask {step.slot}){on_behalf}")
         if decision == "approve":
-            self._approve(s, case, step, actor, reason)
+            self._approve(s, case, step, actor, reason, proxy_for)
         elif decision == "reject":
             self._reject(s, case, step, actor, reason)
         else:
             self._return(s, case, step, actor, reason)
 
     def _approve(self, s: Session, case: Case, step: CaseStep, actor: Member,
-                 reason: str) -> None:
+                 reason: str, proxy_for: Member | None = None) -> None:
         wf = self.wf
         step.state = StepState.APPROVED
         others = self._others(s, case, step)
@@ -67,7 +67,8 @@ class Decisions:
             wf.record(s, case, "withdrawn", member(s, o.approver_id),
                       detail=f"request withdrawn: {actor.person.name} decided first")
         template = wf.template_of(s, case)
-        last = actor
+        # A proxy decides in the asked approver's place: the route goes on from there.
+        last = proxy_for or actor
         if step.kind == "added":
             # An added person's approval goes before the step: that step is asked again,
             # from where the route stood before the addition.
@@ -86,9 +87,7 @@ class Decisions:
         wf.send(s, "decision_confirmed", actor, case, {
             "decision": "approve", "reason": reason,
             "next": ", ".join(who(m, actor.locale) for m in asked) if asked else None})
-        if case.state == CaseState.APPROVED:
-            wf.tell_requester(s, case, "approved")
-        elif requester is not None and asked:
+        if case.state != CaseState.APPROVED and requester is not None and asked:
             wf.tell_requester(s, case, "progress", {
                 "by": who(actor, requester.locale),
                 "next": ", ".join(who(m, requester.locale) for m in asked)})

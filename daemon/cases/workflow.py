@@ -141,7 +141,7 @@ class Workflow:
                     detail=f"{req.case_type.name} request received by {req.channel}"
                     + (f" with {count} attachment(s)" if count else "")
                     + f"; workflow {self.registry.version_label(s, version_id)}")
-        asked = self.route(s, case, Pos(), False, req.requester)
+        asked = self.route(s, case, Pos(), False, req.requester, announce=False)
         self.tell_requester(s, case, "ack", {
             "next": ", ".join(who(m, req.requester.locale) for m in asked) if asked else None})
         if case.state == CaseState.APPROVED:
@@ -149,8 +149,12 @@ class Workflow:
         return case
 
     def route(self, s: Session, case: Case, start: Pos, inside: bool,
-              last_actor: Member) -> list[Member]:
-        """Ask whoever comes next; with nobody left the case is approved. Returns who."""
+              last_actor: Member, announce: bool = True) -> list[Member]:
+        """Ask whoever comes next; with nobody left the case is approved. Returns who.
+
+        With `announce`, the requester is told when the case ends approved (callers that
+        first send their own acknowledgement pass False and announce afterwards).
+        """
         requester = member(s, case.requester_id) or last_actor
         template = self.template_of(s, case)
         nxt: Next = walk(s, template, start, inside, self.facts(s, case), case.case_type,
@@ -161,6 +165,8 @@ class Workflow:
             case.route = None
             case.state = CaseState.APPROVED
             self.record(s, case, "approved", None, detail="every required approver has approved")
+            if announce:
+                self.tell_requester(s, case, "approved")
             return []
         case.route = nxt.pos.as_dict()
         case.state = CaseState.IN_REVIEW
