@@ -24,7 +24,8 @@ def print_case(app: App, number: str) -> bool:
         click.echo(f"{view['number']}  {view['title']}")
         click.echo(f"  type:      {view['type_title']} ({view['type']})")
         click.echo(f"  requester: {view['requester']}")
-        click.echo(f"  state:     {view['state']}")
+        click.echo(f"  state:     {view['state']} (round {case.round})")
+        click.echo(f"  workflow:  {app.registry.version_label(s, case.workflow_version_id)}")
         click.echo(f"  created:   {view['created']}")
         for f in view["fields"]:
             click.echo(f"  {f['label']}: {f['value']}")
@@ -48,7 +49,10 @@ def print_case(app: App, number: str) -> bool:
         if steps:
             click.echo("steps:")
             for st in steps:
-                click.echo(f"  {st.seq}. {st.approver_id} via {st.resolver}: {st.state}")
+                extra = f", {st.kind}" if st.kind != "approver" else ""
+                mode = f", {st.mode} of ask {st.slot}" if st.mode != "single" else ""
+                click.echo(f"  {st.seq}. {st.phase}/{st.step_name}: {st.approver_id} via "
+                           f"{st.resolver}{extra}{mode}: {st.state}")
     return True
 
 

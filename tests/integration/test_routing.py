@@ -211,3 +211,54 @@ def test_design_release_climbs_to_parent_head(app: App) -> None:
     fields = {"document_number": "D-1", "revision": "A", "summary": "s"}
     assert first_asks(app, "design_release", "nakamura", fields) == ["suzuki"]
     assert first_asks(app, "design_release", "smith", fields) == ["watanabe"]
+
+
+def test_rules_check_cli(tmp_path: Path, db_url: str) -> None:
+    import shutil
+
+    import tomli_w
+    from click.testing import CliRunner
+
+    from daemon.cli.main import cli
+    from daemon.config import config_as_dict
+    from tests.support import ROOT
+
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    cfg = make_config(tmp_path, db_url, None, free_port(), paths={"rules": str(rules)})
+    cfg_file = tmp_path / "ringi.toml"
+    cfg_file.write_text(tomli_w.dumps(config_as_dict(cfg)))
+    ok = CliRunner().invoke(cli, ["--config", str(cfg_file), "rules", "check"])
+    assert ok.exit_code == 0, ok.output
+    assert "travel           workflow travel" in ok.output and "line → accounting" in ok.output
+    (rules / "workflows" / "broken.toml").write_text('''
+name = "broken"
+case_types = ["nosuchtype"]
+[[phases]]
+name = "p"
+when = "case.amount >"
+  [[phases.steps]]
+  resolver = "teleport"
+  [[phases.steps]]
+  resolver = "role"
+''')
+    (rules / "workflows" / "typo.toml").write_text('''
+name = "typo"
+case_types = ["design_release"]
+[[phases]]
+name = "p"
+  [[phases.steps]]
+  resolver = "fixed"
+  people = ["yamamoto"]
+  when = "case.amout > 5"
+''')
+    (rules / "workflows" / "design_release.toml").unlink()
+    bad = CliRunner().invoke(cli, ["--config", str(cfg_file), "rules", "check"])
+    assert bad.exit_code == 2
+    out = bad.output
+    assert "broken.toml: case_types: unknown case type 'nosuchtype'" in out
+    assert "broken.toml: phase p: condition does not compile" in out
+    assert "resolver must be one of rank-above, role, relation, business, fixed" in out
+    assert "a role step needs role" in out
+    assert "typo.toml: phase p, step 1: case.amout is not a field" in out
+    assert "Traceback" not in out
