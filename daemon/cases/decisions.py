@@ -73,7 +73,7 @@ class Decisions:
             # An added person's approval goes before the step: that step is asked again,
             # from where the route stood before the addition.
             start, inside = Pos.of(step.pos), False
-            last = self._previous_actor(s, case, step) or actor
+            last = wf.previous_actor(s, case, step.slot) or actor
         elif step.kind == "replaced":
             start, inside = after_approval(template, Pos.of(step.pos))
             last = member(s, str((step.pos or {}).get("as"))) or actor
@@ -92,18 +92,6 @@ class Decisions:
                 "by": who(actor, requester.locale),
                 "next": ", ".join(who(m, requester.locale) for m in asked)})
 
-    def _previous_actor(self, s: Session, case: Case, step: CaseStep) -> Member | None:
-        prev = self._previous(s, case, step)
-        return member(s, prev.approver_id) if prev else member(s, case.requester_id)
-
-    def _previous(self, s: Session, case: Case, step: CaseStep) -> CaseStep | None:
-        """The last approval before this ask in the current round."""
-        return s.scalar(select(CaseStep).where(
-            CaseStep.case_id == case.id, CaseStep.round == case.round,
-            CaseStep.state == StepState.APPROVED, CaseStep.slot < step.slot,
-            CaseStep.id != step.id).order_by(CaseStep.slot.desc(), CaseStep.seq.desc())
-            .limit(1))
-
     def _reject(self, s: Session, case: Case, step: CaseStep, actor: Member,
                 reason: str) -> None:
         wf = self.wf
@@ -114,7 +102,7 @@ class Decisions:
         pos = Pos.of(step.pos)
         business = (step.pos is not None and pos.phase < len(template.phases)
                     and template.phases[pos.phase].kind == "business")
-        previous = None if business else self._previous(s, case, step)
+        previous = None if business else wf.previous_approval(s, case, step.slot)
         if previous is not None:
             back_to = member(s, previous.approver_id)
             if back_to is not None and back_to.person.active:

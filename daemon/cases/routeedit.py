@@ -62,7 +62,7 @@ class RouteEditor:
         case.state = CaseState.IN_REVIEW
         if action == "skip":
             template = wf.template_of(s, case)
-            last = self._last_actor(s, case, current.slot) or by
+            last = wf.previous_actor(s, case, current.slot) or by
             return wf.route(s, case, next_step(template, Pos.of(current.pos)), False, last)
         assert target is not None
         pos = dict(current.pos or {})
@@ -73,14 +73,3 @@ class RouteEditor:
                            resolver=f"route edit by {by.id}")
         wf.ask(s, case, step, target)
         return [target]
-
-    def _last_actor(self, s: Session, case: Case, slot: int) -> Member | None:
-        from sqlalchemy import select
-
-        from daemon.store.models import CaseStep
-
-        prev = s.scalar(select(CaseStep).where(
-            CaseStep.case_id == case.id, CaseStep.round == case.round,
-            CaseStep.state == StepState.APPROVED, CaseStep.slot < slot)
-            .order_by(CaseStep.slot.desc(), CaseStep.seq.desc()).limit(1))
-        return member(s, prev.approver_id) if prev else member(s, case.requester_id)

@@ -102,13 +102,6 @@ class Timers:
         return step.kind in ("approver", "returned", "corrected") and bool(post) and \
             (post.get("unit"), post.get("position")) != (now_unit, now_pos)
 
-    def _previous_actor(self, s: Session, case: Case, step: CaseStep) -> Member | None:
-        prev = s.scalar(select(CaseStep).where(
-            CaseStep.case_id == case.id, CaseStep.round == case.round,
-            CaseStep.state == StepState.APPROVED, CaseStep.slot < step.slot)
-            .order_by(CaseStep.slot.desc(), CaseStep.seq.desc()).limit(1))
-        return member(s, prev.approver_id) if prev else member(s, case.requester_id)
-
     def _substitute(self, s: Session, case: Case, step: CaseStep,
                     approver: Member | None) -> int:
         name = approver.person.name if approver else step.approver_id
@@ -117,7 +110,7 @@ class Timers:
         self.wf.record(s, case, "left", approver,
                        detail=f"{name} no longer holds the post they were asked in; their "
                        "request is withdrawn and a substitute is resolved")
-        last = self._previous_actor(s, case, step)
+        last = self.wf.previous_actor(s, case, step.slot)
         if last is None:
             return 0
         asked = self.wf.route(s, case, Pos.of(step.pos), True, last)

@@ -237,6 +237,18 @@ class Workflow:
         step.state = state
         self.tokens.revoke_step(s, step.id, self.clock.now())
 
+    def previous_approval(self, s: Session, case: Case, before_slot: int) -> CaseStep | None:
+        """The last approval before an ask in the current round."""
+        return s.scalar(select(CaseStep).where(
+            CaseStep.case_id == case.id, CaseStep.round == case.round,
+            CaseStep.state == StepState.APPROVED, CaseStep.slot < before_slot)
+            .order_by(CaseStep.slot.desc(), CaseStep.seq.desc()).limit(1))
+
+    def previous_actor(self, s: Session, case: Case, before_slot: int) -> Member | None:
+        """Who acted before an ask: the last approver, or the requester at the start."""
+        prev = self.previous_approval(s, case, before_slot)
+        return member(s, prev.approver_id) if prev else member(s, case.requester_id)
+
     def pending_steps(self, s: Session, case: Case) -> list[CaseStep]:
         return list(s.scalars(select(CaseStep).where(
             CaseStep.case_id == case.id, CaseStep.state == StepState.PENDING)
