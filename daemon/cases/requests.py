@@ -10,14 +10,18 @@ from sqlalchemy.orm import Session
 from daemon.cases.casetypes import CaseType
 from daemon.cases.commands import CaseCommands, parse_case_command
 from daemon.cases.workflow import NewRequest, Workflow
-from daemon.directory.lookup import Member
+from daemon.directory.lookup import Member, member, member_by_email, proxies_of
 from daemon.parsing.message import ParsedMail
-from daemon.parsing.request import parse_form_text, render_form, validate_fields
+from daemon.parsing.request import RawForm, parse_form_text, render_form, validate_fields
 
 log = logging.getLogger(__name__)
 
 # The whole subject must be the command: "New laptop for Kyoto" is a title, not `new`.
 COMMAND_RE = re.compile(r"^\s*(?:(help|ヘルプ)|(new|新規)\s+(\S+))\s*$", re.IGNORECASE)
+
+
+# A line naming the person a request is entered for (the sender becomes the proxy).
+REQUESTER_KEYS = frozenset({"requester", "on behalf of", "申請者", "代理申請"})
 
 
 def looks_japanese(text: str) -> bool:
@@ -67,6 +71,18 @@ class RequestHandler:
             self.answer(s, mail, locale, "request_error", problem="unknown_type",
                        given=form.type_key, problems=[], form=None)
             return f"request refused: unknown type {form.type_key!r}"
+        on_behalf = [form.values[k] for k in REQUESTER_KEYS if k in form.values]
+        form = RawForm(form.type_key, {k: v for k, v in form.values.items()
+                                       if k not in REQUESTER_KEYS}, form.line_of,
+                       form.unknown_lines)
+        requester, entered_by = sender, None
+        if on_behalf:
+            found = self.on_behalf_of(s, sender, on_behalf[0])
+            if isinstance(found, str):
+                self.answer(s, mail, locale, "request_error", problem="on_behalf",
+                            given=on_behalf[0], why=found, problems=[], form=None)
+                return f"request refused: on behalf of {on_behalf[0]!r}: {found}"
+            requester, entered_by = found, sender
         values, problems = validate_fields(ct, form)
         if problems:
             msgs = [p.message_ja if locale == "ja" else p.message for p in problems]
@@ -75,10 +91,24 @@ class RequestHandler:
             return f"request refused: {len(problems)} field problem(s)"
         title = mail.subject.strip() or (ct.title_ja if locale == "ja" else ct.title)
         case = self.wf.open_case(s, NewRequest(
-            requester=sender, case_type=ct, title=title, fields=values,
+            requester=requester, case_type=ct, title=title, fields=values,
             attachments=mail.attachments, message_id=mail.message_id, inbound_id=inbound_id,
+            entered_by=entered_by,
         ))
         return f"case {case.number} opened"
+
+    def on_behalf_of(self, s: Session, sender: Member, given: str) -> Member | str:
+        """The person a proxy enters a request for, or why that is not allowed."""
+        who = member(s, given.strip()) or member_by_email(s, given.strip())
+        if who is None or not who.person.active:
+            return "not_found"
+        if who.id == sender.id:
+            return "self"
+        same_unit = who.unit is not None and sender.unit is not None and \
+            who.unit.id == sender.unit.id
+        registered = any(p.id == sender.id
+                         for p in proxies_of(s, who.id, self.wf.clock.now().date()))
+        return who if same_unit or registered else "not_allowed"
 
     def run_command(self, s: Session, mail: ParsedMail, locale: str, word: str,
                     arg: str) -> str:

@@ -24,7 +24,7 @@ from daemon.notify.compose import decision_link, thread_id_for
 from daemon.notify.notifier import Notifier
 from daemon.notify.views import case_view, who
 from daemon.parsing.message import Attachment as MailAttachment
-from daemon.routing.engine import Facts, Next, Pos, walk
+from daemon.routing.engine import Facts, Next, Pos, next_step, walk
 from daemon.routing.registry import TemplateRegistry
 from daemon.routing.templates import Template
 from daemon.security.tokens import TokenService
@@ -157,10 +157,22 @@ class Workflow:
         """
         requester = member(s, case.requester_id) or last_actor
         template = self.template_of(s, case)
-        nxt: Next = walk(s, template, start, inside, self.facts(s, case), case.case_type,
-                         requester, last_actor, case.created_at.date())
-        for note in nxt.notes:
-            self.record(s, case, "routed", None, detail=note)
+        while True:
+            nxt: Next = walk(s, template, start, inside, self.facts(s, case), case.case_type,
+                             requester, last_actor, case.created_at.date())
+            for note in nxt.notes:
+                self.record(s, case, "routed", None, detail=note)
+            if nxt.pos is None or nxt.resolution is None or nxt.resolution.failed:
+                break
+            step_def = template.phases[nxt.pos.phase].steps[nxt.pos.step]
+            if step_def.action != "notify":
+                break
+            # A notify step informs and moves on: nobody's decision is awaited.
+            for person in nxt.resolution.approvers:
+                self.record(s, case, "notified", person,
+                            detail=f"{step_def.name}: for information only")
+                self.send(s, "notify", person, case)
+            start, inside = next_step(template, nxt.pos), False
         if nxt.done or nxt.pos is None or nxt.resolution is None:
             case.route = None
             case.state = CaseState.APPROVED

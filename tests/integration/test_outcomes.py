@@ -406,3 +406,46 @@ def test_template_versions_and_route_edits(tmp_path: Path, db_url: str,
         assert edits[1].startswith("step line/managers skipped")
     finally:
         w.app.stop()
+
+
+def test_entered_on_behalf_and_notify_step(tmp_path: Path, db_url: str,
+                                           relay: CapturingRelay) -> None:
+    rules = custom_rules(tmp_path, "purchase.toml", '''
+name = "purchase"
+case_types = ["purchase"]
+[[phases]]
+name = "line"
+  [[phases.steps]]
+  name = "tell-director"
+  resolver = "fixed"
+  people = ["yamamoto"]
+  action = "notify"
+  [[phases.steps]]
+  name = "line"
+  resolver = "rank-above"
+  max_rank = 30
+''')
+    w = start_world(tmp_path, db_url, relay, rules=rules)
+    try:
+        # Smith enters a purchase for Takahashi, a colleague in Sales.
+        w.send(SMITH, "Monitor for Takahashi", PURCHASE + "Requester: takahashi\n")
+        ack_proxy, ack_requester = w.one(SMITH), w.one(TAKAHASHI)
+        number = number_of(ack_proxy)
+        assert number in ack_requester.subject and "受付" in ack_requester.subject
+        fyi = w.one(YAMAMOTO)  # the notify step informs and moves on
+        assert "ご参考" in fyi.subject and "ご判断は不要です" in fyi.body
+        request = w.one(BROWN)  # the route starts from the requester, Takahashi
+        w.reply(request, BROWN, "approve")
+        w.new(BROWN)
+        assert "Approved" in w.one(SMITH).subject  # the proxy hears the result too
+        assert "承認されました" in w.one(TAKAHASHI).subject
+        case = w.case(number)
+        assert (case.requester_id, case.entered_by_id) == ("takahashi", "smith")
+        assert ("notified", "tell-director: for information only") in w.events(number)
+        w.nothing_more(YAMAMOTO)
+        # Tanaka (Engineering) may not enter requests for Smith (Sales).
+        w.send(TANAKA, "For Smith", PURCHASE + "申請者: smith\n")
+        refusal = w.one(TANAKA)
+        assert "代理申請はできません" in refusal.body
+    finally:
+        w.app.stop()
