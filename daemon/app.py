@@ -16,6 +16,7 @@ from daemon.cases.requests import RequestHandler
 from daemon.cases.timers import Timers
 from daemon.cases.workflow import Workflow
 from daemon.clock import Clock, SystemClock
+from daemon.conditions.sets import ConditionSetError, load_condition_sets
 from daemon.config import Config
 from daemon.directory.importer import DirectoryDiff, import_directory_file, last_import_digest
 from daemon.intake.dropfolder import DropScanner, DropWatcher, Taker
@@ -77,6 +78,11 @@ class App:
             cfg, self.clock, self.types, self.tokens, self.notifier, self.registry,
             BlobStore(cfg.blobs_dir),
         )
+        try:
+            self.workflow.conditions = load_condition_sets(cfg.paths.rules / "conditions",
+                                                           fields_of)
+        except ConditionSetError as exc:
+            raise StartupError("condition sets are invalid", exc.errors) from None
         self.decisions = Decisions(self.workflow)
         self.timers = Timers(self.store, self.workflow)
         self.drops = DropRequestHandler(self.workflow)

@@ -18,13 +18,15 @@ from daemon.cases.casetypes import CaseType, CaseTypeRegistry
 from daemon.cases.numbering import next_number
 from daemon.cases.states import CaseState, StepState
 from daemon.clock import Clock
+from daemon.conditions.examine import Examination, examine
+from daemon.conditions.sets import ConditionBook
 from daemon.config import Config
-from daemon.directory.lookup import Member, member
+from daemon.directory.lookup import Member, member, parent_unit
 from daemon.notify.compose import decision_link, thread_id_for
 from daemon.notify.notifier import Notifier
 from daemon.notify.views import case_view, who
 from daemon.parsing.message import Attachment as MailAttachment
-from daemon.routing.engine import Facts, Next, Pos, next_step, walk
+from daemon.routing.engine import Facts, Next, Pos, after_approval, next_step, walk
 from daemon.routing.registry import TemplateRegistry
 from daemon.routing.templates import Template
 from daemon.security.tokens import TokenService
@@ -70,6 +72,7 @@ class Workflow:
         self.notifier = notifier
         self.registry = registry
         self.blobs = blobs
+        self.conditions = ConditionBook()
 
     # --- history and mail ------------------------------------------------------------------
 
@@ -157,6 +160,7 @@ class Workflow:
         """
         requester = member(s, case.requester_id) or last_actor
         template = self.template_of(s, case)
+        missed: Examination | None = None  # a failed examination the approver is told about
         while True:
             nxt: Next = walk(s, template, start, inside, self.facts(s, case), case.case_type,
                              requester, last_actor, case.created_at.date())
@@ -165,6 +169,18 @@ class Workflow:
             if nxt.pos is None or nxt.resolution is None or nxt.resolution.failed:
                 break
             step_def = template.phases[nxt.pos.phase].steps[nxt.pos.step]
+            if step_def.action == "approve":
+                verdict, exam = self.examine(s, case, requester, nxt, template)
+                if verdict == "asked-human":
+                    missed = exam
+                    break
+                if verdict == "rejected":
+                    return []
+                if verdict == "approved":
+                    approver = nxt.resolution.approvers[0]
+                    start, inside = after_approval(template, nxt.pos)
+                    last_actor = approver
+                    continue
             if step_def.action != "notify":
                 break
             # A notify step informs and moves on: nobody's decision is awaited.
@@ -202,6 +218,11 @@ class Workflow:
             step = self.new_step(s, case, approver, slot=slot, mode=mode, phase=phase.name,
                                  step_name=step_name, pos=nxt.pos.as_dict(), kind=kind,
                                  resolver=res.resolver)
+            if missed is not None and kind != "admin":
+                self.ask(s, case, step, approver, note="conditions",
+                         note_detail="; ".join(f"{m.condition}: given {m.given}, required "
+                                               f"{m.required}" for m in missed.missed))
+                continue
             self.ask(s, case, step, approver, note="admin" if kind == "admin" else "",
                      note_detail=note_detail)
         return approvers
@@ -209,6 +230,61 @@ class Workflow:
     def next_slot(self, s: Session, case: Case) -> int:
         return (s.scalar(select(func.max(CaseStep.slot)).where(CaseStep.case_id == case.id))
                 or 0) + 1
+
+    def examine(self, s: Session, case: Case, requester: Member, nxt: Next,
+                template: Template) -> tuple[str, Examination | None]:
+        """Judge the ask against its approver's stored conditions (SPEC 6).
+
+        Returns "none" (no conditions: ask the person), "approved" (every condition held:
+        approved in their name), "rejected" or "asked-human" (a condition failed and its
+        setter wants to be contacted: the person is asked, told what failed).
+        """
+        res = nxt.resolution
+        if res is None or nxt.pos is None or res.mode != "single" or len(res.approvers) != 1:
+            return "none", None
+        approver = res.approvers[0]
+        sets = self.conditions.for_approver(approver.id, case.case_type, requester.id,
+                                            self.units_of(s, requester))
+        if not sets:
+            return "none", None
+        facts = self.facts(s, case)
+        exam = examine(sets, facts.fields, facts.kinds, facts.context)
+        phase = template.phases[nxt.pos.phase]
+        step_name = phase.steps[nxt.pos.step].name
+        if exam.passed:
+            step = self.new_step(s, case, approver, slot=self.next_slot(s, case),
+                                 mode="single", phase=phase.name, step_name=step_name,
+                                 pos=nxt.pos.as_dict(), kind="automatic",
+                                 resolver=res.resolver)
+            step.state, step.decided_at, step.decided_by = (StepState.APPROVED,
+                                                             self.clock.now(), approver.id)
+            self.record(s, case, "decision", approver, decision="approve",
+                        detail=f"automatic, by {approver.person.name}'s stored conditions: "
+                        + exam.summary())
+            return "approved", exam
+        self.record(s, case, "examined", approver, detail=exam.summary())
+        if exam.contact:
+            return "asked-human", exam  # the caller asks the approver, listing the misses
+        case.state = CaseState.REJECTED
+        case.route = None
+        self.record(s, case, "rejected", approver, detail="automatic, by stored conditions: "
+                    + "; ".join(f"{m.condition}: given {m.given}, required {m.required}"
+                                for m in exam.missed))
+        self.tell_requester(s, case, "rejected_conditions", {
+            "by": approver.display_name(requester.locale),
+            "misses": [{"condition": m.condition, "given": m.given, "required": m.required}
+                       for m in exam.missed]})
+        return "rejected", exam
+
+    def units_of(self, s: Session, person: Member) -> set[str]:
+        """The person's unit and every unit above it: a set for a unit covers sub-units."""
+        units: set[str] = set()
+        current = person.unit.id if person.unit else None
+        while current is not None and current not in units:
+            units.add(current)
+            parent = parent_unit(s, current)
+            current = parent.id if parent else None
+        return units
 
     def new_step(self, s: Session, case: Case, approver: Member, *, slot: int, mode: str,
                  phase: str, step_name: str, pos: dict[str, Any] | None, kind: str,

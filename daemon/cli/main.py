@@ -203,12 +203,30 @@ def rules() -> None:
 @click.pass_context
 def rules_check(ctx: click.Context) -> None:
     """Load and validate every case type and workflow template; list what applies."""
+    from daemon.conditions.examine import examine
+
     app = _app(ctx)
     for ct in app.types.all():
         t = app.registry.templates.for_case_type(ct.name)
         phases = " → ".join(p.name for p in t.phases)
         click.echo(f"{ct.name:<16} workflow {t.name} ({t.source}): {phases}")
-    click.echo("ok: rules compile")
+    failures = 0
+    for cs in app.workflow.conditions.sets:
+        kinds_of = {t.name: {f.name: str(f.kind) for f in t.fields} for t in app.types.all()}
+        for ex in cs.examples:
+            exam = examine([cs], ex.fields, kinds_of.get(ex.case_type, {}),
+                           {"case_type": ex.case_type, "requester_unit": ex.requester_unit})
+            got = "approve" if exam.passed else "reject"
+            failing = tuple(m.condition for m in exam.missed)
+            ok = got == ex.expect and (not ex.failing or set(failing) == set(ex.failing))
+            failures += not ok
+            why = f" (failing: {', '.join(failing)})" if failing else ""
+            click.echo(f"{'pass' if ok else 'FAIL'}  {cs.name}: {ex.name}: {got}{why}")
+    if failures:
+        click.echo(f"{failures} example(s) failed", err=True)
+        sys.exit(1)
+    click.echo("ok: rules compile" + (" and every example passes" if app.workflow.conditions.sets
+                                      else ""))
 
 
 @cli.group()

@@ -26,7 +26,8 @@ ANSWER_TEMPLATES = ("request_error", "reply_error", "unknown_sender", "help", "f
 # before a case needs it.
 REQUIRED_TEMPLATES = (*ANSWER_TEMPLATES, "ack", "approval_request", "decision_confirmed",
                       "progress", "approved", "rejected", "drop_rejected", "hold",
-                      "returned", "reject_notice", "cancelled", "notify")
+                      "returned", "reject_notice", "cancelled", "notify",
+                      "rejected_conditions")
 
 
 class Notifier:

@@ -139,7 +139,7 @@ def test_two_phases_rejection_reapply_approved(world: World) -> None:
     req5 = w.one(ITO)
     assert "accounting_manager" not in req5.body and "加藤" in req5.body
     w.reply(req5, ITO, "承認")
-    assert "最終承認者" in w.one(ITO).body
+    assert "これ以上の承認は不要です" in w.one(ITO).body
     final = w.one(TANAKA)
     assert "承認されました" in final.subject
     w.nothing_more(TANAKA, SATO, KATO, ITO, SUZUKI)

@@ -1,0 +1,182 @@
+"""Stored approval conditions as data: `rules/conditions/*.toml`, one condition set a file.
+
+A set belongs to a setter (an approver) and applies to subjects: case types, and the
+requester's person or unit. Each condition is a named CEL expression over the case; an
+item the case leaves unset never fails (SPEC 6). Example cases stored beside the
+conditions are run by `ringi rules check`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemon.conditions.expr import Compiled, ExprError, check_fields, compile_expr
+
+SET_KEYS = {"name", "setter", "subjects", "contact_on_failure", "conditions", "examples"}
+SUBJECT_KEYS = {"case_types", "units", "people"}
+CONDITION_KEYS = {"name", "expr", "required"}
+EXAMPLE_KEYS = {"name", "fields", "requester_unit", "requester", "case_type", "expect",
+                "failing"}
+
+
+class ConditionSetError(Exception):
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__(f"{len(errors)} problem(s) in condition sets")
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    expr: Compiled
+    required: str  # what the setter requires, in words (default: the expression)
+
+
+@dataclass(frozen=True)
+class Example:
+    name: str
+    fields: dict[str, Any]
+    case_type: str
+    requester: str
+    requester_unit: str
+    expect: str  # "approve" or "reject"
+    failing: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConditionSet:
+    name: str
+    setter: str
+    case_types: frozenset[str]
+    units: frozenset[str]
+    people: frozenset[str]
+    contact_on_failure: bool
+    conditions: tuple[Condition, ...]
+    examples: tuple[Example, ...] = ()
+    source: str = ""
+
+    def covers(self, case_type: str, requester: str, requester_units: set[str]) -> bool:
+        """Subjects of one kind match if any listed value does; unlisted kinds match all."""
+        return ((not self.case_types or case_type in self.case_types)
+                and (not self.people or requester in self.people)
+                and (not self.units or bool(self.units & requester_units)))
+
+
+@dataclass
+class ConditionBook:
+    """Every set, indexed by setter: examining a step looks at its approver's sets only."""
+
+    sets: list[ConditionSet] = field(default_factory=list)
+    by_setter: dict[str, list[ConditionSet]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, cs: ConditionSet) -> None:
+        self.sets.append(cs)
+        self.by_setter[cs.setter].append(cs)
+
+    def for_approver(self, setter: str, case_type: str, requester: str,
+                     requester_units: set[str]) -> list[ConditionSet]:
+        return [cs for cs in self.by_setter.get(setter, ())
+                if cs.covers(case_type, requester, requester_units)]
+
+
+def _strings(value: Any) -> frozenset[str] | None:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return frozenset(value)
+    return None
+
+
+def build_set(body: dict[str, Any], source: str,
+              fields_of: dict[str, set[str]]) -> ConditionSet:
+    errors: list[str] = []
+
+    def err(where: str, msg: str) -> None:
+        errors.append(f"{source}: {where}: {msg}")
+
+    for key in sorted(set(body) - SET_KEYS):
+        err("top level", f"unknown key {key!r}")
+    name, setter = body.get("name"), body.get("setter")
+    if not isinstance(name, str) or not name:
+        err("top level", "name = \"...\" is required")
+    if not isinstance(setter, str) or not setter:
+        err("top level", "setter = \"person-id\" is required (the approver these are for)")
+    subjects = body.get("subjects", {})
+    if not isinstance(subjects, dict):
+        err("subjects", "must be a table with case_types, units and/or people")
+        subjects = {}
+    for key in sorted(set(subjects) - SUBJECT_KEYS):
+        err("subjects", f"unknown key {key!r}")
+    kinds = {k: _strings(subjects.get(k, [])) for k in SUBJECT_KEYS}
+    for k, v in kinds.items():
+        if v is None:
+            err("subjects", f"{k} must be a list of ids")
+    case_types = kinds["case_types"] or frozenset()
+    for ct in sorted(case_types):
+        if ct not in fields_of:
+            err("subjects", f"unknown case type {ct!r}")
+    known_fields = set().union(*(fields_of.get(ct, set()) for ct in case_types)) \
+        if case_types else set().union(*fields_of.values()) if fields_of else set()
+    conditions = []
+    raw_conditions = body.get("conditions")
+    if not isinstance(raw_conditions, list) or not raw_conditions:
+        err("conditions", "at least one [[conditions]] is required")
+        raw_conditions = []
+    for i, raw in enumerate(raw_conditions, 1):
+        where = f"condition {raw.get('name', i) if isinstance(raw, dict) else i}"
+        if not isinstance(raw, dict) or not isinstance(raw.get("expr"), str):
+            err(where, "needs expr = \"...\"")
+            continue
+        for key in sorted(set(raw) - CONDITION_KEYS):
+            err(where, f"unknown key {key!r}")
+        try:
+            compiled = compile_expr(raw["expr"])
+        except ExprError as exc:
+            err(where, f"does not compile: {exc}")
+            continue
+        for problem in check_fields(compiled, known_fields):
+            err(where, problem)
+        conditions.append(Condition(str(raw.get("name") or i), compiled,
+                                    str(raw.get("required") or raw["expr"])))
+    examples = []
+    for i, raw in enumerate(body.get("examples", []), 1):
+        where = f"example {raw.get('name', i) if isinstance(raw, dict) else i}"
+        if not isinstance(raw, dict) or raw.get("expect") not in ("approve", "reject"):
+            err(where, "needs fields = {...} and expect = \"approve\" or \"reject\"")
+            continue
+        for key in sorted(set(raw) - EXAMPLE_KEYS):
+            err(where, f"unknown key {key!r}")
+        examples.append(Example(
+            name=str(raw.get("name") or i), fields=dict(raw.get("fields") or {}),
+            case_type=str(raw.get("case_type") or next(iter(sorted(case_types)), "")),
+            requester=str(raw.get("requester", "")),
+            requester_unit=str(raw.get("requester_unit", "")),
+            expect=raw["expect"], failing=tuple(raw.get("failing", ())),
+        ))
+    if errors:
+        raise ConditionSetError(errors)
+    assert isinstance(name, str) and isinstance(setter, str)
+    return ConditionSet(name=name, setter=setter, case_types=case_types,
+                        units=kinds["units"] or frozenset(),
+                        people=kinds["people"] or frozenset(),
+                        contact_on_failure=bool(body.get("contact_on_failure", False)),
+                        conditions=tuple(conditions), examples=tuple(examples),
+                        source=source)
+
+
+def load_condition_sets(directory: Path, fields_of: dict[str, set[str]]) -> ConditionBook:
+    book = ConditionBook()
+    errors: list[str] = []
+    for path in sorted(directory.glob("*.toml")) if directory.is_dir() else []:
+        try:
+            body = tomllib.loads(path.read_text(encoding="utf-8"))
+            book.add(build_set(body, str(path), fields_of))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            errors.append(f"{path}: not valid TOML: {exc}")
+        except ConditionSetError as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise ConditionSetError(errors)
+    return book
