@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -99,7 +98,6 @@ class App:
         self.smtp: IntakeController | None = None
         self.imap = [ImapChannel(acc, self.queue, self.wake_inbound) for acc in cfg.imap]
         self.watcher = DropWatcher(self._drop_scanners())
-        self.started = threading.Event()
 
     def _drop_scanners(self) -> list[DropScanner]:
         d = self.cfg.drop
@@ -161,7 +159,6 @@ class App:
         self.watcher.start()
         if self.cfg.queue.runners:
             self.timers.start()
-        self.started.set()
 
     def stop(self) -> None:
         self.timers.stop()

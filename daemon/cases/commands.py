@@ -117,7 +117,6 @@ class CaseCommands:
             approver = member(s, st.approver_id)
             if approver is not None:
                 self.wf.send(s, "cancelled", approver, case, {"by": sender.person.name})
-        self.wf.revoke_all(s, case)
         case.state = CaseState.CANCELLED
         case.route = None
         self.wf.record(s, case, "cancelled", sender, detail="cancelled by email")
@@ -164,8 +163,7 @@ class CaseCommands:
                        detail=f"round {case.round}: routing restarts from the beginning")
         requester = member(s, case.requester_id) or sender
         asked = self.wf.route(s, case, Pos(), False, requester, announce=False)
-        self.wf.tell_requester(s, case, "ack", {"reapplied": True, "next": ", ".join(
-            m.display_name(sender.locale) for m in asked) if asked else None})
+        self.wf.tell_requester(s, case, "ack", {"reapplied": True}, asked=asked)
         if case.state == CaseState.APPROVED:
             self.wf.tell_requester(s, case, "approved")
         return f"reapply: {case.number} round {case.round}"

@@ -35,7 +35,7 @@ class Decisions:
                       detail=f"{step.phase}/{step.step_name}{on_behalf}; the request stays open")
             wf.send(s, "decision_confirmed", actor, case, {"decision": "hold",
                                                            "reason": reason, "next": None})
-            wf.tell_requester(s, case, "hold", {"by": who(actor, "en"), "reason": reason})
+            wf.tell_requester(s, case, "hold", {"reason": reason}, by=actor)
             return
         step.decided_at = wf.clock.now()
         step.decided_by = actor.id
@@ -83,14 +83,11 @@ class Decisions:
         else:
             start, inside = after_approval(template, Pos.of(step.pos))
         asked = wf.route(s, case, start, inside, last)
-        requester = member(s, case.requester_id)
         wf.send(s, "decision_confirmed", actor, case, {
             "decision": "approve", "reason": reason,
             "next": ", ".join(who(m, actor.locale) for m in asked) if asked else None})
-        if case.state != CaseState.APPROVED and requester is not None and asked:
-            wf.tell_requester(s, case, "progress", {
-                "by": who(actor, requester.locale),
-                "next": ", ".join(who(m, requester.locale) for m in asked)})
+        if case.state != CaseState.APPROVED and asked:
+            wf.tell_requester(s, case, "progress", by=actor, asked=asked)
 
     def _reject(self, s: Session, case: Case, step: CaseStep, actor: Member,
                 reason: str) -> None:
@@ -125,10 +122,7 @@ class Decisions:
                   + ("; business phase: every earlier approver is told" if business else ""))
         wf.send(s, "decision_confirmed", actor, case,
                 {"decision": "reject", "reason": reason, "next": None})
-        requester = member(s, case.requester_id)
-        if requester is not None:
-            wf.tell_requester(s, case, "rejected",
-                              {"by": who(actor, requester.locale), "reason": reason})
+        wf.tell_requester(s, case, "rejected", {"reason": reason}, by=actor)
         if business:
             earlier = s.scalars(select(CaseStep).where(
                 CaseStep.case_id == case.id, CaseStep.round == case.round,
@@ -151,7 +145,4 @@ class Decisions:
                   detail="changes requested; the requester may send corrected fields")
         wf.send(s, "decision_confirmed", actor, case,
                 {"decision": "return", "reason": reason, "next": None})
-        requester = member(s, case.requester_id)
-        if requester is not None:
-            wf.tell_requester(s, case, "returned", {"by": who(actor, requester.locale),
-                                                    "reason": reason})
+        wf.tell_requester(s, case, "returned", {"reason": reason}, by=actor)

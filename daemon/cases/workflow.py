@@ -7,10 +7,10 @@ daemon.cases.decisions; requester commands in daemon.cases.requests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from daemon.cases.blobs import BlobStore
@@ -30,7 +30,7 @@ from daemon.routing.engine import Facts, Next, Pos, after_approval, next_step, w
 from daemon.routing.registry import TemplateRegistry
 from daemon.routing.templates import Template
 from daemon.security.tokens import TokenService
-from daemon.store.models import Attachment, Case, CaseEvent, CaseStep, ReplyToken
+from daemon.store.models import Attachment, Case, CaseEvent, CaseStep
 
 DECISION_WORDS = ("APPROVE", "REJECT", "RETURN", "HOLD")
 
@@ -57,7 +57,6 @@ class NewRequest:
     inbound_id: int | None = None
     entered_by: Member | None = None
     channel: str = "email"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Workflow:
@@ -95,12 +94,22 @@ class Workflow:
         self.notifier.to_member(s, template, to, ctx, case, reply_token=token)
 
     def tell_requester(self, s: Session, case: Case, template: str,
-                       extra: dict[str, Any] | None = None) -> None:
-        """The requester, and a proxy who entered the case for them, hear the same news."""
+                       extra: dict[str, Any] | None = None, *, by: Member | None = None,
+                       asked: list[Member] | None = None) -> None:
+        """The requester, and a proxy who entered the case for them, hear the same news.
+
+        `by` (who acted) and `asked` (who is asked next) are named in each reader's language.
+        """
         for pid in dict.fromkeys([case.requester_id, case.entered_by_id]):
             person = member(s, pid) if pid else None
-            if person is not None:
-                self.send(s, template, person, case, extra)
+            if person is None:
+                continue
+            ctx = dict(extra or {})
+            if by is not None:
+                ctx["by"] = who(by, person.locale)
+            if asked is not None:
+                ctx["next"] = ", ".join(who(m, person.locale) for m in asked) or None
+            self.send(s, template, person, case, ctx)
 
     # --- templates and facts ---------------------------------------------------------------
 
@@ -145,8 +154,7 @@ class Workflow:
                     + (f" with {count} attachment(s)" if count else "")
                     + f"; workflow {self.registry.version_label(s, version_id)}")
         asked = self.route(s, case, Pos(), False, req.requester, announce=False)
-        self.tell_requester(s, case, "ack", {
-            "next": ", ".join(who(m, req.requester.locale) for m in asked) if asked else None})
+        self.tell_requester(s, case, "ack", asked=asked)
         if case.state == CaseState.APPROVED:
             self.tell_requester(s, case, "approved")
         return case
@@ -271,9 +279,8 @@ class Workflow:
                     + "; ".join(f"{m.condition}: given {m.given}, required {m.required}"
                                 for m in exam.missed))
         self.tell_requester(s, case, "rejected_conditions", {
-            "by": approver.display_name(requester.locale),
             "misses": [{"condition": m.condition, "given": m.given, "required": m.required}
-                       for m in exam.missed]})
+                       for m in exam.missed]}, by=approver)
         return "rejected", exam
 
     def units_of(self, s: Session, person: Member) -> set[str]:
@@ -342,8 +349,3 @@ class Workflow:
             CaseStep.case_id == case.id, CaseStep.state == StepState.PENDING)
             .order_by(CaseStep.seq)))
 
-    def revoke_all(self, s: Session, case: Case) -> None:
-        s.execute(update(ReplyToken).where(
-            ReplyToken.case_id == case.id, ReplyToken.used_at.is_(None),
-            ReplyToken.revoked_at.is_(None)).values(revoked_at=self.clock.now())
-            .execution_options(synchronize_session=False))

@@ -211,8 +211,8 @@ def rules_check(ctx: click.Context) -> None:
         phases = " → ".join(p.name for p in t.phases)
         click.echo(f"{ct.name:<16} workflow {t.name} ({t.source}): {phases}")
     failures = 0
+    kinds_of = {t.name: {f.name: str(f.kind) for f in t.fields} for t in app.types.all()}
     for cs in app.workflow.conditions.sets:
-        kinds_of = {t.name: {f.name: str(f.kind) for f in t.fields} for t in app.types.all()}
         for ex in cs.examples:
             exam = examine([cs], ex.fields, kinds_of.get(ex.case_type, {}),
                            {"case_type": ex.case_type, "requester_unit": ex.requester_unit})

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from daemon.cases.casetypes import CaseType, CaseTypeRegistry
 from daemon.directory.lookup import Member, member
-from daemon.store.models import Attachment, Case, CaseEvent, CaseStep
+from daemon.store.models import Attachment, Case, CaseEvent
 
 
 def format_value(kind: str, value: Any) -> str:
@@ -81,13 +81,6 @@ def case_view(
         "approvals": approvals,
         "attachments": attachments,
     }
-
-
-def pending_step(s: Session, case_id: int) -> CaseStep | None:
-    return s.scalar(
-        select(CaseStep).where(CaseStep.case_id == case_id, CaseStep.state == "pending")
-        .order_by(CaseStep.seq.desc()).limit(1)
-    )
 
 
 def who(m: Member, locale: str) -> str:

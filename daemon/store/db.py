@@ -73,10 +73,6 @@ class Store:
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    @property
-    def is_postgres(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
-
     def migrate(self) -> None:
         migrate(self.engine)
 

@@ -435,6 +435,11 @@ name = "line"
         fyi = w.one(YAMAMOTO)  # the notify step informs and moves on
         assert "ご参考" in fyi.subject and "ご判断は不要です" in fyi.body
         request = w.one(BROWN)  # the route starts from the requester, Takahashi
+        w.reply(request, BROWN, "hold\nchecking the budget")
+        w.new(BROWN)
+        # One notice, two readers: each sees the approver named in their own language.
+        assert "by Emily Brown (Section Manager)" in w.one(SMITH).body
+        assert "ブラウン" in w.one(TAKAHASHI).body and "課長" in w.relay.to(TAKAHASHI)[-1].body
         w.reply(request, BROWN, "approve")
         w.new(BROWN)
         assert "Approved" in w.one(SMITH).subject  # the proxy hears the result too
