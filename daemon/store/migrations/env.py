@@ -2,7 +2,8 @@
 
 from alembic import context
 
-import daemon.store.directory_models  # noqa: F401  (registers its tables on Base)
+import daemon.store.condition_models
+import daemon.store.directory_models  # noqa: F401
 from daemon.store.models import Base
 
 connection = context.config.attributes["connection"]
