@@ -16,7 +16,8 @@ from typing import Any
 
 from daemon.conditions.expr import Compiled, ExprError, check_fields, compile_expr
 
-SET_KEYS = {"name", "setter", "subjects", "contact_on_failure", "conditions", "examples"}
+SET_KEYS = {"name", "setter", "subjects", "contact_on_failure", "conditions", "examples",
+            "execute"}
 SUBJECT_KEYS = {"case_types", "units", "people"}
 CONDITION_KEYS = {"name", "expr", "required"}
 EXAMPLE_KEYS = {"name", "fields", "requester_unit", "requester", "case_type", "expect",
@@ -58,6 +59,7 @@ class ConditionSet:
     conditions: tuple[Condition, ...]
     examples: tuple[Example, ...] = ()
     source: str = ""
+    execute: bool = False  # an approval by this set sends the execution request (SPEC 6.5)
 
     def covers(self, case_type: str, requester: str, requester_units: set[str]) -> bool:
         """Subjects of one kind match if any listed value does; unlisted kinds match all."""
@@ -163,7 +165,7 @@ def build_set(body: dict[str, Any], source: str,
                         people=kinds["people"] or frozenset(),
                         contact_on_failure=bool(body.get("contact_on_failure", False)),
                         conditions=tuple(conditions), examples=tuple(examples),
-                        source=source)
+                        source=source, execute=bool(body.get("execute", False)))
 
 
 def load_condition_sets(directory: Path, fields_of: dict[str, set[str]]) -> ConditionBook:
