@@ -15,6 +15,7 @@ from daemon.cases.requests import RequestHandler
 from daemon.cases.timers import Timers
 from daemon.cases.workflow import Workflow
 from daemon.clock import Clock, SystemClock
+from daemon.conditions.library import ConditionLibrary
 from daemon.conditions.sets import ConditionSetError, load_condition_sets
 from daemon.config import Config
 from daemon.directory.importer import DirectoryDiff, import_directory_file, last_import_digest
@@ -82,6 +83,7 @@ class App:
                                                            fields_of)
         except ConditionSetError as exc:
             raise StartupError("condition sets are invalid", exc.errors) from None
+        self.workflow.library = ConditionLibrary(self.clock, fields_of)
         self.decisions = Decisions(self.workflow)
         self.timers = Timers(self.store, self.workflow)
         self.drops = DropRequestHandler(self.workflow)
@@ -116,6 +118,9 @@ class App:
         self.store.migrate()
         for line in self.registry.register():
             log.info("registered %s", line)
+        with self.store.transaction() as s:
+            for line in self.workflow.library.sync_files(s, self.cfg.paths.rules / "conditions"):
+                log.info("%s", line)
         self.sync_directory()
         reclaimed = self.queue.reclaim(at_start=True)
         if reclaimed:

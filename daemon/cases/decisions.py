@@ -74,7 +74,9 @@ class Decisions:
             # from where the route stood before the addition.
             start, inside = Pos.of(step.pos), False
             last = wf.previous_actor(s, case, step.slot) or actor
-        elif step.kind == "replaced":
+        elif step.kind in ("replaced", "coapproval"):
+            # In someone's place (a replacement), or beside them (a co-approval their
+            # conditions require): the route goes on after the step, from that person.
             start, inside = after_approval(template, Pos.of(step.pos))
             last = member(s, str((step.pos or {}).get("as"))) or actor
         elif step.kind == "admin" or step.pos is None:
@@ -99,7 +101,9 @@ class Decisions:
         pos = Pos.of(step.pos)
         business = (step.pos is not None and pos.phase < len(template.phases)
                     and template.phases[pos.phase].kind == "business")
-        previous = None if business else wf.previous_approval(s, case, step.slot)
+        # A reconsideration refused ends the case: the conditions below had already failed.
+        final = business or step.kind == "reconsider"
+        previous = None if final else wf.previous_approval(s, case, step.slot)
         if previous is not None:
             back_to = member(s, previous.approver_id)
             if back_to is not None and back_to.person.active:

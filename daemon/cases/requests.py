@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from daemon.cases.casetypes import CaseType
 from daemon.cases.commands import CaseCommands, parse_case_command
+from daemon.cases.conditioncommands import ConditionCommands, parse_conditions_command
 from daemon.cases.workflow import NewRequest, Workflow
 from daemon.directory.lookup import Member, member, member_by_email, proxies_of
 from daemon.parsing.message import ParsedMail
@@ -32,6 +33,7 @@ class RequestHandler:
     def __init__(self, workflow: Workflow) -> None:
         self.wf = workflow
         self.commands = CaseCommands(workflow)
+        self.condition_commands = ConditionCommands(workflow)
 
     def types_for(self, locale: str) -> list[dict[str, str]]:
         return [{"name": t.name, "title": t.title_ja if locale == "ja" else t.title}
@@ -55,6 +57,9 @@ class RequestHandler:
 
     def handle(self, s: Session, mail: ParsedMail, sender: Member, inbound_id: int) -> str:
         locale = sender.locale
+        cond_cmd = parse_conditions_command(mail.subject)
+        if cond_cmd is not None:  # the text is a condition set, not a request form
+            return self.condition_commands.run(s, mail, sender, *cond_cmd)
         form = parse_form_text(mail.text)
         case_cmd = parse_case_command(mail.subject)
         if case_cmd is not None and not form.type_key:

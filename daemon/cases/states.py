@@ -7,6 +7,7 @@ class CaseState(StrEnum):
     RECEIVED = "received"
     IN_REVIEW = "in_review"
     ON_HOLD = "on_hold"
+    AWAITING_REVISION = "awaiting_revision"  # a setter was asked to revise a condition
     RETURNED = "returned"
     APPROVED = "approved"
     REJECTED = "rejected"
@@ -15,7 +16,8 @@ class CaseState(StrEnum):
     COMPLETED = "completed"
 
 
-OPEN_STATES = {CaseState.RECEIVED, CaseState.IN_REVIEW, CaseState.ON_HOLD}
+OPEN_STATES = {CaseState.RECEIVED, CaseState.IN_REVIEW, CaseState.ON_HOLD,
+               CaseState.AWAITING_REVISION}
 
 
 class StepState(StrEnum):

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from daemon.cases.calendar import add_business_days
+from daemon.cases.recovery import resume_after_wait
 from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
 from daemon.directory.lookup import Member, member, proxies_of
@@ -49,13 +51,13 @@ class Timers:
                 log.exception("timers: pass failed; retrying next time")
 
     def run_once(self) -> int:
-        """One pass over every waiting step; returns how many actions were taken."""
+        """One pass over every waiting step and case; returns how many actions were taken."""
+        done = self._revision_waits()
         with self.store.transaction() as s:
             ids = s.scalars(select(CaseStep.id).join(Case, Case.id == CaseStep.case_id).where(
                 CaseStep.state == StepState.PENDING,
                 Case.state.in_([CaseState.IN_REVIEW, CaseState.ON_HOLD]))
                 .order_by(CaseStep.id)).all()
-        done = 0
         for step_id in ids:
             with self.store.transaction() as s:
                 step = s.get(CaseStep, step_id)
@@ -82,6 +84,32 @@ class Timers:
             self.wf.ask(s, case, step, approver, note="reminder")
             return 1
         return 0
+
+    def _revision_waits(self) -> int:
+        """Cases whose wait for a revised condition has ended go on without one."""
+        now = self.wf.clock.now()
+        with self.store.transaction() as s:
+            waiting = s.execute(select(Case.id, Case.route).where(
+                Case.state == CaseState.AWAITING_REVISION)).all()
+        done = 0
+        for case_id, route in waiting:
+            until = datetime.fromisoformat(str((route or {}).get("until", now.isoformat())))
+            if until > now:
+                continue
+            with self.store.transaction() as s:
+                # Claimed by a conditional UPDATE: two daemons never resume a case twice.
+                won = rowcount(s.execute(update(Case).where(
+                    Case.id == case_id, Case.state == CaseState.AWAITING_REVISION)
+                    .values(state=CaseState.IN_REVIEW)
+                    .execution_options(synchronize_session=False)))
+                case = s.get(Case, case_id)
+                if won != 1 or case is None:
+                    continue
+                s.refresh(case)
+                resume_after_wait(self.wf, s, case, "the wait for a revised condition ended "
+                                  "without one")
+                done += 1
+        return done
 
     def _claim(self, s: Session, step: CaseStep, column: str) -> bool:
         col = getattr(CaseStep, column)

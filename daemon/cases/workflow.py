@@ -15,11 +15,12 @@ from sqlalchemy.orm import Session
 
 from daemon.cases.blobs import BlobStore
 from daemon.cases.casetypes import CaseType, CaseTypeRegistry
+from daemon.cases.examination import Examiner
 from daemon.cases.numbering import next_number
 from daemon.cases.states import CaseState, StepState
 from daemon.clock import Clock
-from daemon.conditions.examine import Examination, examine
-from daemon.conditions.sets import ConditionBook
+from daemon.conditions.library import ConditionLibrary
+from daemon.conditions.sets import ConditionBook, ConditionSet
 from daemon.config import Config
 from daemon.directory.lookup import Member, member, parent_unit
 from daemon.notify.compose import decision_link, thread_id_for
@@ -71,7 +72,9 @@ class Workflow:
         self.notifier = notifier
         self.registry = registry
         self.blobs = blobs
-        self.conditions = ConditionBook()
+        self.conditions = ConditionBook()  # as loaded from files (for `rules check`)
+        self.library = ConditionLibrary(clock, {})  # in force: the database's versions
+        self.examiner = Examiner(self)
 
     # --- history and mail ------------------------------------------------------------------
 
@@ -160,15 +163,16 @@ class Workflow:
         return case
 
     def route(self, s: Session, case: Case, start: Pos, inside: bool,
-              last_actor: Member, announce: bool = True) -> list[Member]:
+              last_actor: Member, announce: bool = True, resume: int = 0) -> list[Member]:
         """Ask whoever comes next; with nobody left the case is approved. Returns who.
 
         With `announce`, the requester is told when the case ends approved (callers that
-        first send their own acknowledgement pass False and announce afterwards).
+        first send their own acknowledgement pass False and announce afterwards). `resume`
+        continues a failed examination's recovery paths after a wait (daemon.cases.recovery).
         """
         requester = member(s, case.requester_id) or last_actor
         template = self.template_of(s, case)
-        missed: Examination | None = None  # a failed examination the approver is told about
+        people: list[Member] = []
         while True:
             nxt: Next = walk(s, template, start, inside, self.facts(s, case), case.case_type,
                              requester, last_actor, case.created_at.date())
@@ -177,19 +181,16 @@ class Workflow:
             if nxt.pos is None or nxt.resolution is None or nxt.resolution.failed:
                 break
             step_def = template.phases[nxt.pos.phase].steps[nxt.pos.step]
-            if step_def.action == "approve":
-                verdict, exam = self.examine(s, case, requester, nxt, template)
-                if verdict == "asked-human":
-                    missed = exam
-                    break
-                if verdict == "rejected":
-                    return []
-                if verdict == "approved":
-                    approver = nxt.resolution.approvers[0]
-                    start, inside = after_approval(template, nxt.pos)
-                    last_actor = approver
-                    continue
             if step_def.action != "notify":
+                verdict = self.examiner.at_step(s, case, requester, nxt, template, resume)
+                resume = 0
+                if verdict.kind == "approved" and verdict.last is not None:
+                    start, inside = after_approval(template, nxt.pos)
+                    last_actor = verdict.last
+                    continue
+                if verdict.kind in ("rejected", "stopped"):
+                    return verdict.asked
+                people = verdict.people
                 break
             # A notify step informs and moves on: nobody's decision is awaited.
             for person in nxt.resolution.approvers:
@@ -219,18 +220,13 @@ class Workflow:
             approvers, kind, mode = [admin], "admin", "single"
             note_detail = res.explanation
         else:
-            approvers, kind, mode = list(res.approvers), "approver", res.mode
+            approvers, kind, mode = people or list(res.approvers), "approver", res.mode
             note_detail = ""
         slot = self.next_slot(s, case)
         for approver in approvers:
             step = self.new_step(s, case, approver, slot=slot, mode=mode, phase=phase.name,
                                  step_name=step_name, pos=nxt.pos.as_dict(), kind=kind,
                                  resolver=res.resolver)
-            if missed is not None and kind != "admin":
-                self.ask(s, case, step, approver, note="conditions",
-                         note_detail="; ".join(f"{m.condition}: given {m.given}, required "
-                                               f"{m.required}" for m in missed.missed))
-                continue
             self.ask(s, case, step, approver, note="admin" if kind == "admin" else "",
                      note_detail=note_detail)
         return approvers
@@ -239,49 +235,9 @@ class Workflow:
         return (s.scalar(select(func.max(CaseStep.slot)).where(CaseStep.case_id == case.id))
                 or 0) + 1
 
-    def examine(self, s: Session, case: Case, requester: Member, nxt: Next,
-                template: Template) -> tuple[str, Examination | None]:
-        """Judge the ask against its approver's stored conditions (SPEC 6).
-
-        Returns "none" (no conditions: ask the person), "approved" (every condition held:
-        approved in their name), "rejected" or "asked-human" (a condition failed and its
-        setter wants to be contacted: the person is asked, told what failed).
-        """
-        res = nxt.resolution
-        if res is None or nxt.pos is None or res.mode != "single" or len(res.approvers) != 1:
-            return "none", None
-        approver = res.approvers[0]
-        sets = self.conditions.for_approver(approver.id, case.case_type, requester.id,
-                                            self.units_of(s, requester))
-        if not sets:
-            return "none", None
-        facts = self.facts(s, case)
-        exam = examine(sets, facts.fields, facts.kinds, facts.context)
-        phase = template.phases[nxt.pos.phase]
-        step_name = phase.steps[nxt.pos.step].name
-        if exam.passed:
-            step = self.new_step(s, case, approver, slot=self.next_slot(s, case),
-                                 mode="single", phase=phase.name, step_name=step_name,
-                                 pos=nxt.pos.as_dict(), kind="automatic",
-                                 resolver=res.resolver)
-            step.state, step.decided_at, step.decided_by = (StepState.APPROVED,
-                                                             self.clock.now(), approver.id)
-            self.record(s, case, "decision", approver, decision="approve",
-                        detail=f"automatic, by {approver.person.name}'s stored conditions: "
-                        + exam.summary())
-            return "approved", exam
-        self.record(s, case, "examined", approver, detail=exam.summary())
-        if exam.contact:
-            return "asked-human", exam  # the caller asks the approver, listing the misses
-        case.state = CaseState.REJECTED
-        case.route = None
-        self.record(s, case, "rejected", approver, detail="automatic, by stored conditions: "
-                    + "; ".join(f"{m.condition}: given {m.given}, required {m.required}"
-                                for m in exam.missed))
-        self.tell_requester(s, case, "rejected_conditions", {
-            "misses": [{"condition": m.condition, "given": m.given, "required": m.required}
-                       for m in exam.missed]}, by=approver)
-        return "rejected", exam
+    def consume_budgets(self, s: Session, case: Case, sets: list[ConditionSet],
+                        by: Member) -> None:
+        """An approval by stored conditions uses up the sets' period budgets."""
 
     def units_of(self, s: Session, person: Member) -> set[str]:
         """The person's unit and every unit above it: a set for a unit covers sub-units."""

@@ -320,9 +320,9 @@ def _plain(expr: Compiled, error: CELEvalError) -> str:
     return f"{message.split(' (in ')[0]}{where}{shown}"
 
 
-def evaluate(expr: Compiled, fields: dict[str, Any], kinds: dict[str, str],
-             context: dict[str, Any] | None = None) -> Outcome:
-    """Evaluate against one case; never raises: problems come back inside the Outcome."""
+def _activation(fields: dict[str, Any], kinds: dict[str, str],
+                context: dict[str, Any] | None) -> dict[str, Any] | str:
+    """The CEL activation for one case, or the reason a value cannot be used."""
     case: dict[Any, Any] = {}
     ctx: dict[Any, Any] = {}
     for name, raw in fields.items():
@@ -331,17 +331,27 @@ def evaluate(expr: Compiled, fields: dict[str, Any], kinds: dict[str, str],
                 case[ct.StringType(name)] = _convert(raw, kinds.get(name))
         except (ValueError, TypeError, ArithmeticError):
             what = f"a valid {kinds[name]}" if name in kinds else "usable"
-            return Outcome(None, (), f"case field '{name}' holds {raw!r}, which is not {what}")
+            return f"case field '{name}' holds {raw!r}, which is not {what}"
     for name, raw in (context or {}).items():
         try:
             dated = isinstance(raw, dt.date) or (name == "today" and isinstance(raw, str))
             ctx[ct.StringType(name)] = _timestamp(raw) if dated else json_to_cel(raw)
         except (ValueError, TypeError):
-            return Outcome(None, (), f"ctx.{name} holds {raw!r}, which is not usable")
+            return f"ctx.{name} holds {raw!r}, which is not usable"
+    return {"case": ct.MapType(case), "ctx": ct.MapType(ctx)}
+
+
+def evaluate(expr: Compiled, fields: dict[str, Any], kinds: dict[str, str],
+             context: dict[str, Any] | None = None) -> Outcome:
+    """Evaluate against one case; never raises: problems come back inside the Outcome."""
+    activation = _activation(fields, kinds, context)
+    if isinstance(activation, str):
+        return Outcome(None, (), activation)
     try:
-        value = expr._runner.evaluate({"case": ct.MapType(case), "ctx": ct.MapType(ctx)})
+        value = expr._runner.evaluate(activation)
     except CELEvalError as error:
-        unset = sorted(expr.fields - {str(k) for k in case})
+        present = {str(k) for k in activation["case"]}
+        unset = sorted(expr.fields - present)
         if error.tree is not None and _case_field(error.tree) in unset:
             return Outcome(None, tuple(unset), None)
         return Outcome(None, (), _plain(expr, error))
@@ -353,3 +363,27 @@ def evaluate(expr: Compiled, fields: dict[str, Any], kinds: dict[str, str],
         kind = _WORDS.get(type(value).__name__.removesuffix("Type"), type(value).__name__)
         return Outcome(None, (), f"the condition gives a {kind} value, not true or false")
     return Outcome(bool(value), (), None)
+
+
+def compute(expr: Compiled, fields: dict[str, Any], kinds: dict[str, str],
+            context: dict[str, Any] | None = None) -> tuple[Any, str | None]:
+    """A value (not a judgement), e.g. a reservation's capped amount: (value, problem)."""
+    activation = _activation(fields, kinds, context)
+    if isinstance(activation, str):
+        return None, activation
+    try:
+        value = expr._runner.evaluate(activation)
+    except CELEvalError as error:
+        return None, _plain(expr, error)
+    except Exception as error:  # a celpy defect must not take the daemon down
+        return None, f"the expression could not be evaluated: {error}"
+    if isinstance(value, ct.BoolType):
+        return bool(value), None
+    if isinstance(value, (ct.IntType, ct.UintType)):
+        return int(value), None
+    if isinstance(value, ct.DoubleType):
+        number = Decimal(repr(float(value)))
+        return (int(number) if number == number.to_integral_value() else number), None
+    if isinstance(value, ct.TimestampType):
+        return value.date().isoformat(), None
+    return str(value), None

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from daemon.conditions.expr import Compiled, ExprError, check_fields, compile_expr
+from daemon.conditions.setparts import RECOVERY_KEYS, Recovery, parse_recovery
 
 SET_KEYS = {"name", "setter", "subjects", "contact_on_failure", "conditions", "examples",
-            "execute"}
+            "execute"} | RECOVERY_KEYS
 SUBJECT_KEYS = {"case_types", "units", "people"}
 CONDITION_KEYS = {"name", "expr", "required"}
 EXAMPLE_KEYS = {"name", "fields", "requester_unit", "requester", "case_type", "expect",
@@ -60,6 +61,9 @@ class ConditionSet:
     examples: tuple[Example, ...] = ()
     source: str = ""
     execute: bool = False  # an approval by this set sends the execution request (SPEC 6.5)
+    recovery: Recovery = field(default_factory=Recovery)
+    case_number: str = ""  # "for case N only": replaces the same-named set for that case
+    version: int = 0
 
     def covers(self, case_type: str, requester: str, requester_units: set[str]) -> bool:
         """Subjects of one kind match if any listed value does; unlisted kinds match all."""
@@ -70,19 +74,33 @@ class ConditionSet:
 
 @dataclass
 class ConditionBook:
-    """Every set, indexed by setter: examining a step looks at its approver's sets only."""
+    """Every set, indexed by setter: examining a step looks at its approver's sets only.
+
+    Sets "for case N only" are kept apart and join (or replace the same-named set) only
+    when that case is examined.
+    """
 
     sets: list[ConditionSet] = field(default_factory=list)
     by_setter: dict[str, list[ConditionSet]] = field(default_factory=lambda: defaultdict(list))
+    for_case: dict[tuple[str, str], list[ConditionSet]] = field(
+        default_factory=lambda: defaultdict(list))
 
     def add(self, cs: ConditionSet) -> None:
+        if cs.case_number:
+            self.for_case[(cs.case_number, cs.setter)].append(cs)
+            return
         self.sets.append(cs)
         self.by_setter[cs.setter].append(cs)
 
     def for_approver(self, setter: str, case_type: str, requester: str,
-                     requester_units: set[str]) -> list[ConditionSet]:
-        return [cs for cs in self.by_setter.get(setter, ())
-                if cs.covers(case_type, requester, requester_units)]
+                     requester_units: set[str], case_number: str = "") -> list[ConditionSet]:
+        special = {cs.name: cs for cs in self.for_case.get((case_number, setter), ())}
+        general = [cs for cs in self.by_setter.get(setter, ()) if cs.name not in special
+                   and cs.covers(case_type, requester, requester_units)]
+        return sorted([*general, *special.values()], key=lambda cs: cs.name)
+
+    def named(self, name: str) -> ConditionSet | None:
+        return next((cs for cs in self.sets if cs.name == name), None)
 
 
 def _strings(value: Any) -> frozenset[str] | None:
@@ -91,8 +109,8 @@ def _strings(value: Any) -> frozenset[str] | None:
     return None
 
 
-def build_set(body: dict[str, Any], source: str,
-              fields_of: dict[str, set[str]]) -> ConditionSet:
+def build_set(body: dict[str, Any], source: str, fields_of: dict[str, set[str]],
+              case_number: str = "", version: int = 0) -> ConditionSet:
     errors: list[str] = []
 
     def err(where: str, msg: str) -> None:
@@ -122,9 +140,9 @@ def build_set(body: dict[str, Any], source: str,
     known_fields = set().union(*(fields_of.get(ct, set()) for ct in case_types)) \
         if case_types else set().union(*fields_of.values()) if fields_of else set()
     conditions = []
-    raw_conditions = body.get("conditions")
-    if not isinstance(raw_conditions, list) or not raw_conditions:
-        err("conditions", "at least one [[conditions]] is required")
+    raw_conditions = body.get("conditions", [])
+    if not isinstance(raw_conditions, list) or not (raw_conditions or "hold_range" in body):
+        err("conditions", "at least one [[conditions]] is required (or only a hold_range)")
         raw_conditions = []
     for i, raw in enumerate(raw_conditions, 1):
         where = f"condition {raw.get('name', i) if isinstance(raw, dict) else i}"
@@ -142,6 +160,9 @@ def build_set(body: dict[str, Any], source: str,
             err(where, problem)
         conditions.append(Condition(str(raw.get("name") or i), compiled,
                                     str(raw.get("required") or raw["expr"])))
+    recovery, problems = parse_recovery(body, source, known_fields,
+                                        {c.name for c in conditions})
+    errors.extend(problems)
     examples = []
     for i, raw in enumerate(body.get("examples", []), 1):
         where = f"example {raw.get('name', i) if isinstance(raw, dict) else i}"
@@ -165,7 +186,8 @@ def build_set(body: dict[str, Any], source: str,
                         people=kinds["people"] or frozenset(),
                         contact_on_failure=bool(body.get("contact_on_failure", False)),
                         conditions=tuple(conditions), examples=tuple(examples),
-                        source=source, execute=bool(body.get("execute", False)))
+                        source=source, execute=bool(body.get("execute", False)),
+                        recovery=recovery, case_number=case_number, version=version)
 
 
 def load_condition_sets(directory: Path, fields_of: dict[str, set[str]]) -> ConditionBook:

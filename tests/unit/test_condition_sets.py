@@ -26,6 +26,18 @@ GOOD: dict[str, Any] = {"name": "s", "setter": "watanabe",
          "condition b: does not compile"),
         ({"conditions": [{"name": "b", "expr": "case.amout > 1"}]}, "case.amout is not a field"),
         ({"examples": [{"fields": {}, "expect": "maybe"}]}, "expect = \"approve\" or \"reject\""),
+        ({"on_failure": ["reserve", "beg"]}, "on_failure: a list of reserve, revise"),
+        ({"on_failure": ["reserve"]}, "has \"reserve\" but no [[reservations]]"),
+        ({"on_failure": ["proxy"]}, "has \"proxy\" but no proxy"),
+        ({"reservations": [{"condition": "nope", "set": {"amount": "1"}}]},
+         "condition = must name one of this set's conditions (budget)"),
+        ({"reservations": [{"condition": "budget", "set": {"amout": "1"}}]},
+         "set: unknown field 'amout'"),
+        ({"reservations": [{"condition": "budget", "set": {"amount": "case.amount *"}}]},
+         "set.amount: does not compile"),
+        ({"revise_wait_hours": 0}, "revise_wait_hours must be a positive number"),
+        ({"hold_range": "case.amont < 3"}, "hold_range: case.amont is not a field"),
+        ({"also_required": "ito"}, "also_required: must be a list of person ids"),
     ],
 )
 def test_validation(change: dict[str, Any], message: str) -> None:
@@ -63,3 +75,18 @@ def test_budget_boundary_and_unset_items(amount: str, passed: bool) -> None:
     exam = examine([cs], {"amount": amount}, {"amount": "money", "material_code": "text"}, {})
     assert exam.passed is passed
     assert exam.unset == ["s/material"]  # unset items never fail
+
+
+def test_a_set_for_one_case_replaces_the_same_named_set_there_only() -> None:
+    from daemon.conditions.sets import ConditionBook
+
+    book = ConditionBook()
+    book.add(build_set(GOOD, "s", FIELDS))
+    looser = {**GOOD, "conditions": [{"name": "budget", "expr": "case.amount <= 700000"}]}
+    book.add(build_set(looser, "mail", FIELDS, case_number="R-2026-000007"))
+    units = {"sales"}
+    general = book.for_approver("watanabe", "purchase", "smith", units, "R-2026-000008")
+    special = book.for_approver("watanabe", "purchase", "smith", units, "R-2026-000007")
+    assert [cs.conditions[0].expr.source for cs in general] == ["case.amount <= 500000"]
+    assert [cs.conditions[0].expr.source for cs in special] == ["case.amount <= 700000"]
+    assert book.sets == general  # the per-case set is not among the general ones

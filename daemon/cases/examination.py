@@ -1,0 +1,166 @@
+"""Examining an ask against its approvers' stored conditions (SPEC 6).
+
+An ask whose approvers stated no conditions goes to the people by mail. Otherwise:
+- one approver, or "any" of several: the first whose conditions all hold approves
+  automatically in their name; if none holds and someone has no conditions, the people are
+  asked; if all fail, the failure is handled (see daemon.cases.recovery);
+- "all": a failure by anyone is handled; those whose conditions hold approve
+  automatically; anyone without conditions is still asked in person.
+Automatic approvals are provisional while the route walks on: a failure further up the
+chain cancels them (SPEC 6: "a failure anywhere cancels the provisional approval").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from daemon.cases.states import CaseState, StepState
+from daemon.conditions.examine import Examination, examine
+from daemon.conditions.sets import ConditionSet
+from daemon.directory.lookup import Member, member
+from daemon.routing.engine import Next
+from daemon.routing.templates import Template
+from daemon.store.models import Case, CaseStep
+
+if TYPE_CHECKING:
+    from daemon.cases.workflow import Workflow
+
+
+@dataclass
+class Verdict:
+    """What the examination leaves the route to do.
+
+    none: ask `people` (all approvers if empty) in person; approved: carry on after the
+    step with `last` as the previous approver; stopped: someone was asked or the case
+    waits (route stops, `asked` are the people now waiting to act); rejected: case closed.
+    """
+
+    kind: str
+    last: Member | None = None
+    asked: list[Member] = field(default_factory=list)
+    people: list[Member] = field(default_factory=list)
+
+
+@dataclass
+class Judged:
+    approver: Member
+    sets: list[ConditionSet]
+    exam: Examination | None
+
+    @property
+    def failing_set(self) -> ConditionSet | None:
+        if self.exam is None:
+            return None
+        names = {m.set_name for m in self.exam.missed}
+        return next((cs for cs in self.sets if cs.name in names), None)
+
+
+def miss_lines(exam: Examination) -> list[dict[str, str]]:
+    return [{"condition": m.condition, "given": m.given, "required": m.required}
+            for m in exam.missed]
+
+
+class Examiner:
+    def __init__(self, workflow: Workflow) -> None:
+        self.wf = workflow
+
+    def judge(self, s: Session, case: Case, requester: Member, approver: Member,
+              fields: dict[str, Any] | None = None) -> Judged:
+        book = self.wf.library.book(s)
+        # A set with no conditions only carries a hold range for lower approvers' failures.
+        sets = [cs for cs in book.for_approver(approver.id, case.case_type, requester.id,
+                                               self.wf.units_of(s, requester), case.number)
+                if cs.conditions]
+        if not sets:
+            return Judged(approver, [], None)
+        facts = self.wf.facts(s, case)
+        return Judged(approver, sets, examine(sets, fields if fields is not None
+                                              else facts.fields, facts.kinds, facts.context))
+
+    def at_step(self, s: Session, case: Case, requester: Member, nxt: Next,
+                template: Template, resume: int = 0) -> Verdict:
+        from daemon.cases.recovery import Recovery
+
+        res = nxt.resolution
+        if res is None or nxt.pos is None:
+            return Verdict("none")
+        judged = [self.judge(s, case, requester, a) for a in res.approvers]
+        examined = [j for j in judged if j.exam is not None]
+        if not examined:
+            return Verdict("none")
+        failing = [j for j in examined if not j.exam or not j.exam.passed]
+        for j in failing:
+            assert j.exam is not None
+            self.wf.record(s, case, "examined", j.approver, detail=j.exam.summary())
+        if res.mode == "all":
+            if failing:
+                return Recovery(self).handle(s, case, requester, nxt, template, failing[0],
+                                             resume)
+            verdict = Verdict("approved")
+            for j in examined:
+                verdict = self.approve(s, case, nxt, template, j)
+                if verdict.kind != "approved":
+                    return verdict
+            people = [j.approver for j in judged if j.exam is None]
+            return Verdict("none", people=people) if people else verdict
+        passing = [j for j in examined if j.exam and j.exam.passed]
+        if passing:
+            return self.approve(s, case, nxt, template, passing[0])
+        if len(examined) < len(judged):
+            return Verdict("none")  # someone without conditions can still decide in person
+        return Recovery(self).handle(s, case, requester, nxt, template, failing[0], resume)
+
+    def approve(self, s: Session, case: Case, nxt: Next, template: Template, j: Judged,
+                by: Member | None = None, how: str = "") -> Verdict:
+        """An automatic approval in the approver's name (or a proxy's, `by`), then any
+        co-approvals the passing sets require."""
+        wf = self.wf
+        assert nxt.pos is not None and nxt.resolution is not None and j.exam is not None
+        phase = template.phases[nxt.pos.phase]
+        step = wf.new_step(s, case, j.approver, slot=wf.next_slot(s, case), mode="single",
+                           phase=phase.name, step_name=phase.steps[nxt.pos.step].name,
+                           pos=nxt.pos.as_dict(), kind="automatic",
+                           resolver=nxt.resolution.resolver)
+        decider = by or j.approver
+        step.state, step.decided_at, step.decided_by = (StepState.APPROVED, wf.clock.now(),
+                                                         decider.id)
+        whose = f"{decider.person.name}'s stored conditions" + (
+            f" on behalf of {j.approver.person.name}" if by else "")
+        wf.record(s, case, "decision", decider, decision="approve",
+                  detail=f"automatic{how}, by {whose}: {j.exam.summary()}")
+        wf.consume_budgets(s, case, j.sets, decider)
+        required = [p for cs in j.sets for p in cs.recovery.also_required]
+        people = [m for m in (member(s, pid) for pid in dict.fromkeys(required))
+                  if m is not None and m.person.active and m.id != j.approver.id]
+        if not people:
+            return Verdict("approved", last=j.approver)
+        slot = wf.next_slot(s, case)
+        for person in people:
+            co = wf.new_step(s, case, person, slot=slot, mode="all", phase=phase.name,
+                             step_name=phase.steps[nxt.pos.step].name,
+                             pos={**nxt.pos.as_dict(), "as": j.approver.id}, kind="coapproval",
+                             resolver="also_required")
+            wf.ask(s, case, co, person, note="coapproval",
+                   note_detail=f"{j.approver.person.name}'s conditions require your approval too")
+        case.state = CaseState.IN_REVIEW
+        case.route = nxt.pos.as_dict()
+        return Verdict("stopped", asked=people)
+
+    def cancel_provisional(self, s: Session, case: Case, why: str) -> None:
+        """Automatic approvals since the last decision by a person no longer stand."""
+        steps = s.scalars(select(CaseStep).where(
+            CaseStep.case_id == case.id, CaseStep.round == case.round)
+            .order_by(CaseStep.slot, CaseStep.seq)).all()
+        human = [st.slot for st in steps if st.kind != "automatic"
+                 and st.state == StepState.APPROVED]
+        after = max(human, default=0)
+        for st in steps:
+            if st.kind == "automatic" and st.state == StepState.APPROVED and st.slot > after:
+                st.state = StepState.SUPERSEDED
+                self.wf.record(s, case, "provisional approval cancelled",
+                               member(s, st.approver_id),
+                               detail=f"{st.phase}/{st.step_name}: {why}")

@@ -1,0 +1,158 @@
+"""Condition sets in the database, with versions (SPEC 6: "under rules/ and in the database").
+
+Files under `rules/conditions/` are imported as versions on start; setters also change sets
+by email ("new", "replace", "for case N only"). A change never edits a row: it adds a
+version and retires the previous one, so history shows what was in force when. Every
+instance rebuilds its in-memory book when the table changes, so several daemons sharing one
+PostgreSQL examine against the same conditions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from daemon.clock import Clock
+from daemon.conditions.sets import ConditionBook, ConditionSet, ConditionSetError, build_set
+from daemon.store.condition_models import ConditionSetVersion
+
+Audit = Callable[[Session, str, str | None, str, dict[str, Any]], None]
+
+
+def digest(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Saved:
+    name: str
+    version: int
+    case_number: str
+    replaced: bool
+
+
+class ConditionLibrary:
+    def __init__(self, clock: Clock, fields_of: dict[str, set[str]],
+                 audit: Audit | None = None) -> None:
+        self.clock = clock
+        self.fields_of = fields_of
+        self.audit = audit
+        self._lock = threading.Lock()
+        self._generation: tuple[int, int] | None = None
+        self._book = ConditionBook()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def book(self, s: Session) -> ConditionBook:
+        """The sets in force, rebuilt only when some version was added or retired."""
+        row = s.execute(select(func.max(ConditionSetVersion.id), func.count())
+                        .where(ConditionSetVersion.active)).one()
+        generation = (int(row[0] or 0), int(row[1]))
+        with self._lock:
+            if generation != self._generation:
+                rows = s.scalars(select(ConditionSetVersion).where(ConditionSetVersion.active)
+                                 .order_by(ConditionSetVersion.name,
+                                           ConditionSetVersion.case_number)).all()
+                book = ConditionBook()
+                for r in rows:
+                    book.add(self._build(r))
+                self._book, self._generation = book, generation
+            return self._book
+
+    def _build(self, row: ConditionSetVersion) -> ConditionSet:
+        return build_set(row.body, f"{row.source} (v{row.version})", self.fields_of,
+                         row.case_number, row.version)
+
+    def active(self, s: Session, name: str, case_number: str = "") -> ConditionSetVersion | None:
+        return s.scalar(select(ConditionSetVersion).where(
+            ConditionSetVersion.name == name, ConditionSetVersion.case_number == case_number,
+            ConditionSetVersion.active))
+
+    def of_setter(self, s: Session, setter: str) -> list[ConditionSetVersion]:
+        return list(s.scalars(select(ConditionSetVersion).where(
+            ConditionSetVersion.setter_id == setter, ConditionSetVersion.active)
+            .order_by(ConditionSetVersion.name, ConditionSetVersion.case_number)))
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def save(self, s: Session, body: dict[str, Any], *, origin: str, source: str,
+             actor: str | None, case_number: str = "") -> Saved:
+        """Validate and store a new version; raises ConditionSetError with readable lines."""
+        cs = build_set(body, source, self.fields_of, case_number)
+        current = self.active(s, cs.name, case_number)
+        last = s.scalar(select(func.max(ConditionSetVersion.version)).where(
+            ConditionSetVersion.name == cs.name,
+            ConditionSetVersion.case_number == case_number)) or 0
+        if current is not None:
+            current.active = False
+        s.add(ConditionSetVersion(
+            name=cs.name, case_number=case_number, version=last + 1, setter_id=cs.setter,
+            body=body, digest=digest(body), origin=origin, source=source, active=True,
+            created_at=self.clock.now(), created_by=actor))
+        s.flush()
+        if self.audit is not None:
+            self.audit(s, "condition set saved", actor, f"conditions/{cs.name}", {
+                "version": last + 1, "case_number": case_number or None, "origin": origin,
+                "source": source, "digest": digest(body),
+                "previous": current.version if current else None})
+        return Saved(cs.name, last + 1, case_number, current is not None)
+
+    def retire(self, s: Session, name: str, *, actor: str | None, source: str,
+               case_number: str = "") -> bool:
+        current = self.active(s, name, case_number)
+        if current is None:
+            return False
+        current.active = False
+        if self.audit is not None:
+            self.audit(s, "condition set retired", actor, f"conditions/{name}", {
+                "version": current.version, "case_number": case_number or None,
+                "source": source})
+        return True
+
+    def sync_files(self, s: Session, directory: Path) -> list[str]:
+        """Import changed files as new versions; a set edited by mail since keeps its mail
+        version until its file changes again. Returns one line per change."""
+        bodies: dict[str, tuple[dict[str, Any], str]] = {}
+        errors: list[str] = []
+        for path in sorted(directory.glob("*.toml")) if directory.is_dir() else []:
+            try:
+                body = tomllib.loads(path.read_text(encoding="utf-8"))
+                cs = build_set(body, str(path), self.fields_of)
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                errors.append(f"{path}: not valid TOML: {exc}")
+                continue
+            except ConditionSetError as exc:
+                errors.extend(exc.errors)
+                continue
+            if cs.name in bodies:
+                errors.append(f"{path}: set name {cs.name!r} is also used by "
+                              f"{bodies[cs.name][1]}")
+            bodies[cs.name] = (body, str(path))
+        if errors:
+            raise ConditionSetError(errors)
+        changes = []
+        for name, (body, where) in bodies.items():
+            seen = s.scalar(select(ConditionSetVersion.id).where(
+                ConditionSetVersion.name == name, ConditionSetVersion.case_number == "",
+                ConditionSetVersion.origin == "file",
+                ConditionSetVersion.digest == digest(body)).limit(1))
+            if seen is not None:
+                continue  # this file content was imported before
+            saved = self.save(s, body, origin="file", source=where, actor=None)
+            changes.append(f"condition set {name}: version {saved.version} from {where}")
+        for row in s.scalars(select(ConditionSetVersion).where(
+                ConditionSetVersion.active, ConditionSetVersion.origin == "file",
+                ConditionSetVersion.case_number == "")).all():
+            if row.name not in bodies:
+                self.retire(s, row.name, actor=None, source="file removed")
+                changes.append(f"condition set {row.name}: retired (its file is gone)")
+        return changes
