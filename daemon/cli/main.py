@@ -15,20 +15,12 @@ import click
 import tomli_w
 
 from daemon.cli import systemd
+from daemon.cli.common import EXIT_USAGE
+from daemon.cli.common import cli_config as _config
 from daemon.cli.inspect import print_case, print_status
-from daemon.config import Config, ConfigError, config_as_dict, load_config
+from daemon.cli.records import audit, budget, factor
+from daemon.config import config_as_dict
 from daemon.directory.loader import DirectoryFileError
-
-EXIT_USAGE = 2
-
-
-def _config(ctx: click.Context) -> Config:
-    try:
-        cfg: Config = load_config(ctx.obj["config_path"])
-    except ConfigError as exc:
-        click.echo(f"ringi: configuration error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    return cfg
 
 
 def _app(ctx: click.Context, migrate: bool = True) -> Any:
@@ -244,6 +236,10 @@ def queue_retry(ctx: click.Context, item_id: int) -> None:
         click.echo(f"ringi: item {item_id} is not in the dead-letter state", err=True)
         sys.exit(1)
     click.echo(f"item {item_id} queued again")
+
+
+for group in (audit, factor, budget):
+    cli.add_command(group)
 
 
 def main() -> None:

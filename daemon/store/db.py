@@ -11,6 +11,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -63,6 +64,24 @@ def rowcount(result: Result[Any]) -> int:
     """Rows touched by an UPDATE/DELETE (typed access to CursorResult.rowcount)."""
     assert isinstance(result, CursorResult)
     return int(result.rowcount)
+
+
+def insert_if_absent(session: Session, model: Any, values: dict[str, Any],
+                     keys: list[str]) -> bool:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING; True if this call created the row.
+
+    Two writers racing to create the same row both succeed: one inserts, the other waits for
+    it (PostgreSQL) or runs after it (SQLite BEGIN IMMEDIATE) and inserts nothing. Whether a
+    row was made is read from RETURNING: psycopg reports no rowcount for these inserts.
+    """
+    dialect = session.get_bind().dialect.name
+    module: Any = {"postgresql": postgresql, "sqlite": sqlite}.get(dialect)
+    if module is None:
+        raise ValueError(f"unsupported database {dialect!r} (SQLite or PostgreSQL)")
+    table = model.__table__
+    stmt = (module.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
+            .returning(*table.primary_key.columns))
+    return session.execute(stmt).first() is not None
 
 
 class Store:
