@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
+from daemon.audit.trail import AuditTrail
 from daemon.cases.blobs import BlobStore
 from daemon.cases.casetypes import load_case_types
 from daemon.cases.decisions import Decisions
@@ -15,6 +16,8 @@ from daemon.cases.requests import RequestHandler
 from daemon.cases.timers import Timers
 from daemon.cases.workflow import Workflow
 from daemon.clock import Clock, SystemClock
+from daemon.conditions.budgets import Budgets
+from daemon.conditions.factors import Factors
 from daemon.conditions.library import ConditionLibrary
 from daemon.conditions.sets import ConditionSetError, load_condition_sets
 from daemon.config import Config
@@ -83,7 +86,10 @@ class App:
                                                            fields_of)
         except ConditionSetError as exc:
             raise StartupError("condition sets are invalid", exc.errors) from None
-        self.workflow.library = ConditionLibrary(self.clock, fields_of)
+        self.audit = AuditTrail(self.clock)
+        self.workflow.library = ConditionLibrary(self.clock, fields_of, self.audit.append)
+        self.workflow.factors = Factors(self.clock, self.audit)
+        self.workflow.budgets = Budgets(self.clock, self.audit)
         self.decisions = Decisions(self.workflow)
         self.timers = Timers(self.store, self.workflow)
         self.drops = DropRequestHandler(self.workflow)

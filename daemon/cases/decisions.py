@@ -53,6 +53,7 @@ class Decisions:
                  reason: str, proxy_for: Member | None = None) -> None:
         wf = self.wf
         step.state = StepState.APPROVED
+        wf.charge_budgets(s, case, proxy_for or actor)
         others = self._others(s, case, step)
         if step.mode == "all" and others:
             case.state = CaseState.IN_REVIEW

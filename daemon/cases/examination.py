@@ -78,8 +78,12 @@ class Examiner:
         if not sets:
             return Judged(approver, [], None)
         facts = self.wf.facts(s, case)
-        return Judged(approver, sets, examine(sets, fields if fields is not None
-                                              else facts.fields, facts.kinds, facts.context))
+        factors = self.wf.factors.all(s) if self.wf.factors is not None else {}
+        budgets = self.wf.budgets
+        return Judged(approver, sets, examine(
+            sets, fields if fields is not None else facts.fields, facts.kinds, facts.context,
+            factors, (lambda cs, spec: budgets.remaining(s, cs.name, spec)) if budgets
+            else None))
 
     def at_step(self, s: Session, case: Case, requester: Member, nxt: Next,
                 template: Template, resume: int = 0) -> Verdict:
@@ -120,19 +124,27 @@ class Examiner:
         co-approvals the passing sets require."""
         wf = self.wf
         assert nxt.pos is not None and nxt.resolution is not None and j.exam is not None
+        decider = by or j.approver
+        short = wf.consume_budgets(s, case, j.sets, decider)
+        if short:  # a concurrent approval used the budget since the examination
+            from daemon.cases.recovery import Recovery
+
+            j.exam.missed.extend(short)
+            wf.record(s, case, "examined", j.approver,
+                      detail=f"the budget no longer covers the case: {short[0].required}")
+            requester = member(s, case.requester_id) or j.approver
+            return Recovery(self).handle(s, case, requester, nxt, template, j)
         phase = template.phases[nxt.pos.phase]
         step = wf.new_step(s, case, j.approver, slot=wf.next_slot(s, case), mode="single",
                            phase=phase.name, step_name=phase.steps[nxt.pos.step].name,
                            pos=nxt.pos.as_dict(), kind="automatic",
                            resolver=nxt.resolution.resolver)
-        decider = by or j.approver
         step.state, step.decided_at, step.decided_by = (StepState.APPROVED, wf.clock.now(),
                                                          decider.id)
         whose = f"{decider.person.name}'s stored conditions" + (
             f" on behalf of {j.approver.person.name}" if by else "")
         wf.record(s, case, "decision", decider, decision="approve",
                   detail=f"automatic{how}, by {whose}: {j.exam.summary()}")
-        wf.consume_budgets(s, case, j.sets, decider)
         required = [p for cs in j.sets for p in cs.recovery.also_required]
         people = [m for m in (member(s, pid) for pid in dict.fromkeys(required))
                   if m is not None and m.person.active and m.id != j.approver.id]

@@ -52,7 +52,7 @@ class Timers:
 
     def run_once(self) -> int:
         """One pass over every waiting step and case; returns how many actions were taken."""
-        done = self._revision_waits()
+        done = self._revision_waits() + self._budget_periods()
         with self.store.transaction() as s:
             ids = s.scalars(select(CaseStep.id).join(Case, Case.id == CaseStep.case_id).where(
                 CaseStep.state == StepState.PENDING,
@@ -84,6 +84,15 @@ class Timers:
             self.wf.ask(s, case, step, approver, note="reminder")
             return 1
         return 0
+
+    def _budget_periods(self) -> int:
+        """Open each budget's new period when the month (or year) turns: the reset, audited."""
+        if self.wf.budgets is None:
+            return 0
+        with self.store.transaction() as s:
+            specs = {cs.name: list(cs.budgets) for cs in self.wf.library.book(s).sets
+                     if cs.budgets}
+            return self.wf.budgets.roll(s, specs) if specs else 0
 
     def _revision_waits(self) -> int:
         """Cases whose wait for a revised condition has ended go on without one."""

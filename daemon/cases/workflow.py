@@ -8,6 +8,7 @@ daemon.cases.decisions; requester commands in daemon.cases.requests.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
@@ -19,6 +20,9 @@ from daemon.cases.examination import Examiner
 from daemon.cases.numbering import next_number
 from daemon.cases.states import CaseState, StepState
 from daemon.clock import Clock
+from daemon.conditions.budgets import BudgetError, Budgets, BudgetSpec, amount_of
+from daemon.conditions.examine import Miss
+from daemon.conditions.factors import Factors
 from daemon.conditions.library import ConditionLibrary
 from daemon.conditions.sets import ConditionBook, ConditionSet
 from daemon.config import Config
@@ -75,6 +79,8 @@ class Workflow:
         self.conditions = ConditionBook()  # as loaded from files (for `rules check`)
         self.library = ConditionLibrary(clock, {})  # in force: the database's versions
         self.examiner = Examiner(self)
+        self.factors: Factors | None = None  # external values conditions read
+        self.budgets: Budgets | None = None  # period budgets approvals consume
 
     # --- history and mail ------------------------------------------------------------------
 
@@ -236,8 +242,51 @@ class Workflow:
                 or 0) + 1
 
     def consume_budgets(self, s: Session, case: Case, sets: list[ConditionSet],
-                        by: Member) -> None:
-        """An approval by stored conditions uses up the sets' period budgets."""
+                        by: Member) -> list[Miss]:
+        """An approval by stored conditions uses up the sets' period budgets, atomically.
+
+        Returns the budget that no longer covers the amount (a concurrent approval took it
+        since the examination); whatever was taken before it is given back.
+        """
+        if self.budgets is None:
+            return []
+        taken: list[tuple[ConditionSet, BudgetSpec, Decimal]] = []
+        for cs in sets:
+            for spec in cs.budgets:
+                try:
+                    amount = amount_of(spec, case.fields)
+                except BudgetError:
+                    amount = None  # the examination already judged it
+                if amount is None:
+                    continue
+                if self.budgets.consume(s, cs.name, spec, amount, case.number, by.id):
+                    taken.append((cs, spec, amount))
+                    continue
+                for c, sp, a in taken:
+                    self.budgets.release(s, c.name, sp, a, case.number, by.id)
+                left = self.budgets.remaining(s, cs.name, spec)
+                return [Miss(cs.name, f"{spec.name} budget", f"{spec.field}={amount:,f}",
+                             f"within the {spec.period}'s remaining budget ({left:,f} of "
+                             f"{spec.limit:,f}; another approval used it meanwhile)")]
+        return []
+
+    def charge_budgets(self, s: Session, case: Case, approver: Member) -> None:
+        """A setter approving in person still uses up their budgets (it may go over)."""
+        if self.budgets is None:
+            return
+        requester = member(s, case.requester_id)
+        if requester is None:
+            return
+        for cs in self.library.book(s).for_approver(
+                approver.id, case.case_type, requester.id, self.units_of(s, requester),
+                case.number):
+            for spec in cs.budgets:
+                try:
+                    amount = amount_of(spec, case.fields)
+                except BudgetError:
+                    continue
+                if amount is not None:
+                    self.budgets.charge(s, cs.name, spec, amount, case.number, approver.id)
 
     def units_of(self, s: Session, person: Member) -> set[str]:
         """The person's unit and every unit above it: a set for a unit covers sub-units."""

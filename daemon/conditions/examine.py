@@ -7,9 +7,12 @@ required), so the history and the rejection mail can name each item.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
+from daemon.conditions.budgets import BudgetError, BudgetSpec, amount_of
 from daemon.conditions.expr import evaluate
 from daemon.conditions.sets import ConditionSet
 
@@ -50,13 +53,39 @@ class Examination:
         return "; ".join(parts)
 
 
+Remaining = Callable[[ConditionSet, BudgetSpec], Decimal]
+
+
 def examine(sets: list[ConditionSet], fields: dict[str, Any], kinds: dict[str, str],
-            context: dict[str, Any]) -> Examination:
+            context: dict[str, Any], factors: dict[str, Any] | None = None,
+            remaining: Remaining | None = None) -> Examination:
+    """Each set's conditions, and its budgets: the amount must fit in what is left."""
     result = Examination()
     for cs in sets:
         result.sets.append(cs.name)
+        left = {b.name: remaining(cs, b) for b in cs.budgets} if remaining else {}
+        maps = {"factor": factors or {}, "budget": left}
+        for spec in cs.budgets if remaining else ():
+            label = f"{cs.name}/{spec.name} budget"
+            try:
+                amount = amount_of(spec, fields)
+            except BudgetError as exc:
+                result.missed.append(Miss(cs.name, f"{spec.name} budget",
+                                          f"{spec.field}={fields.get(spec.field)!r} ({exc})",
+                                          "an amount"))
+                continue
+            if amount is None:
+                result.unset.append(label)
+            elif amount <= left[spec.name]:
+                result.held.append(label)
+            else:
+                result.missed.append(Miss(
+                    cs.name, f"{spec.name} budget", f"{spec.field}={amount:,f}",
+                    f"within the {spec.period}'s remaining budget ({left[spec.name]:,f} of "
+                    f"{spec.limit:,f})"))
+                result.contact = result.contact or cs.contact_on_failure
         for cond in cs.conditions:
-            out = evaluate(cond.expr, fields, kinds, context)
+            out = evaluate(cond.expr, fields, kinds, context, maps)
             label = f"{cs.name}/{cond.name}"
             if out.value is None and out.missing and not out.error:
                 result.unset.append(label)

@@ -48,8 +48,8 @@ class Outcome:
 _MACROS = {"has", "dyn", "all", "exists", "exists_one", "map", "filter"}
 _LOOPS = _MACROS - {"has", "dyn"}
 _FUNCTIONS = {n for n in base_functions if n.isidentifier() and n[0] != "_"} | _MACROS | {"date"}
-_NAMES = {"case", "ctx", "bool", "bytes", "double", "duration", "int", "list", "map",
-          "null_type", "string", "timestamp", "uint", "type"}
+_NAMES = {"case", "ctx", "factor", "budget", "bool", "bytes", "double", "duration", "int",
+          "list", "map", "null_type", "string", "timestamp", "uint", "type"}
 # Evaluation recurses about five Python frames per tree level; celpy allows 2500 frames.
 _MAX_DEPTH = 300
 # all/exists/map/filter inside one another multiply work; two levels is plenty for conditions.
@@ -233,7 +233,7 @@ def _analyse(root: Node) -> set[str]:
     for node in idents:
         if (var := str(node.children[0])) not in _NAMES | bound:
             raise ExprError(f"unknown name '{var}'{_where(node.children[0])}; "
-                            "write case.<field> or ctx.<name>")
+                            "write case.<field>, ctx.<name>, factor.<name> or budget.<name>")
     return fields
 
 
@@ -320,9 +320,33 @@ def _plain(expr: Compiled, error: CELEvalError) -> str:
     return f"{message.split(' (in ')[0]}{where}{shown}"
 
 
+def _value(raw: Any) -> Any:
+    """A factor or budget value as CEL sees it (dates as timestamps, amounts as doubles)."""
+    if isinstance(raw, dt.date):
+        return _timestamp(raw)
+    if isinstance(raw, Decimal):
+        return ct.DoubleType(float(raw))
+    return json_to_cel(raw)
+
+
+def _external(node: Node) -> str | None:
+    """'factor.x' or 'budget.x' for a member of those maps; None for any other node."""
+    if node.data != "member_dot" or _ident(node.children[0]) not in ("factor", "budget"):
+        return None
+    return f"{_ident(node.children[0])}.{node.children[1]}"
+
+
 def _activation(fields: dict[str, Any], kinds: dict[str, str],
-                context: dict[str, Any] | None) -> dict[str, Any] | str:
+                context: dict[str, Any] | None,
+                maps: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | str:
     """The CEL activation for one case, or the reason a value cannot be used."""
+    external: dict[str, Any] = {}
+    for top in ("factor", "budget"):
+        try:
+            external[top] = ct.MapType({ct.StringType(k): _value(v)
+                                        for k, v in (maps or {}).get(top, {}).items()})
+        except (ValueError, TypeError):
+            return f"a {top} value is not usable"
     case: dict[Any, Any] = {}
     ctx: dict[Any, Any] = {}
     for name, raw in fields.items():
@@ -338,13 +362,18 @@ def _activation(fields: dict[str, Any], kinds: dict[str, str],
             ctx[ct.StringType(name)] = _timestamp(raw) if dated else json_to_cel(raw)
         except (ValueError, TypeError):
             return f"ctx.{name} holds {raw!r}, which is not usable"
-    return {"case": ct.MapType(case), "ctx": ct.MapType(ctx)}
+    return {"case": ct.MapType(case), "ctx": ct.MapType(ctx), **external}
 
 
 def evaluate(expr: Compiled, fields: dict[str, Any], kinds: dict[str, str],
-             context: dict[str, Any] | None = None) -> Outcome:
-    """Evaluate against one case; never raises: problems come back inside the Outcome."""
-    activation = _activation(fields, kinds, context)
+             context: dict[str, Any] | None = None,
+             maps: dict[str, dict[str, Any]] | None = None) -> Outcome:
+    """Evaluate against one case; never raises: problems come back inside the Outcome.
+
+    `maps` holds the external values (`factor.NAME`) and the set's remaining budgets
+    (`budget.NAME`); one that is not set is unset like a case field, never a failure.
+    """
+    activation = _activation(fields, kinds, context, maps)
     if isinstance(activation, str):
         return Outcome(None, (), activation)
     try:
@@ -354,6 +383,8 @@ def evaluate(expr: Compiled, fields: dict[str, Any], kinds: dict[str, str],
         unset = sorted(expr.fields - present)
         if error.tree is not None and _case_field(error.tree) in unset:
             return Outcome(None, tuple(unset), None)
+        if error.tree is not None and (name := _external(error.tree)) is not None:
+            return Outcome(None, (name,), None)
         return Outcome(None, (), _plain(expr, error))
     except RecursionError:
         return Outcome(None, (), _TOO_DEEP)
@@ -366,9 +397,10 @@ def evaluate(expr: Compiled, fields: dict[str, Any], kinds: dict[str, str],
 
 
 def compute(expr: Compiled, fields: dict[str, Any], kinds: dict[str, str],
-            context: dict[str, Any] | None = None) -> tuple[Any, str | None]:
+            context: dict[str, Any] | None = None,
+            maps: dict[str, dict[str, Any]] | None = None) -> tuple[Any, str | None]:
     """A value (not a judgement), e.g. a reservation's capped amount: (value, problem)."""
-    activation = _activation(fields, kinds, context)
+    activation = _activation(fields, kinds, context, maps)
     if isinstance(activation, str):
         return None, activation
     try:

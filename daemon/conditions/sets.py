@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daemon.conditions.budgets import BudgetSpec, parse_budget_specs
 from daemon.conditions.expr import Compiled, ExprError, check_fields, compile_expr
 from daemon.conditions.setparts import RECOVERY_KEYS, Recovery, parse_recovery
 
 SET_KEYS = {"name", "setter", "subjects", "contact_on_failure", "conditions", "examples",
-            "execute"} | RECOVERY_KEYS
+            "execute", "budgets"} | RECOVERY_KEYS
 SUBJECT_KEYS = {"case_types", "units", "people"}
 CONDITION_KEYS = {"name", "expr", "required"}
 EXAMPLE_KEYS = {"name", "fields", "requester_unit", "requester", "case_type", "expect",
@@ -62,6 +63,7 @@ class ConditionSet:
     source: str = ""
     execute: bool = False  # an approval by this set sends the execution request (SPEC 6.5)
     recovery: Recovery = field(default_factory=Recovery)
+    budgets: tuple[BudgetSpec, ...] = ()  # period budgets an approval by this set consumes
     case_number: str = ""  # "for case N only": replaces the same-named set for that case
     version: int = 0
 
@@ -163,6 +165,9 @@ def build_set(body: dict[str, Any], source: str, fields_of: dict[str, set[str]],
     recovery, problems = parse_recovery(body, source, known_fields,
                                         {c.name for c in conditions})
     errors.extend(problems)
+    budgets, problems = parse_budget_specs(body.get("budgets"), source,
+                                           known_fields or None)
+    errors.extend(problems)
     examples = []
     for i, raw in enumerate(body.get("examples", []), 1):
         where = f"example {raw.get('name', i) if isinstance(raw, dict) else i}"
@@ -187,7 +192,8 @@ def build_set(body: dict[str, Any], source: str, fields_of: dict[str, set[str]],
                         contact_on_failure=bool(body.get("contact_on_failure", False)),
                         conditions=tuple(conditions), examples=tuple(examples),
                         source=source, execute=bool(body.get("execute", False)),
-                        recovery=recovery, case_number=case_number, version=version)
+                        recovery=recovery, case_number=case_number, version=version,
+                        budgets=tuple(budgets))
 
 
 def load_condition_sets(directory: Path, fields_of: dict[str, set[str]]) -> ConditionBook:

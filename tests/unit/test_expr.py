@@ -245,9 +245,11 @@ def test_evaluation_errors(source: str, message: str) -> None:
     ("case.title.startWith('1')",
      "unknown function 'startWith' at column 12; did you mean 'startsWith'?"),
     ("today() > case.delivery", "unknown function 'today' at column 1"),
-    ("cse.amount > 1", "unknown name 'cse' at column 1; write case.<field> or ctx.<name>"),
+    ("cse.amount > 1", "unknown name 'cse' at column 1; write case.<field>, ctx.<name>, "
+     "factor.<name> or budget.<name>"),
     ("case.tags.exists(t, t == x)",
-     "unknown name 'x' at column 26; write case.<field> or ctx.<name>"),
+     "unknown name 'x' at column 26; write case.<field>, ctx.<name>, factor.<name> or "
+     "budget.<name>"),
     ("case.delivery < date('2026-02-30')",
      "date('2026-02-30') at column 17 is not a date like '2026-12-31'"),
     ("case.tags.exists(a, case.tags.exists(b, case.tags.exists(c, a == c)))",

@@ -1,0 +1,86 @@
+"""Budgets and external values inside examination; every change audited (SPEC 6, 11)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from daemon.store.condition_models import AuditEntry
+from tests.integration.test_outcomes import SMITH, WATANABE, World, start_world
+from tests.integration.test_recovery import up_to_watanabe, with_rules
+from tests.support import CapturingRelay
+
+MONTHLY = '''[[budgets]]
+name = "monthly"
+limit = 400000
+period = "month"
+field = "amount"
+'''
+
+
+@pytest.fixture
+def world(tmp_path: Path, db_url: str, relay: CapturingRelay) -> Iterator[World]:
+    rules = with_rules(tmp_path, MONTHLY)
+    w = start_world(tmp_path, db_url, relay, rules=rules, paths={"rules": str(rules)})
+    yield w
+    w.app.stop()
+
+
+def audit(w: World) -> list[tuple[str, str]]:
+    with w.app.store.transaction() as s:
+        assert w.app.audit.verify(s) == []  # the chain is intact
+        return [(e.kind, e.subject) for e in s.scalars(select(AuditEntry).order_by(
+            AuditEntry.seq))]
+
+
+def auto_approved(w: World, number: str) -> bool:
+    return any(k == "decision" and "automatic" in d for k, d in w.events(number))
+
+
+def test_monthly_budget_is_consumed_and_reset_by_the_clock(world: World) -> None:
+    w = world
+    first = up_to_watanabe(w, "180,000")
+    second = up_to_watanabe(w, "180,000")
+    assert auto_approved(w, first) and auto_approved(w, second)
+    third = up_to_watanabe(w, "180,000")  # only ¥40,000 left this month
+    assert w.case(third).state == "rejected"
+    rejected = w.relay.wait_for(SMITH, w.seen[SMITH] + 1)[-1]
+    assert "monthly budget: you gave amount=180,000.00" in rejected.body
+    assert "remaining budget (40,000.00 of 400,000.00)" in rejected.body
+    w.nothing_more(WATANABE)
+    kinds = audit(w)
+    assert kinds.count(("budget consumed", "budget watanabe-sales-purchases/monthly")) == 2
+    assert ("condition set saved", "conditions/watanabe-sales-purchases") in kinds
+    # December: the timer opens the new period (the reset, audited); the budget is whole.
+    w.clock.set(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+    assert w.app.timers.run_once() >= 1  # (reminders for procurement are due too)
+    resets = audit(w).count(("budget reset", "budget watanabe-sales-purchases/monthly"))
+    assert resets == 2  # November's, opened by the first consumption, and December's
+    fourth = up_to_watanabe(w, "180,000")
+    assert auto_approved(w, fourth)
+    assert w.case(fourth).state == "in_review"  # on to procurement
+
+
+def test_a_factor_set_by_command_is_read_by_conditions(tmp_path: Path, db_url: str,
+                                                       relay: CapturingRelay) -> None:
+    rules = with_rules(tmp_path)
+    path = rules / "conditions" / "watanabe-purchase.toml"
+    path.write_text(path.read_text().replace(
+        'expr = "case.amount <= 500000"', 'expr = "case.amount <= factor.purchase_cap"'))
+    w = start_world(tmp_path, db_url, relay, rules=rules, paths={"rules": str(rules)})
+    try:
+        unset = up_to_watanabe(w, "180,000")  # no factor yet: not judged, never a failure
+        assert any("not judged (unset): watanabe-sales-purchases/budget" in d
+                   for _, d in w.events(unset))
+        with w.app.store.transaction() as s:
+            assert w.app.workflow.factors is not None
+            w.app.workflow.factors.set(s, "purchase_cap", "100,000", "admin", "test")
+        over = up_to_watanabe(w, "180,000")
+        assert w.case(over).state == "rejected"
+        assert ("factor set", "factor purchase_cap") in audit(w)
+    finally:
+        w.app.stop()
