@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from daemon.store.condition_models import AuditEntry
-from tests.integration.test_outcomes import SMITH, WATANABE, World, start_world
+from tests.integration.test_conditions import purchase as purchase_text
+from tests.integration.test_outcomes import (
+    BROWN,
+    SMITH,
+    TAKAHASHI,
+    WATANABE,
+    World,
+    number_of,
+    start_world,
+)
 from tests.integration.test_recovery import up_to_watanabe, with_rules
-from tests.support import CapturingRelay
+from tests.support import CapturingRelay, wait_until
 
 MONTHLY = '''[[budgets]]
 name = "monthly"
@@ -84,3 +94,45 @@ def test_a_factor_set_by_command_is_read_by_conditions(tmp_path: Path, db_url: s
         assert ("factor set", "factor purchase_cap") in audit(w)
     finally:
         w.app.stop()
+
+
+def test_concurrent_approvals_cannot_overspend(world: World, db_url: str) -> None:
+    """Another daemon's approval holds the budget while this one examines: this one's
+    examination still sees ¥400,000 left, but its consumption waits for the other's
+    commit, then finds too little and the case is not approved (PostgreSQL: SQLite lets
+    one writer at a time, so the race cannot happen there)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("concurrent writers need PostgreSQL")
+    import sqlalchemy as sa
+
+    from daemon.conditions.budgets import Budgets
+    from daemon.store.db import Store
+
+    w = world
+    w.send(SMITH, "Purchase", purchase_text("300,000"))
+    number = number_of(w.one(SMITH))
+    w.reply(w.one(TAKAHASHI), TAKAHASHI, "承認")
+    w.new(TAKAHASHI)
+    w.new(SMITH)
+    ask = w.one(BROWN)
+    other = Store(w.app.cfg.database.url)
+    book_set = w.app.workflow.conditions.sets[0]
+    spec = book_set.budgets[0]
+    with other.transaction() as s2:
+        assert Budgets(w.clock, w.app.audit).consume(
+            s2, book_set.name, spec, Decimal(300000), "R-OTHER", "watanabe")
+        w.reply(ask, BROWN, "approve")  # this daemon now examines, then waits on the lock
+        probe = sa.create_engine(db_url)
+        with probe.connect() as c:
+            wait_until(lambda: c.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"))
+                .scalar() == 1)
+        probe.dispose()
+    other.engine.dispose()
+    w.new(BROWN)
+    assert "Rejected" in w.relay.wait_for(SMITH, w.seen[SMITH] + 1)[-1].subject
+    assert w.case(number).state == "rejected"
+    assert any("another approval used it meanwhile" in d for _, d in w.events(number))
+    with w.app.store.transaction() as s:
+        lines = w.app.workflow.budgets.show(s) if w.app.workflow.budgets else []
+        assert [line.consumed for line in lines] == [Decimal("300000.00")]
