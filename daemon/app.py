@@ -22,6 +22,9 @@ from daemon.conditions.library import ConditionLibrary
 from daemon.conditions.sets import ConditionSetError, load_condition_sets
 from daemon.config import Config
 from daemon.directory.importer import DirectoryDiff, import_directory_file, last_import_digest
+from daemon.execution.destinations import DestinationError, load_destinations
+from daemon.execution.executor import Executions
+from daemon.execution.sender import ExecutionSender
 from daemon.intake.dropfolder import DropScanner, DropWatcher, Taker
 from daemon.intake.droptakers import DirectoryTaker, RequestTaker
 from daemon.intake.imap import ImapChannel
@@ -90,6 +93,8 @@ class App:
         self.workflow.library = ConditionLibrary(self.clock, fields_of, self.audit.append)
         self.workflow.factors = Factors(self.clock, self.audit)
         self.workflow.budgets = Budgets(self.clock, self.audit)
+        self.executions = self._executions(fields_of)
+        self.workflow.executions = self.executions
         self.decisions = Decisions(self.workflow)
         self.timers = Timers(self.store, self.workflow)
         self.drops = DropRequestHandler(self.workflow)
@@ -97,15 +102,33 @@ class App:
             self.store, self.queue, cfg.mail, RequestHandler(self.workflow),
             ReplyHandler(self.workflow, self.decisions), self.drops,
         )
-        self.outbox = OutboxRunner(
-            self.store, self.queue, transport or make_transport(cfg), self.clock
+        transport = transport or make_transport(cfg)
+        self.outbox = OutboxRunner(self.store, self.queue, transport, self.clock)
+        self.execution_sender = ExecutionSender(
+            self.store, self.queue, self.executions, self.destination_templates,
+            self.notifier.composer, transport, self.clock,
         )
         poll = cfg.queue.poll_seconds
         self.inbound_runner = Runner(self.queue, self.inbound, poll)
         self.outbox_runner = Runner(self.queue, self.outbox, poll)
+        self.execution_runner = Runner(self.queue, self.execution_sender, poll)
         self.smtp: IntakeController | None = None
         self.imap = [ImapChannel(acc, self.queue, self.wake_inbound) for acc in cfg.imap]
         self.watcher = DropWatcher(self._drop_scanners())
+
+    def _executions(self, fields_of: dict[str, set[str]]) -> Executions:
+        """Destinations from <rules>/destinations.toml; their own mail templates live in
+        <rules>/destinations/templates/<locale>/ and fall back to the mail templates."""
+        rules, wf = self.cfg.paths.rules, self.cfg.workflow
+        self.destination_templates = Templates(self.cfg.paths.templates,
+                                               overrides=rules / "destinations" / "templates")
+        try:
+            destinations = load_destinations(rules / "destinations.toml", fields_of,
+                                             wf.business_days, wf.holidays,
+                                             self.destination_templates.problem)
+        except DestinationError as exc:
+            raise StartupError("execution destinations are invalid", exc.errors) from None
+        return Executions(self.workflow, destinations, self.clock, self.cfg.queue.max_attempts)
 
     def _drop_scanners(self) -> list[DropScanner]:
         d = self.cfg.drop
@@ -146,12 +169,18 @@ class App:
     def wake_inbound(self) -> None:
         self.inbound_runner.wakeup.set()
 
+    def wake_senders(self) -> None:
+        self.outbox_runner.wakeup.set()
+        self.execution_runner.wakeup.set()
+
     def start(self) -> None:
         if self.cfg.queue.runners:
             self.inbound_runner.start()
             self.outbox_runner.start()
-            # New mails queued by the inbound runner should go out without waiting a poll.
-            self.inbound.on_done = self.outbox_runner.wakeup.set
+            self.execution_runner.start()
+            # New mails (and executions due now) should go out without waiting a poll.
+            self.inbound.on_done = self.wake_senders
+            self.execution_sender.on_done = self.outbox_runner.wakeup.set
         if self.cfg.smtp.enabled:
             handler = IntakeHandler(self.queue, self.cfg.mail, self.cfg.smtp.lmtp,
                                     self.wake_inbound)
@@ -180,7 +209,7 @@ class App:
         if self.smtp is not None:
             self.smtp.stop()
             self.smtp = None
-        for runner in (self.inbound_runner, self.outbox_runner):
+        for runner in (self.inbound_runner, self.outbox_runner, self.execution_runner):
             if runner.thread.is_alive():
                 runner.stop()
         self.store.dispose()

@@ -68,6 +68,7 @@ class CapturingRelay:
         self.mails: list[Captured] = []
         self.lock = threading.Lock()
         self.fail_next: list[str] = []  # SMTP replies to give instead of 250
+        self.refuse: dict[str, list[str]] = {}  # the same, only for mail to one address
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
@@ -75,6 +76,9 @@ class CapturingRelay:
         with self.lock:
             if self.fail_next:
                 return self.fail_next.pop(0)
+            for rcpt in envelope.rcpt_tos:
+                if self.refuse.get(rcpt):
+                    return self.refuse[rcpt].pop(0)
             msg = email.message_from_bytes(envelope.original_content or envelope.content,
                                            policy=email.policy.default)
             self.mails.append(Captured(list(envelope.rcpt_tos), envelope.mail_from, msg))  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -36,6 +36,9 @@ from daemon.routing.registry import TemplateRegistry
 from daemon.routing.templates import Template
 from daemon.security.tokens import TokenService
 from daemon.store.models import Attachment, Case, CaseEvent, CaseStep
+
+if TYPE_CHECKING:
+    from daemon.execution.executor import Executions
 
 DECISION_WORDS = ("APPROVE", "REJECT", "RETURN", "HOLD")
 
@@ -81,6 +84,7 @@ class Workflow:
         self.examiner = Examiner(self)
         self.factors: Factors | None = None  # external values conditions read
         self.budgets: Budgets | None = None  # period budgets approvals consume
+        self.executions: Executions | None = None  # SPEC 6.5; set by the app
 
     # --- history and mail ------------------------------------------------------------------
 
@@ -208,6 +212,8 @@ class Workflow:
             case.route = None
             case.state = CaseState.APPROVED
             self.record(s, case, "approved", None, detail="every required approver has approved")
+            if self.executions is not None:
+                self.executions.on_approved(s, case)
             if announce:
                 self.tell_requester(s, case, "approved")
             return []

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy import select
 
 from daemon.notify.views import case_view, snapshot_name
+from daemon.store.condition_models import Execution
 from daemon.store.models import Case, CaseEvent, CaseStep, WorkItem
 from daemon.workqueue.queue import State, queue_stats
 
@@ -53,7 +55,21 @@ def print_case(app: App, number: str) -> bool:
                 mode = f", {st.mode} of ask {st.slot}" if st.mode != "single" else ""
                 click.echo(f"  {st.seq}. {st.phase}/{st.step_name}: {st.approver_id} via "
                            f"{st.resolver}{extra}{mode}: {st.state}")
+        print_executions(s.scalars(select(Execution).where(Execution.case_id == case.id)
+                                   .order_by(Execution.id)).all())
     return True
+
+
+def print_executions(rows: Sequence[Execution]) -> None:
+    if rows:
+        click.echo("executions:")
+    for ex in rows:
+        if ex.state == "not_executed":
+            click.echo(f"  not executed ({ex.reason}): {ex.detail}")
+            continue
+        sent = f", sent {ex.sent_at:%Y-%m-%d %H:%M} UTC" if ex.sent_at else ""
+        click.echo(f"  {ex.state}: {ex.destination} <{ex.address}>, due "
+                   f"{ex.due_at:%Y-%m-%d %H:%M} UTC{sent} [{ex.detail}]")
 
 
 def print_status(app: App) -> None:

@@ -188,13 +188,14 @@ def status(ctx: click.Context) -> None:
 
 @cli.group()
 def rules() -> None:
-    """Case types and workflow templates."""
+    """Case types, workflow templates, condition sets and execution destinations."""
 
 
 @rules.command("check")
 @click.pass_context
 def rules_check(ctx: click.Context) -> None:
-    """Load and validate every case type and workflow template; list what applies."""
+    """Validate every rule file (case types, workflows, conditions, destinations); list what
+    applies and run the condition sets' examples."""
     from daemon.conditions.examine import examine
 
     app = _app(ctx)
@@ -202,6 +203,11 @@ def rules_check(ctx: click.Context) -> None:
         t = app.registry.templates.for_case_type(ct.name)
         phases = " → ".join(p.name for p in t.phases)
         click.echo(f"{ct.name:<16} workflow {t.name} ({t.source}): {phases}")
+    for d in app.executions.destinations.all():
+        types = ", ".join(sorted(d.case_types)) or "any other case"
+        when = f" when {d.when.source}" if d.when else ""
+        click.echo(f"destination {d.name}: {types}{when} -> {d.address} ({d.format}, "
+                   f"{d.locale}, template {d.template}; open {d.calendar.describe()})")
     failures = 0
     kinds_of = {t.name: {f.name: str(f.kind) for f in t.fields} for t in app.types.all()}
     for cs in app.workflow.conditions.sets:

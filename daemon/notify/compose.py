@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -11,6 +13,17 @@ from urllib.parse import quote
 from daemon.clock import Clock
 from daemon.config import MailConfig
 from daemon.notify.templates import Rendered
+
+
+@dataclass(frozen=True)
+class OutgoingFile:
+    """A file attached to an outgoing mail (e.g. an order's data); base64, bytes unchanged."""
+
+    filename: str
+    maintype: str
+    subtype: str
+    data: bytes
+    charset: str | None = None
 
 
 def thread_id_for(number: str, domain: str) -> str:
@@ -46,6 +59,8 @@ class Composer:
         thread: str | None = None,
         references: tuple[str, ...] = (),
         reply_token: str | None = None,
+        reply_to: str | None = None,
+        attachments: Sequence[OutgoingFile] = (),
     ) -> EmailMessage:
         msg = EmailMessage()
         msg["From"] = Address(self.cfg.from_name, addr_spec=self.cfg.request_address)
@@ -60,8 +75,14 @@ class Composer:
             msg["References"] = " ".join(refs)
         if reply_token:
             msg["Reply-To"] = reply_address(self.cfg, reply_token)
+        elif reply_to:
+            msg["Reply-To"] = reply_to
         # Loop protection: tell other robots (vacation responders, Exchange) not to answer.
         msg["Auto-Submitted"] = "auto-generated"
         msg["X-Auto-Response-Suppress"] = "All"
         msg.set_content(rendered.body, charset="utf-8")
+        for f in attachments:
+            msg.add_attachment(f.data, maintype=f.maintype, subtype=f.subtype,
+                               filename=f.filename,
+                               params={"charset": f.charset} if f.charset else {})
         return msg

@@ -27,7 +27,8 @@ ANSWER_TEMPLATES = ("request_error", "reply_error", "unknown_sender", "help", "f
 REQUIRED_TEMPLATES = (*ANSWER_TEMPLATES, "ack", "approval_request", "decision_confirmed",
                       "progress", "approved", "rejected", "drop_rejected", "hold",
                       "returned", "reject_notice", "cancelled", "notify",
-                      "rejected_conditions", "reserved", "revision_request")
+                      "rejected_conditions", "reserved", "revision_request",
+                      "execution_request", "execution_sent", "execution_failed")
 
 
 class Notifier:

@@ -32,10 +32,13 @@ class Rendered:
 
 
 class Templates:
-    def __init__(self, root: Path) -> None:
+    """`overrides` (searched first) holds extra templates, e.g. a destination's own mail."""
+
+    def __init__(self, root: Path, overrides: Path | None = None) -> None:
         self.root = root
+        search = [str(overrides), str(root)] if overrides is not None else [str(root)]
         self.env = Environment(
-            loader=FileSystemLoader(str(root)),
+            loader=FileSystemLoader(search),
             undefined=StrictUndefined,  # a missing variable is a bug, not an empty line
             autoescape=False,
             keep_trailing_newline=True,
@@ -55,6 +58,16 @@ class Templates:
             raise TemplateError(f"{loc}/{name}.txt must start with a 'Subject:' line")
         subject = " ".join(head[len("Subject:") :].split())
         return Rendered(subject, body.rstrip() + "\n")
+
+    def problem(self, name: str, locale: str) -> str | None:
+        """Why `name` cannot be used in `locale`, or None when it is there and compiles."""
+        try:
+            self.env.get_template(f"{locale}/{name}.txt")
+        except TemplateNotFound:
+            return f"no mail template {locale}/{name}.txt"
+        except TemplateSyntaxError as exc:
+            return f"{exc.filename or name}:{exc.lineno}: {exc.message}"
+        return None
 
     def check(self, required: tuple[str, ...] = ()) -> list[str]:
         """Every required mail in every language, and every template compiles."""

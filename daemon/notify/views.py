@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.cases.casetypes import CaseType, CaseTypeRegistry
 from daemon.directory.lookup import Member, member
+from daemon.store.condition_models import Execution
 from daemon.store.models import Attachment, Case, CaseEvent
+
+_WEEKDAYS_JA = "月火水木金土日"
 
 
 def format_value(kind: str, value: Any) -> str:
@@ -38,6 +43,34 @@ def snapshot_name(snapshot: dict[str, Any], locale: str) -> str:
     name = snapshot.get("name_ja" if locale == "ja" else "name") or snapshot.get("id", "")
     pos = snapshot.get("position_name_ja" if locale == "ja" else "position_name")
     return f"{name} ({pos})" if pos else str(name)
+
+
+def local_time(when: dt.datetime, zone: str, locale: str) -> str:
+    """A time as a reader expects it: in the named zone, their language, the zone shown."""
+    try:
+        local = when.astimezone(ZoneInfo(zone))
+    except (ValueError, KeyError, OSError):
+        local, zone = when.astimezone(dt.UTC), "UTC"
+    if locale == "ja":
+        return (f"{local.year}年{local.month}月{local.day}日"
+                f"({_WEEKDAYS_JA[local.weekday()]}) {local:%H:%M} ({zone})")
+    return f"{local:%a} {local.day} {local:%b %Y %H:%M} ({zone})"
+
+
+def execution_view(s: Session, case: Case, locale: str) -> dict[str, Any] | None:
+    """The case's latest execution: what the requester is told about it (SPEC 6.5)."""
+    ex = s.scalar(select(Execution).where(Execution.case_id == case.id)
+                  .order_by(Execution.id.desc()).limit(1))
+    if ex is None:
+        return None
+    return {
+        "state": ex.state,
+        "reason": ex.reason,
+        "destination": ex.title or ex.destination,
+        "due": local_time(ex.due_at, ex.timezone, locale),
+        "later": ex.due_at > ex.created_at,  # deferred to the destination's next opening
+        "sent": local_time(ex.sent_at, ex.timezone, locale) if ex.sent_at else "",
+    }
 
 
 def case_view(
@@ -80,6 +113,7 @@ def case_view(
         "fields": fields,
         "approvals": approvals,
         "attachments": attachments,
+        "execution": execution_view(s, case, locale),
     }
 
 

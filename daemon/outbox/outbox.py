@@ -18,8 +18,10 @@ log = logging.getLogger(__name__)
 
 
 def store_mail(
-    s: Session, queue: WorkQueue, msg: EmailMessage, template: str, case_id: int | None
+    s: Session, queue: WorkQueue, msg: EmailMessage, template: str, case_id: int | None,
+    queued: bool = True,
 ) -> OutboundMail:
+    """Keep the exact bytes; `queued=False` when the caller sends them itself (executions)."""
     row = OutboundMail(
         created_at=queue.clock.now(),
         case_id=case_id,
@@ -31,7 +33,8 @@ def store_mail(
     )
     s.add(row)
     s.flush()
-    queue.enqueue(s, Queues.OUTBOUND, row.id)
+    if queued:
+        queue.enqueue(s, Queues.OUTBOUND, row.id)
     return row
 
 

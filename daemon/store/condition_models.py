@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
@@ -106,7 +107,12 @@ class AuditHead(Base):
 
 
 class Execution(Base):
-    """An execution request for an approved case, due at the destination's next open time."""
+    """What became of an approved case's execution request (SPEC 6.5).
+
+    One row per approval: ``not_executed`` (``reason`` says why: not_enabled, no_destination),
+    or ``scheduled`` until the destination's calendar opens at ``due_at``, then ``sent`` or
+    ``failed``. ``mail_id`` is the stored request mail, so every attempt sends the same bytes.
+    """
 
     __tablename__ = "executions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -117,3 +123,10 @@ class Execution(Base):
     created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
     detail: Mapped[str] = mapped_column(Text, default="")
+    title: Mapped[str] = mapped_column(String(200), default="")  # as the requester sees it
+    address: Mapped[str] = mapped_column(String(320), default="")
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    sent_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    mail_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), nullable=True)

@@ -31,6 +31,7 @@ class State(StrEnum):
 class Queues(StrEnum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
+    EXECUTION = "execution"
 
 
 class TemporaryError(Exception):
@@ -49,8 +50,12 @@ class Claimed:
     attempts: int
 
 
-def enqueue(session: Session, queue: str, ref_id: int, now: datetime, max_attempts: int) -> None:
-    """Add an item in the caller's transaction, so it exists iff its payload does."""
+def enqueue(session: Session, queue: str, ref_id: int, now: datetime, max_attempts: int,
+            not_before: datetime | None = None) -> None:
+    """Add an item in the caller's transaction, so it exists iff its payload does.
+
+    `not_before` holds the item back until then (e.g. a destination's next opening time).
+    """
     session.add(
         WorkItem(
             queue=queue,
@@ -58,7 +63,7 @@ def enqueue(session: Session, queue: str, ref_id: int, now: datetime, max_attemp
             state=State.QUEUED,
             attempts=0,
             max_attempts=max_attempts,
-            next_attempt_at=now,
+            next_attempt_at=max(now, not_before) if not_before else now,
             created_at=now,
             updated_at=now,
         )
@@ -117,6 +122,19 @@ class WorkQueue:
             .values(state=State.DONE, updated_at=self.clock.now(), lease_until=None,
                     last_error=None)
         )
+
+    def defer(self, session: Session, item: Claimed, until: datetime) -> None:
+        """Put a claimed item back untouched until `until`: waiting is not a failed attempt."""
+        session.execute(
+            update(WorkItem)
+            .where(WorkItem.id == item.id)
+            .values(state=State.QUEUED, next_attempt_at=until, lease_until=None,
+                    attempts=WorkItem.attempts - 1, updated_at=self.clock.now())
+        )
+
+    def max_attempts(self, session: Session, item: Claimed) -> int:
+        row = session.get(WorkItem, item.id)
+        return row.max_attempts if row is not None else self.cfg.max_attempts
 
     def fail(self, item: Claimed, error: str, permanent: bool = False) -> str:
         """Record the error; retry with back-off or move to the dead-letter state."""

@@ -15,7 +15,7 @@ from daemon.clock import FrozenClock
 from daemon.config import QueueConfig
 from daemon.store.db import Store
 from daemon.store.models import WorkItem
-from daemon.workqueue.queue import Claimed, State, WorkQueue
+from daemon.workqueue.queue import Claimed, State, WorkQueue, enqueue
 from daemon.workqueue.runner import Runner
 
 
@@ -199,3 +199,23 @@ def test_runner_survives_a_failing_item(store: Store) -> None:
     assert rows[0].state == State.DEAD and "malformed input" in (rows[0].last_error or "")
     assert rows[1].state == rows[2].state == State.DONE
     assert proc.seen == [0, 1, 2, 0]
+
+
+def test_not_before_and_defer_hold_an_item_without_costing_attempts(store: Store) -> None:
+    clock = FrozenClock()
+    q = WorkQueue(store, clock, CFG, "a")
+    with store.transaction() as s:
+        enqueue(s, "execution", 7, clock.now(), 3, not_before=clock.now() + timedelta(hours=1))
+    assert q.claim("execution") is None
+    clock.advance(timedelta(hours=1))
+    item = q.claim("execution")
+    assert item is not None and item.attempts == 1
+    with store.transaction() as s:
+        q.defer(s, item, clock.now() + timedelta(days=2))
+    row = item_state(store, item.id)
+    assert (row.state, row.attempts, row.lease_until) == (State.QUEUED, 0, None)
+    clock.advance(timedelta(days=2) - timedelta(seconds=1))
+    assert q.claim("execution") is None
+    clock.advance(timedelta(seconds=1))
+    again = q.claim("execution")
+    assert again is not None and again.attempts == 1

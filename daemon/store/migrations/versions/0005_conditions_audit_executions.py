@@ -88,6 +88,13 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("detail", sa.Text(), nullable=False),
+        sa.Column("title", sa.String(length=200), nullable=False),
+        sa.Column("address", sa.String(length=320), nullable=False),
+        sa.Column("reason", sa.String(length=32), nullable=False),
+        sa.Column("timezone", sa.String(length=64), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("mail_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  nullable=True),
         sa.ForeignKeyConstraint(
             ["case_id"],
             ["cases.id"],
