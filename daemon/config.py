@@ -207,6 +207,15 @@ class SecurityConfig(_Section):
     token_key_file: Path | None = None  # default: <spool>/secrets/token.key, created 0600
 
 
+class PublicationConfig(_Section):
+    # The company stamp key (PEM, RSA or EC private key). Refused if group- or world-
+    # readable. Default: <spool>/secrets/stamp.pem, created 0600 on first start.
+    stamp_key_file: Path | None = None
+    transmission: Path | None = None  # staging for deliveries; default <spool>/transmission
+    partners_dir: Path | None = None  # partner files; default <rules>/partners
+    progress_every_mb: int = Field(default=64, ge=1)  # log a long build's progress this often
+
+
 class Config(_Section):
     instance: InstanceConfig = Field(default_factory=InstanceConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
@@ -221,6 +230,7 @@ class Config(_Section):
     drop: DropConfig = Field(default_factory=DropConfig)
     workflow: WorkflowConfig = Field(default_factory=WorkflowConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    publication: PublicationConfig = Field(default_factory=PublicationConfig)
 
     # Derived locations, so no other module joins paths by hand.
     @property
@@ -238,6 +248,18 @@ class Config(_Section):
     @property
     def token_key_path(self) -> Path:
         return self.security.token_key_file or self.paths.spool / "secrets" / "token.key"
+
+    @property
+    def stamp_key_path(self) -> Path:
+        return self.publication.stamp_key_file or self.paths.spool / "secrets" / "stamp.pem"
+
+    @property
+    def transmission_dir(self) -> Path:
+        return self.publication.transmission or self.paths.spool / "transmission"
+
+    @property
+    def partners_dir(self) -> Path:
+        return self.publication.partners_dir or self.paths.rules / "partners"
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
