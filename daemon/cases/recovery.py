@@ -166,7 +166,7 @@ class Recovery:
                                                     facts.context).value is True:
                         return self._put_on_hold(s, case, template, ahead, higher, hs.name, j)
             start, inside = after_approval(template, ahead.pos)
-            last = ahead.resolution.approvers[-1]
+            last = ahead.resolution.approvers[-1] if ahead.resolution.approvers else last
         self.wf.record(s, case, "hold", None,
                        detail="not possible: no higher approver's reconsideration range "
                        "covers the case")

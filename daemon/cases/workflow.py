@@ -33,12 +33,13 @@ from daemon.notify.views import case_view, who
 from daemon.parsing.message import Attachment as MailAttachment
 from daemon.routing.engine import Facts, Next, Pos, after_approval, next_step, walk
 from daemon.routing.registry import TemplateRegistry
-from daemon.routing.templates import Template
+from daemon.routing.templates import SYSTEM_ACTIONS, Template
 from daemon.security.tokens import TokenService
 from daemon.store.models import Attachment, Case, CaseEvent, CaseStep
 
 if TYPE_CHECKING:
     from daemon.execution.executor import Executions
+    from daemon.publication.publisher import Publisher
 
 DECISION_WORDS = ("APPROVE", "REJECT", "RETURN", "HOLD")
 
@@ -85,6 +86,7 @@ class Workflow:
         self.factors: Factors | None = None  # external values conditions read
         self.budgets: Budgets | None = None  # period budgets approvals consume
         self.executions: Executions | None = None  # SPEC 6.5; set by the app
+        self.publisher: Publisher | None = None  # SPEC 8: stamp and publish steps
 
     # --- history and mail ------------------------------------------------------------------
 
@@ -191,6 +193,13 @@ class Workflow:
             if nxt.pos is None or nxt.resolution is None or nxt.resolution.failed:
                 break
             step_def = template.phases[nxt.pos.phase].steps[nxt.pos.step]
+            if step_def.action in SYSTEM_ACTIONS:
+                # Stamp (and publish): the route goes on only once every document is stamped.
+                if self.publisher is None or not self.publisher.at_step(s, case, step_def,
+                                                                         last_actor):
+                    return []
+                start, inside = next_step(template, nxt.pos), False
+                continue
             if step_def.action != "notify":
                 verdict = self.examiner.at_step(s, case, requester, nxt, template, resume)
                 resume = 0

@@ -110,8 +110,11 @@ def walk(s: Session, template: Template, start: Pos, inside: bool, facts: Facts,
             if not ok:
                 pos, inside = next_step(template, pos), False
                 continue
-        res = resolve(s, step, RouteContext(case_type, requester, last_actor, on, pos.sub))
         label = f"step {phase.name}/{step.name} ({step.resolver})"
+        if step.resolver == "system":  # stamp, publish: ringi acts, nobody is asked
+            notes.append(f"{label}: {step.action} by ringi")
+            return Next(pos, Resolution((), "system", f"{step.action} by ringi"), notes)
+        res = resolve(s, step, RouteContext(case_type, requester, last_actor, on, pos.sub))
         if res.approvers or res.failed:
             notes.append(f"{label}: {res.explanation}")
             return Next(pos, res, notes)

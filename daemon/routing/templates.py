@@ -17,11 +17,12 @@ from typing import Any
 
 from daemon.conditions.expr import Compiled, ExprError, check_fields, compile_expr
 
-RESOLVERS = ("rank-above", "role", "relation", "business", "fixed")
-ACTIONS = ("approve", "notify", "execute", "publish")
+RESOLVERS = ("rank-above", "role", "relation", "business", "fixed", "system")
+ACTIONS = ("approve", "notify", "execute", "publish", "stamp")
+SYSTEM_ACTIONS = ("stamp", "publish")  # ringi acts itself: nobody is asked
 PHASE_KEYS = {"name", "title", "title_ja", "when", "kind", "steps"}
 STEP_KEYS = {"name", "resolver", "when", "action", "unit", "min_rank", "max_rank", "role",
-             "climb", "groups", "people", "mode", "title", "title_ja"}
+             "climb", "groups", "people", "mode", "title", "title_ja", "partners"}
 TOP_KEYS = {"name", "case_types", "title", "title_ja", "phases"}
 
 
@@ -45,6 +46,7 @@ class Step:
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     people: tuple[str, ...] = ()
     mode: str = "any"  # fixed lists: "any" one of them, or "all" of them
+    partners: tuple[str, ...] = ()  # publish: the partners to deliver to
 
 
 @dataclass(frozen=True)
@@ -111,11 +113,20 @@ class _Builder:
             return None
         for key in sorted(set(raw) - STEP_KEYS):
             self.err(where, f"unknown key {key!r}")
-        resolver = raw.get("resolver")
+        action = raw.get("action", "approve")
+        resolver = raw.get("resolver", "system" if action in SYSTEM_ACTIONS else None)
+        if (resolver == "system") != (action in SYSTEM_ACTIONS):
+            self.err(where, f"actions {' and '.join(SYSTEM_ACTIONS)} are done by ringi itself "
+                     "(resolver \"system\" or none); other actions need a resolver")
+            return None
+        partners = raw.get("partners", [])
+        if action == "publish" and (not isinstance(partners, list) or not partners
+                                    or not all(isinstance(p, str) for p in partners)):
+            self.err(where, "a publish step needs partners = [\"partner-name\", ...]")
+            partners = []
         if resolver not in RESOLVERS:
             self.err(where, f"resolver must be one of {', '.join(RESOLVERS)} (got {resolver!r})")
             return None
-        action = raw.get("action", "approve")
         if action not in ACTIONS:
             self.err(where, f"action must be one of {', '.join(ACTIONS)} (got {action!r})")
         for key in ("min_rank", "max_rank"):
@@ -146,6 +157,7 @@ class _Builder:
             role=raw.get("role"), climb=bool(raw.get("climb", True)),
             groups=dict(raw.get("groups") or {}),
             people=tuple(people) if isinstance(people, list) else (), mode=mode,
+            partners=tuple(partners) if isinstance(partners, list) else (),
         )
 
     def template(self, body: dict[str, Any]) -> Template | None:

@@ -123,6 +123,21 @@ class WorkQueue:
                     last_error=None)
         )
 
+    def extend(self, item: Claimed) -> bool:
+        """Renew a long job's lease (a large archive build), so nobody reclaims it meanwhile.
+
+        False if the item is no longer ours to run.
+        """
+        now = self.clock.now()
+        with self.store.transaction() as s:
+            return rowcount(s.execute(
+                update(WorkItem)
+                .where(WorkItem.id == item.id, WorkItem.state == State.RUNNING,
+                       WorkItem.claimed_by == self.owner)
+                .values(lease_until=now + timedelta(seconds=self.cfg.lease_seconds),
+                        updated_at=now)
+                .execution_options(synchronize_session=False))) == 1
+
     def defer(self, session: Session, item: Claimed, until: datetime) -> None:
         """Put a claimed item back untouched until `until`: waiting is not a failed attempt."""
         session.execute(

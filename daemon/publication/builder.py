@@ -1,0 +1,207 @@
+"""The "publication" runner: builds one delivery and publishes it (SPEC 8).
+
+A delivery folder holds the archive volumes, `password.bin` (the random archive password
+encrypted to the partner's public key), `manifest.json` with `manifest.json.sig` (signed
+with the company stamp key), the stamp's public key and a README. Inside the archive are
+the documents and their stamp signatures. The build streams: memory does not grow with the
+documents. Progress goes to the log and to the delivery row (`ringi status`); the job's
+lease is renewed as it goes, so a long build is never taken over by another daemon.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from daemon.clock import Clock
+from daemon.publication.archive import Document, build_archive, new_password
+from daemon.publication.envelope import wrap_password
+from daemon.publication.folders import FolderError, ensure_folder, publish
+from daemon.publication.publisher import QUEUE, Publisher, clear_staging, folder_rule
+from daemon.publication.stamp import StampKey
+from daemon.store.db import Store
+from daemon.store.models import Attachment, Case
+from daemon.store.publication_models import Delivery, Stamp
+from daemon.workqueue.queue import Claimed, PermanentError, WorkQueue
+
+log = logging.getLogger(__name__)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def archive_names(filenames: list[str]) -> list[str]:
+    """Unique, plain names inside the archive (no folders, no leading dots)."""
+    seen: set[str] = set()
+    out = []
+    for raw in filenames:
+        base = os.path.basename(raw.replace("\\", "/")).lstrip(".") or "document"
+        name, n = base, 1
+        while name in seen:
+            n += 1
+            stem, dot, ext = base.rpartition(".")
+            name = f"{stem}-{n}.{ext}" if dot and stem else f"{base}-{n}"
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+class DeliveryBuilder:
+    queue_name: str = QUEUE
+
+    def __init__(self, store: Store, queue: WorkQueue, clock: Clock, publisher: Publisher,
+                 key: StampKey, staging_root: Path, progress_every: int) -> None:
+        self.store = store
+        self.queue = queue
+        self.clock = clock
+        self.publisher = publisher
+        self.key = key
+        self.staging_root = staging_root
+        self.progress_every = progress_every
+
+    def process(self, item: Claimed) -> None:
+        with self.store.transaction() as s:
+            d = s.get(Delivery, item.ref_id)
+            if d is None or d.state not in ("queued", "building"):
+                self.queue.complete(s, item)
+                return
+            case = s.get(Case, d.case_id)
+            p = self.publisher.partners.by_id(s, d.partner_id)
+            if case is None or p is None:
+                raise PermanentError(f"delivery {item.ref_id}: case or partner is gone")
+            docs = list(s.scalars(select(Attachment).where(Attachment.case_id == case.id)
+                                  .order_by(Attachment.id)))
+            stamps = {st.attachment_id: st for st in s.scalars(select(Stamp).where(
+                Stamp.case_id == case.id, Stamp.key_fingerprint == self.key.fingerprint))}
+            d.state, d.updated_at = "building", self.clock.now()
+            d.total_bytes = sum(a.size for a in docs)
+            name, number, title = d.name, case.number, case.title
+        rule = folder_rule(p)
+        try:
+            ensure_folder(rule)
+        except (FolderError, OSError) as exc:
+            self._failed(item, f"the receiving folder cannot be used: {exc}")
+            raise PermanentError(str(exc)) from None
+        if os.path.lexists(rule.path / name):  # published before a crash kept the commit
+            self._published(item, d.id, rule.path / name, [], {})
+            return
+        staging = self.staging_root / name
+        clear_staging(staging)
+        staging.mkdir(parents=True, mode=0o700)
+        sigdir = self.staging_root / f".{name}.stamps"
+        clear_staging(sigdir)
+        sigdir.mkdir(mode=0o700)
+        names = archive_names([a.filename for a in docs])
+        members: list[Document] = []
+        listing: list[dict[str, Any]] = []
+        for a, arc in zip(docs, names, strict=True):
+            path = self.publisher.stamper.blobs.path_for(a.sha256)
+            members.append(Document(arc, path))
+            entry: dict[str, Any] = {"name": arc, "size": a.size, "sha256": a.sha256}
+            st = stamps.get(a.id)
+            if st is not None:
+                sig = sigdir / f"{arc}.sig"
+                sig.write_bytes(base64.b64decode(st.signature))
+                members.append(Document(f"stamps/{arc}.sig", sig))
+                entry["stamp"] = {"signature": f"stamps/{arc}.sig",
+                                  "stamped_at": st.stamped_at.isoformat(),
+                                  "key_fingerprint": st.key_fingerprint}
+            listing.append(entry)
+        password = new_password()
+        step = self.progress_every
+
+        def progress(done: int, total: int) -> None:
+            last = getattr(progress, "last", 0)
+            if done - last < step and done < total:
+                return
+            progress.last = done  # type: ignore[attr-defined]
+            log.info("delivery %s: %d of %d bytes packed", name, done, total)
+            self.queue.extend(item)
+            with self.store.transaction() as s2:
+                row = s2.get(Delivery, item.ref_id)
+                if row is not None:
+                    row.done_bytes, row.updated_at = done, self.clock.now()
+
+        result = build_archive(members, staging, name, p.volume_bytes, password,
+                               progress=progress)
+        clear_staging(sigdir)
+        (staging / "password.bin").write_bytes(wrap_password(password, p.public_key.encode()))
+        now = self.clock.now()
+        manifest = {
+            "case_number": number, "title": title, "partner": p.name,
+            "delivery": name, "created_at": now.isoformat(),
+            "expires_at": (now + timedelta(days=p.retention_days)).isoformat(),
+            "documents": listing,
+            "volumes": [{"name": v.name, "size": v.stat().st_size, "sha256": sha256_file(v)}
+                        for v in result.volumes],
+            "password_file": "password.bin", "password_wrapping": "RSA-OAEP SHA-256",
+            "partner_key_fingerprint": p.fingerprint,
+            "stamp_key_fingerprint": self.key.fingerprint,
+            "archive": {"format": "7z", "encryption": "AES-256, encrypted headers"},
+        }
+        body = json.dumps(manifest, indent=2, ensure_ascii=False).encode()
+        (staging / "manifest.json").write_bytes(body)
+        (staging / "manifest.json.sig").write_bytes(self.key.sign_bytes(body))
+        (staging / "company-stamp.pub.pem").write_bytes(self.key.public_pem())
+        try:
+            final = publish(staging, rule, name)
+        except (FolderError, OSError) as exc:
+            self._failed(item, f"publishing into the receiving folder failed: {exc}")
+            raise PermanentError(str(exc)) from None
+        self._published(item, item.ref_id, final, result.volumes, manifest)
+
+    def _published(self, item: Claimed, delivery_id: int, final: Path,
+                   volumes: list[Path], manifest: dict[str, Any]) -> None:
+        with self.store.transaction() as s:
+            d = s.get(Delivery, delivery_id)
+            assert d is not None
+            case = s.get(Case, d.case_id)
+            p = self.publisher.partners.by_id(s, d.partner_id)
+            assert case is not None and p is not None
+            now = self.clock.now()
+            d.state, d.published_at, d.updated_at = "published", now, now
+            d.expires_at = now + timedelta(days=p.retention_days)
+            d.volumes = len(volumes) or d.volumes
+            d.done_bytes = d.total_bytes
+            d.key_fingerprint = p.fingerprint
+            wf = self.publisher.wf
+            wf.record(s, case, "published", None,
+                      detail=f"{d.name} in {p.title}'s folder: {d.volumes} volume(s), "
+                      f"until {d.expires_at:%Y-%m-%d}")
+            ctx = {"partner": p.title, "folder": str(final), "delivery": d.name,
+                   "documents": manifest.get("documents", []),
+                   "volumes": [v["name"] for v in manifest.get("volumes", [])],
+                   "expires": f"{d.expires_at:%Y-%m-%d}",
+                   "stamp_fingerprint": self.key.fingerprint,
+                   "number": case.number, "title": case.title}
+            for address in p.emails:
+                wf.notifier.to_address(s, "partner_delivery", address, p.locale, ctx, case)
+            wf.tell_requester(s, case, "publication_notice",
+                              {"outcome": "published", "partner": p.title,
+                               "reason": f"until {d.expires_at:%Y-%m-%d}"})
+            self.queue.complete(s, item)
+
+    def _failed(self, item: Claimed, reason: str) -> None:
+        with self.store.transaction() as s:
+            d = s.get(Delivery, item.ref_id)
+            case = s.get(Case, d.case_id) if d else None
+            p = self.publisher.partners.by_id(s, d.partner_id) if d else None
+            if d is None or case is None:
+                return
+            d.state, d.updated_at = "failed", self.clock.now()
+            d.detail = {**(d.detail or {}), "reason": reason}
+            self.publisher.wf.record(s, case, "publication failed", None, detail=reason)
+            self.publisher._tell(s, case, "failed", p.title if p else "?", reason)

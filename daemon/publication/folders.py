@@ -1,0 +1,172 @@
+"""Partners' receiving folders: checked before every write, published into atomically.
+
+A delivery is built in the transmission folder and appears in the partner's folder by one
+rename, so a partner never sees half of it. Nothing here follows a symlink: the folder
+itself, every path component and every name inside it are checked with lstat or opened
+with O_NOFOLLOW relative to a directory descriptor. A folder that is group- or
+world-writable, or owned by someone other than configured, is refused rather than fixed.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class FolderError(Exception):
+    """Why a receiving folder cannot be used (said to the administrator as it is)."""
+
+
+@dataclass(frozen=True)
+class FolderRule:
+    path: Path
+    owner: str  # user name or numeric id; "" = the user ringi runs as
+    group: str  # group name or numeric id; "" = ringi's own group
+    mode: int  # exact permission bits the folder must have, e.g. 0o750
+
+
+def uid_of(owner: str) -> int:
+    if not owner:
+        return os.geteuid()
+    if owner.isdigit():
+        return int(owner)
+    try:
+        return pwd.getpwnam(owner).pw_uid
+    except KeyError:
+        raise FolderError(f"no such user {owner!r}") from None
+
+
+def gid_of(group: str) -> int:
+    if not group:
+        return os.getegid()
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise FolderError(f"no such group {group!r}") from None
+
+
+def _no_symlinks_on_the_way(path: Path) -> None:
+    current = Path(path.anchor)
+    for part in path.absolute().parts[1:]:
+        current = current / part
+        try:
+            if stat.S_ISLNK(os.lstat(current).st_mode):
+                raise FolderError(f"{current} is a symbolic link; ringi does not follow links")
+        except FileNotFoundError:
+            raise FolderError(f"{current} does not exist") from None
+
+
+def check_folder(rule: FolderRule) -> os.stat_result:
+    """The folder as it must be before anything is written into it."""
+    _no_symlinks_on_the_way(rule.path)
+    st = os.lstat(rule.path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise FolderError(f"{rule.path} is not a folder")
+    uid, gid = uid_of(rule.owner), gid_of(rule.group)
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        raise FolderError(f"{rule.path} is writable by group or others (mode {mode:04o}); "
+                          "refusing to publish into it")
+    if st.st_uid != uid:
+        raise FolderError(f"{rule.path} is owned by uid {st.st_uid}, not {rule.owner or uid}")
+    if st.st_gid != gid:
+        raise FolderError(f"{rule.path} has group gid {st.st_gid}, not {rule.group or gid}")
+    if mode != rule.mode:
+        raise FolderError(f"{rule.path} has mode {mode:04o}, configured {rule.mode:04o}")
+    return st
+
+
+def ensure_folder(rule: FolderRule) -> None:
+    """Create a missing receiving folder as configured (first delivery on a new share);
+    an existing one is only checked, never changed."""
+    if not os.path.lexists(rule.path):
+        rule.path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(rule.path, 0o700)
+        os.chown(rule.path, uid_of(rule.owner), gid_of(rule.group))
+        os.chmod(rule.path, rule.mode)
+    check_folder(rule)
+
+
+def _file_mode(folder_mode: int) -> int:
+    """Files readable by whoever may read the folder, writable by nobody else."""
+    return (folder_mode & 0o750) & ~0o111 | 0o600
+
+
+def seal(staging: Path, rule: FolderRule) -> None:
+    """Give the staged delivery the folder's owner and group, read-only for the partner."""
+    uid, gid = uid_of(rule.owner), gid_of(rule.group)
+    dir_mode = rule.mode & 0o750
+    for root, dirs, files in os.walk(staging, followlinks=False):
+        for name in files:
+            path = os.path.join(root, name)
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                raise FolderError(f"{path} is a symbolic link in a staged delivery")
+            os.chown(path, uid, gid, follow_symlinks=False)
+            os.chmod(path, _file_mode(rule.mode))
+        for name in dirs:
+            path = os.path.join(root, name)
+            os.chown(path, uid, gid, follow_symlinks=False)
+            os.chmod(path, dir_mode)
+    os.chown(staging, uid, gid)
+    os.chmod(staging, dir_mode)
+
+
+def publish(staging: Path, rule: FolderRule, name: str) -> Path:
+    """Move the staged delivery into the folder under `name`, atomically, never replacing.
+
+    Same file system: one rename. Otherwise a private copy inside the folder (mode 0700,
+    unreadable to the partner) is renamed into place once complete.
+    """
+    st = check_folder(rule)
+    if "/" in name or name.startswith("."):
+        raise FolderError(f"bad delivery name {name!r}")
+    seal(staging, rule)
+    fd = os.open(rule.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        try:
+            os.lstat(name, dir_fd=fd)
+            raise FolderError(f"{rule.path / name} already exists; a delivery never "
+                              "replaces anything")
+        except FileNotFoundError:
+            pass
+        if os.stat(staging).st_dev == st.st_dev:
+            os.rename(staging, name, dst_dir_fd=fd)
+        else:
+            hidden = f".ringi-partial-{name}"
+            tmp = rule.path / hidden
+            shutil.copytree(staging, tmp, symlinks=True)
+            os.chmod(tmp, 0o700)
+            seal_mode = rule.mode & 0o750
+            os.rename(hidden, name, src_dir_fd=fd, dst_dir_fd=fd)
+            os.chmod(rule.path / name, seal_mode)
+            shutil.rmtree(staging)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return rule.path / name
+
+
+def remove_delivery(rule: FolderRule, name: str) -> bool:
+    """Delete one delivery folder; a symlink planted under its name is removed, not followed.
+
+    Returns False when nothing was there.
+    """
+    _no_symlinks_on_the_way(rule.path)
+    path = rule.path / name
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)  # a link or file planted in its place: remove it, never follow it
+        return True
+    assert shutil.rmtree.avoids_symlink_attacks  # fd-based on Linux
+    shutil.rmtree(path)
+    return True
