@@ -95,8 +95,15 @@ class DeliveryBuilder:
         except (FolderError, OSError) as exc:
             self._failed(item, f"the receiving folder cannot be used: {exc}")
             raise PermanentError(str(exc)) from None
-        if os.path.lexists(rule.path / name):  # published before a crash kept the commit
-            self._published(item, d.id, rule.path / name, [], {})
+        final = rule.path / name
+        if os.path.lexists(final):  # published, but a crash lost the commit: finish it
+            manifest = json.loads((final / "manifest.json").read_text(encoding="utf-8"))
+            self._published(item, item.ref_id, len(manifest["volumes"]), {
+                "partner": p.title, "folder": str(rule.path), "delivery": name,
+                "documents": manifest["documents"],
+                "volumes": [v["name"] for v in manifest["volumes"]],
+                "expires": manifest["expires_at"][:10],
+                "stamp_fingerprint": self.key.fingerprint, "number": number, "title": title})
             return
         staging = self.staging_root / name
         clear_staging(staging)
@@ -156,15 +163,22 @@ class DeliveryBuilder:
         (staging / "manifest.json").write_bytes(body)
         (staging / "manifest.json.sig").write_bytes(self.key.sign_bytes(body))
         (staging / "company-stamp.pub.pem").write_bytes(self.key.public_pem())
+        ctx = {"partner": p.title, "folder": str(rule.path), "delivery": name,
+               "documents": listing, "volumes": [v.name for v in result.volumes],
+               "expires": manifest["expires_at"][:10],
+               "stamp_fingerprint": self.key.fingerprint, "number": number, "title": title}
+        readme = self.publisher.wf.notifier.templates.render("partner_delivery", p.locale, ctx)
+        (staging / "README.txt").write_text(readme.body, encoding="utf-8")
         try:
-            final = publish(staging, rule, name)
+            publish(staging, rule, name)
         except (FolderError, OSError) as exc:
             self._failed(item, f"publishing into the receiving folder failed: {exc}")
             raise PermanentError(str(exc)) from None
-        self._published(item, item.ref_id, final, result.volumes, manifest)
+        self._published(item, item.ref_id, len(result.volumes), ctx)
 
-    def _published(self, item: Claimed, delivery_id: int, final: Path,
-                   volumes: list[Path], manifest: dict[str, Any]) -> None:
+    def _published(self, item: Claimed, delivery_id: int, volumes: int,
+                   ctx: dict[str, Any]) -> None:
+        """Record, and tell the partner and the requester, in one transaction."""
         with self.store.transaction() as s:
             d = s.get(Delivery, delivery_id)
             assert d is not None
@@ -174,19 +188,13 @@ class DeliveryBuilder:
             now = self.clock.now()
             d.state, d.published_at, d.updated_at = "published", now, now
             d.expires_at = now + timedelta(days=p.retention_days)
-            d.volumes = len(volumes) or d.volumes
+            d.volumes = volumes or d.volumes
             d.done_bytes = d.total_bytes
             d.key_fingerprint = p.fingerprint
             wf = self.publisher.wf
             wf.record(s, case, "published", None,
                       detail=f"{d.name} in {p.title}'s folder: {d.volumes} volume(s), "
                       f"until {d.expires_at:%Y-%m-%d}")
-            ctx = {"partner": p.title, "folder": str(final), "delivery": d.name,
-                   "documents": manifest.get("documents", []),
-                   "volumes": [v["name"] for v in manifest.get("volumes", [])],
-                   "expires": f"{d.expires_at:%Y-%m-%d}",
-                   "stamp_fingerprint": self.key.fingerprint,
-                   "number": case.number, "title": case.title}
             for address in p.emails:
                 wf.notifier.to_address(s, "partner_delivery", address, p.locale, ctx, case)
             wf.tell_requester(s, case, "publication_notice",

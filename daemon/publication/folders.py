@@ -139,13 +139,16 @@ def publish(staging: Path, rule: FolderRule, name: str) -> Path:
         if os.stat(staging).st_dev == st.st_dev:
             os.rename(staging, name, dst_dir_fd=fd)
         else:
+            # Copied into a private folder (0700 until complete), then renamed into place.
             hidden = f".ringi-partial-{name}"
             tmp = rule.path / hidden
-            shutil.copytree(staging, tmp, symlinks=True)
+            os.mkdir(tmp, 0o700)
+            shutil.copytree(staging, tmp, symlinks=True, dirs_exist_ok=True)
             os.chmod(tmp, 0o700)
-            seal_mode = rule.mode & 0o750
+            seal(tmp, rule)  # owners are not copied: give them again
+            os.chmod(tmp, 0o700)
             os.rename(hidden, name, src_dir_fd=fd, dst_dir_fd=fd)
-            os.chmod(rule.path / name, seal_mode)
+            os.chmod(rule.path / name, rule.mode & 0o750)
             shutil.rmtree(staging)
         os.fsync(fd)
     finally:
