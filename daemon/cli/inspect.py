@@ -11,6 +11,7 @@ from sqlalchemy import select
 from daemon.notify.views import case_view, snapshot_name
 from daemon.store.condition_models import Execution
 from daemon.store.models import Case, CaseEvent, CaseStep, WorkItem
+from daemon.store.publication_models import Delivery
 from daemon.workqueue.queue import State, queue_stats
 
 if TYPE_CHECKING:
@@ -82,6 +83,14 @@ def print_status(app: App) -> None:
             oldest = f"{qs.oldest_waiting:%Y-%m-%d %H:%M:%S} ({age:.0f}s ago)"
         click.echo(f"{qs.queue:<9} {counts}  oldest waiting: {oldest}")
     with app.store.transaction() as s:
+        building = s.scalars(select(Delivery).where(Delivery.state.in_(("queued", "building")))
+                             .order_by(Delivery.id)).all()
+        if building:
+            click.echo("deliveries in progress:")
+        for d in building:
+            pct = f"{100 * d.done_bytes // d.total_bytes}%" if d.total_bytes else "-"
+            click.echo(f"  {d.name} {d.state}: {d.done_bytes:,} of {d.total_bytes:,} bytes "
+                       f"({pct}), updated {d.updated_at:%Y-%m-%d %H:%M:%S}")
         errors = s.scalars(
             select(WorkItem).where(WorkItem.last_error.is_not(None))
             .order_by(WorkItem.updated_at.desc()).limit(5)
