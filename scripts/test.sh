@@ -5,12 +5,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
-# Real servers the integration tests talk to (Debian packages): Dovecot for IMAP.
+# Real tools the integration tests use (Debian packages): Dovecot for IMAP, 7-Zip (7zz) and
+# OpenSSL to open the partner archives and password envelopes that ringi writes.
+pkgs=()
 if ! command -v dovecot >/dev/null 2>&1 || [ ! -x /usr/lib/dovecot/imap ]; then
+  pkgs+=(dovecot-imapd)
+fi
+command -v 7zz >/dev/null 2>&1 || pkgs+=(7zip)
+command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
+if [ "${#pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then apt=(apt-get); else apt=(sudo -n apt-get); fi
   "${apt[@]}" update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq --no-install-recommends \
-    dovecot-imapd >/dev/null
+    "${pkgs[@]}" >/dev/null
 fi
 if [ -z "${RINGI_TEST_DATABASE_URL:-}" ] && \
    .venv/bin/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 2)" 2>/dev/null; then

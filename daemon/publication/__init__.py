@@ -1,0 +1,1 @@
+"""Partner publication (SPEC 8): encrypted, split 7z archives and the password envelope."""
