@@ -118,6 +118,23 @@ def seal(staging: Path, rule: FolderRule) -> None:
     os.chmod(staging, dir_mode)
 
 
+def _fsync_tree(root: Path) -> None:
+    """Everything on disk before the rename makes it visible (a crash must not leave a
+    published delivery with missing bytes)."""
+    for dirpath, _dirs, files in os.walk(root, followlinks=False):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        dfd = os.open(dirpath, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
 def publish(staging: Path, rule: FolderRule, name: str) -> Path:
     """Move the staged delivery into the folder under `name`, atomically, never replacing.
 
@@ -128,6 +145,7 @@ def publish(staging: Path, rule: FolderRule, name: str) -> Path:
     if "/" in name or name.startswith("."):
         raise FolderError(f"bad delivery name {name!r}")
     seal(staging, rule)
+    _fsync_tree(staging)
     fd = os.open(rule.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         try:
@@ -147,6 +165,7 @@ def publish(staging: Path, rule: FolderRule, name: str) -> Path:
             os.chmod(tmp, 0o700)
             seal(tmp, rule)  # owners are not copied: give them again
             os.chmod(tmp, 0o700)
+            _fsync_tree(tmp)
             os.rename(hidden, name, src_dir_fd=fd, dst_dir_fd=fd)
             os.chmod(rule.path / name, rule.mode & 0o750)
             shutil.rmtree(staging)
