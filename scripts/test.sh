@@ -5,12 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
-# Real servers the integration tests talk to (Debian packages): Dovecot for IMAP.
+# Real tools the integration tests use (Debian packages): Dovecot for IMAP, and OpenSSL to
+# verify stamps the way a partner does.
+missing=()
 if ! command -v dovecot >/dev/null 2>&1 || [ ! -x /usr/lib/dovecot/imap ]; then
+  missing+=(dovecot-imapd)
+fi
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then apt=(apt-get); else apt=(sudo -n apt-get); fi
   "${apt[@]}" update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq --no-install-recommends \
-    dovecot-imapd >/dev/null
+    "${missing[@]}" >/dev/null
 fi
 if [ -z "${RINGI_TEST_DATABASE_URL:-}" ] && \
    .venv/bin/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 2)" 2>/dev/null; then
