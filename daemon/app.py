@@ -35,9 +35,11 @@ from daemon.notify.notifier import REQUIRED_TEMPLATES, Notifier
 from daemon.notify.templates import Templates
 from daemon.outbox.outbox import OutboxRunner
 from daemon.outbox.transport import Transport, make_transport
+from daemon.publication.partners import PartnerError, PartnerRegistry
+from daemon.publication.stamp import Stamper, StampKey, StampKeyError
 from daemon.routing.registry import TemplateRegistry
 from daemon.routing.templates import TemplateError, load_templates
-from daemon.security.secrets import load_or_create_key
+from daemon.security.secrets import InsecureSecretError, load_or_create_key
 from daemon.security.tokens import TokenService
 from daemon.store.db import Store
 from daemon.workqueue.queue import WorkQueue
@@ -95,6 +97,13 @@ class App:
         self.workflow.budgets = Budgets(self.clock, self.audit)
         self.executions = self._executions(fields_of)
         self.workflow.executions = self.executions
+        self.partners = PartnerRegistry(self.clock, self.audit.append,
+                                        case_types=set(fields_of))
+        try:
+            self.stamp_key = StampKey.load_or_create(cfg.stamp_key_path)
+        except (InsecureSecretError, StampKeyError) as exc:
+            raise StartupError("the stamp key is refused", [str(exc)]) from None
+        self.stamper = Stamper(self.stamp_key, self.clock, self.workflow.blobs)
         self.decisions = Decisions(self.workflow)
         self.timers = Timers(self.store, self.workflow)
         self.drops = DropRequestHandler(self.workflow)
@@ -143,17 +152,31 @@ class App:
                             d.max_bytes) for path, taker in takers]
 
     def prepare(self) -> None:
-        """Migrate, load the configured directory if it changed, recover interrupted work."""
+        """Migrate, sync rule and partner files, load the configured directory if it changed,
+        recover interrupted work."""
         self.store.migrate()
         for line in self.registry.register():
             log.info("registered %s", line)
         with self.store.transaction() as s:
             for line in self.workflow.library.sync_files(s, self.cfg.paths.rules / "conditions"):
                 log.info("%s", line)
+        self.sync_partners()
         self.sync_directory()
         reclaimed = self.queue.reclaim(at_start=True)
         if reclaimed:
             log.warning("requeued %d item(s) interrupted by a previous stop", reclaimed)
+
+    def sync_partners(self) -> list[str]:
+        """Partner files into the database; a broken file stops the start, naming the lines."""
+        try:
+            with self.store.transaction() as s:
+                self.audit.lock(s)  # queue with other audited writers (other instances too)
+                lines = self.partners.sync_files(s, self.cfg.partners_dir)
+        except PartnerError as exc:
+            raise StartupError("partner files are invalid", exc.errors) from None
+        for line in lines:
+            log.info("%s", line)
+        return lines
 
     def sync_directory(self) -> DirectoryDiff | None:
         path = self.cfg.directory.file

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
+import os
 import smtplib
 import socket
 import threading
@@ -121,7 +123,32 @@ def make_config(tmp: Path, db_url: str, relay_port: int | None, smtp_port: int,
             data.setdefault(name, {}).update(values)
         else:  # a list of tables, e.g. imap = [{...}]
             data[name] = values
-    return Config.model_validate(data)
+    cfg = Config.model_validate(data)
+    if "stamp_key_file" not in data.get("publication", {}):
+        place_stamp_key(cfg.stamp_key_path)
+    return cfg
+
+
+@functools.cache
+def stamp_key_pem() -> bytes:
+    """One RSA-3072 stamp key per test run: generating one for every App costs ~0.2 s."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def place_stamp_key(path: Path) -> None:
+    """Put the shared test stamp key where a configuration expects it (0600, parent 0700)."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(stamp_key_pem())
 
 
 def send(port: int, sender: str, subject: str, body: str, to: str = REQUEST,

@@ -18,6 +18,7 @@ from daemon.cli import systemd
 from daemon.cli.common import EXIT_USAGE
 from daemon.cli.common import cli_config as _config
 from daemon.cli.inspect import print_case, print_status
+from daemon.cli.partners import partners
 from daemon.cli.records import audit, budget, factor
 from daemon.config import config_as_dict
 from daemon.directory.loader import DirectoryFileError
@@ -188,15 +189,16 @@ def status(ctx: click.Context) -> None:
 
 @cli.group()
 def rules() -> None:
-    """Case types, workflow templates, condition sets and execution destinations."""
+    """Case types, workflow templates, condition sets, execution destinations and partners."""
 
 
 @rules.command("check")
 @click.pass_context
 def rules_check(ctx: click.Context) -> None:
-    """Validate every rule file (case types, workflows, conditions, destinations); list what
-    applies and run the condition sets' examples."""
+    """Validate every rule file (case types, workflows, conditions, destinations, partners);
+    list what applies and run the condition sets' examples."""
     from daemon.conditions.examine import examine
+    from daemon.publication.partners import PartnerError
 
     app = _app(ctx)
     for ct in app.types.all():
@@ -209,6 +211,14 @@ def rules_check(ctx: click.Context) -> None:
         click.echo(f"destination {d.name}: {types}{when} -> {d.address} ({d.format}, "
                    f"{d.locale}, template {d.template}; open {d.calendar.describe()})")
     failures = 0
+    try:
+        for p in app.partners.check_files(app.cfg.partners_dir):
+            click.echo(f"partner {p.name}: {', '.join(p.case_types)} -> {p.folder} "
+                       f"(RSA-{p.key.bits} key {p.key.fingerprint[:16]}, {p.source})")
+    except PartnerError as exc:
+        for line in exc.errors:
+            click.echo(f"FAIL  {line}")
+        failures += len(exc.errors)
     kinds_of = {t.name: {f.name: str(f.kind) for f in t.fields} for t in app.types.all()}
     for cs in app.workflow.conditions.sets:
         for ex in cs.examples:
@@ -221,7 +231,7 @@ def rules_check(ctx: click.Context) -> None:
             why = f" (failing: {', '.join(failing)})" if failing else ""
             click.echo(f"{'pass' if ok else 'FAIL'}  {cs.name}: {ex.name}: {got}{why}")
     if failures:
-        click.echo(f"{failures} example(s) failed", err=True)
+        click.echo(f"{failures} check(s) failed", err=True)
         sys.exit(1)
     click.echo("ok: rules compile" + (" and every example passes" if app.workflow.conditions.sets
                                       else ""))
@@ -244,7 +254,7 @@ def queue_retry(ctx: click.Context, item_id: int) -> None:
     click.echo(f"item {item_id} queued again")
 
 
-for group in (audit, factor, budget):
+for group in (audit, factor, budget, partners):
     cli.add_command(group)
 
 

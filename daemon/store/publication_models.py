@@ -10,7 +10,16 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from daemon.store.models import Base, UTCDateTime
@@ -34,6 +43,10 @@ class Partner(Base):
     retention_days: Mapped[int] = mapped_column(Integer)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     origin: Mapped[str] = mapped_column(String(16))  # file or cli
+    source: Mapped[str] = mapped_column(String(500))  # the file it came from
+    # SHA-256 of the validated partner (fields and key) last taken from its file: an
+    # unchanged file is not applied again, so a key rotated by command stays in force.
+    digest: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
 
@@ -55,6 +68,10 @@ class Stamp(Base):
     """The company stamp on one document of a case: who, when, hash and signature."""
 
     __tablename__ = "stamps"
+    # One stamp per document and key: two instances can never stamp a document twice.
+    __table_args__ = (
+        UniqueConstraint("attachment_id", "key_fingerprint", name="uq_stamps_attachment_key"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     attachment_id: Mapped[int] = mapped_column(ForeignKey("attachments.id"))

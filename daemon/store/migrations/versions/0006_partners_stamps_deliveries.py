@@ -33,6 +33,8 @@ def upgrade() -> None:
         sa.Column("retention_days", sa.Integer(), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("origin", sa.String(length=16), nullable=False),
+        sa.Column("source", sa.String(length=500), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
@@ -108,6 +110,7 @@ def upgrade() -> None:
             ["cases.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("attachment_id", "key_fingerprint", name="uq_stamps_attachment_key"),
     )
     with op.batch_alter_table("stamps", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_stamps_case_id"), ["case_id"], unique=False)
