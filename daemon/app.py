@@ -35,7 +35,9 @@ from daemon.notify.notifier import REQUIRED_TEMPLATES, Notifier
 from daemon.notify.templates import Templates
 from daemon.outbox.outbox import OutboxRunner
 from daemon.outbox.transport import Transport, make_transport
+from daemon.publication.builder import DeliveryBuilder
 from daemon.publication.partners import PartnerError, PartnerRegistry
+from daemon.publication.publisher import Publisher
 from daemon.publication.stamp import Stamper, StampKey, StampKeyError
 from daemon.routing.registry import TemplateRegistry
 from daemon.routing.templates import TemplateError, load_templates
@@ -104,6 +106,12 @@ class App:
         except (InsecureSecretError, StampKeyError) as exc:
             raise StartupError("the stamp key is refused", [str(exc)]) from None
         self.stamper = Stamper(self.stamp_key, self.clock, self.workflow.blobs)
+        self.publisher = Publisher(self.store, self.queue, self.workflow, self.partners,
+                                   self.stamper)
+        self.workflow.publisher = self.publisher
+        self.delivery_builder = DeliveryBuilder(
+            self.store, self.queue, self.clock, self.publisher, self.stamp_key,
+            cfg.transmission_dir, cfg.publication.progress_every_mb * 1024 * 1024)
         self.decisions = Decisions(self.workflow)
         self.timers = Timers(self.store, self.workflow)
         self.drops = DropRequestHandler(self.workflow)
@@ -121,6 +129,7 @@ class App:
         self.inbound_runner = Runner(self.queue, self.inbound, poll)
         self.outbox_runner = Runner(self.queue, self.outbox, poll)
         self.execution_runner = Runner(self.queue, self.execution_sender, poll)
+        self.publication_runner = Runner(self.queue, self.delivery_builder, poll)
         self.smtp: IntakeController | None = None
         self.imap = [ImapChannel(acc, self.queue, self.wake_inbound) for acc in cfg.imap]
         self.watcher = DropWatcher(self._drop_scanners())
@@ -201,6 +210,7 @@ class App:
             self.inbound_runner.start()
             self.outbox_runner.start()
             self.execution_runner.start()
+            self.publication_runner.start()
             # New mails (and executions due now) should go out without waiting a poll.
             self.inbound.on_done = self.wake_senders
             self.execution_sender.on_done = self.outbox_runner.wakeup.set
@@ -232,7 +242,8 @@ class App:
         if self.smtp is not None:
             self.smtp.stop()
             self.smtp = None
-        for runner in (self.inbound_runner, self.outbox_runner, self.execution_runner):
+        for runner in (self.inbound_runner, self.outbox_runner, self.execution_runner,
+                       self.publication_runner):
             if runner.thread.is_alive():
                 runner.stop()
         self.store.dispose()

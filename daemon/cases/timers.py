@@ -53,6 +53,8 @@ class Timers:
     def run_once(self) -> int:
         """One pass over every waiting step and case; returns how many actions were taken."""
         done = self._revision_waits() + self._budget_periods()
+        if self.wf.publisher is not None:
+            done += self.wf.publisher.purge_expired()
         with self.store.transaction() as s:
             ids = s.scalars(select(CaseStep.id).join(Case, Case.id == CaseStep.case_id).where(
                 CaseStep.state == StepState.PENDING,

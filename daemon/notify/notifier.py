@@ -28,7 +28,8 @@ REQUIRED_TEMPLATES = (*ANSWER_TEMPLATES, "ack", "approval_request", "decision_co
                       "progress", "approved", "rejected", "drop_rejected", "hold",
                       "returned", "reject_notice", "cancelled", "notify",
                       "rejected_conditions", "reserved", "revision_request",
-                      "execution_request", "execution_sent", "execution_failed")
+                      "execution_request", "execution_sent", "execution_failed",
+                      "partner_delivery", "publication_notice")
 
 
 class Notifier:

@@ -162,7 +162,7 @@ class DeliveryBuilder:
         body = json.dumps(manifest, indent=2, ensure_ascii=False).encode()
         (staging / "manifest.json").write_bytes(body)
         (staging / "manifest.json.sig").write_bytes(self.key.sign_bytes(body))
-        (staging / "company-stamp.pub.pem").write_bytes(self.key.public_pem())
+        (staging / "company-stamp.pub.pem").write_text(self.key.public_pem(), encoding="ascii")
         ctx = {"partner": p.title, "folder": str(rule.path), "delivery": name,
                "documents": listing, "volumes": [v.name for v in result.volumes],
                "expires": manifest["expires_at"][:10],

@@ -25,13 +25,13 @@ class FolderError(Exception):
 @dataclass(frozen=True)
 class FolderRule:
     path: Path
-    owner: str  # user name or numeric id; "" = the user ringi runs as
-    group: str  # group name or numeric id; "" = ringi's own group
+    owner: str  # user name or numeric id; "self" (or "") = the user ringi runs as
+    group: str  # group name or numeric id; "self" (or "") = ringi's own group
     mode: int  # exact permission bits the folder must have, e.g. 0o750
 
 
 def uid_of(owner: str) -> int:
-    if not owner:
+    if owner in ("", "self"):
         return os.geteuid()
     if owner.isdigit():
         return int(owner)
@@ -42,7 +42,7 @@ def uid_of(owner: str) -> int:
 
 
 def gid_of(group: str) -> int:
-    if not group:
+    if group in ("", "self"):
         return os.getegid()
     if group.isdigit():
         return int(group)

@@ -76,6 +76,7 @@ class PartnerView:
     fingerprint: str
     bits: int
     keys: tuple[KeyView, ...]  # oldest first, the one in force last
+    id: int = 0
 
     def may_receive(self, case_type: str, document_class: str | None = None) -> bool:
         """The partner's conditions on what it may be sent (size is checked on building)."""
@@ -105,6 +106,10 @@ class PartnerRegistry:
 
     # --- reading ---------------------------------------------------------------------------
 
+    def by_id(self, s: Session, partner_id: int) -> PartnerView | None:
+        row = s.get(Partner, partner_id)
+        return None if row is None else self._view(s, row)
+
     def get(self, s: Session, name: str) -> PartnerView | None:
         row = s.scalar(select(Partner).where(Partner.name == name))
         return None if row is None else self._view(s, row)
@@ -130,7 +135,7 @@ class PartnerRegistry:
             row.active, row.origin, row.source, row.created_at, row.updated_at,
             live.public_key, live.fingerprint, live.bits,
             tuple(KeyView(k.fingerprint, k.bits, k.public_key, k.added_at, k.retired_at)
-                  for k in keys))
+                  for k in keys), row.id)
 
     # --- writing ---------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from daemon.cases.states import CaseState
 from daemon.directory.lookup import Member, member
 from daemon.publication.folders import FolderError, FolderRule, remove_delivery
 from daemon.publication.partners import PartnerRegistry, PartnerView
-from daemon.publication.stamp import StampError, Stamper
+from daemon.publication.stamp import Stamper, StampError
 from daemon.routing.templates import Step
 from daemon.store.db import Store
 from daemon.store.models import Attachment, Case

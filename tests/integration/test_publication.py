@@ -1,0 +1,200 @@
+"""Partner publication end to end (SPEC 8): a design release is approved by mail, stamped,
+built into an encrypted split archive, published into the partner's folder, opened with
+real OpenSSL and 7-Zip exactly as docs/partners.md says, and purged after its time."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import smtplib
+import stat
+import subprocess
+from collections.abc import Iterator
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import select
+
+from daemon.store.condition_models import AuditEntry
+from daemon.store.publication_models import Delivery
+from tests.integration.test_outcomes import ADMIN, SUZUKI, TANAKA, World, number_of, start_world
+from tests.integration.test_recovery import new_case
+from tests.support import REQUEST, ROOT, CapturingRelay, wait_until
+
+PARTNER_MAIL = "cad@kobe.example"
+GROUP = 54322
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("7zz") or not shutil.which("openssl"),
+    reason="needs root (folder owners), 7zz and openssl (scripts/test.sh installs them)")
+
+
+def private_key(path: Path) -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@pytest.fixture
+def world(tmp_path: Path, db_url: str, relay: CapturingRelay) -> Iterator[World]:
+    partners = tmp_path / "partners"
+    partners.mkdir()
+    (partners / "kobe.pub.pem").write_bytes(private_key(tmp_path / "kobe.key"))
+    share = tmp_path / "share" / "kobe"
+    share.mkdir(parents=True)
+    os.chown(share, 0, GROUP)
+    os.chmod(share, 0o750)
+    (partners / "kobe-precision.toml").write_text(f'''
+name = "kobe-precision"
+title = "Kobe Precision"
+emails = ["{PARTNER_MAIL}"]
+locale = "en"
+public_key_file = "kobe.pub.pem"
+folder = "{share}"
+folder_owner = "0"
+folder_group = "{GROUP}"
+folder_mode = "0750"
+case_types = ["design_release"]
+document_classes = ["drawing"]
+max_delivery_mb = 2
+volume_mb = 1
+retention_days = 30
+''')
+    w = start_world(tmp_path, db_url, relay,
+                    publication={"partners_dir": str(partners),
+                                 "transmission": str(tmp_path / "transmission")})
+    yield w
+    w.app.stop()
+
+
+def release(w: World, doc_class: str, files: dict[str, bytes]) -> str:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = TANAKA, REQUEST, "Bracket drawing"
+    msg.set_content("Type: design_release\nDocument number: D-100\nRevision: A\n"
+                    f"Summary: bracket\nDocument class: {doc_class}\n")
+    for name, data in files.items():
+        msg.add_attachment(data, maintype="application", subtype="octet-stream",
+                           filename=name)
+    known = {number_of(m) for m in w.relay.to(TANAKA)}
+    with smtplib.SMTP("127.0.0.1", w.port) as c:
+        c.send_message(msg)
+    number = new_case(w, TANAKA, known)
+    w.reply(w.one(SUZUKI), SUZUKI, "承認")
+    w.new(SUZUKI)
+    return number
+
+
+def run(*cmd: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def test_release_is_stamped_published_opened_and_purged(world: World, tmp_path: Path) -> None:
+    w = world
+    docs = {"D-100-A.pdf": os.urandom(1_400_000), "notes.txt": b"tolerance +-0.05\n" * 5000}
+    number = release(w, "drawing", docs)
+    notice = w.one(PARTNER_MAIL)
+    assert "Delivery ready" in notice.subject and number in notice.subject
+    share = tmp_path / "share" / "kobe"
+    [name] = os.listdir(share)
+    assert name.startswith(f"{number}-kobe-precision-")
+    assert name in notice.body and "D-100-A.pdf" in notice.body
+    delivery = share / name
+    st = os.lstat(delivery)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, GROUP, 0o750)
+    files = sorted(os.listdir(delivery))
+    volumes = [f for f in files if ".7z." in f]
+    assert len(volumes) >= 2  # split: 1 MiB volumes
+    assert {"password.bin", "manifest.json", "manifest.json.sig", "company-stamp.pub.pem",
+            "README.txt"} <= set(files)
+    assert all(stat.S_IMODE(os.lstat(delivery / f).st_mode) == 0o640 for f in files)
+    # The partner's steps (docs/partners.md), with real OpenSSL and 7-Zip only.
+    ok = run("openssl", "dgst", "-sha256", "-verify", "company-stamp.pub.pem", "-signature",
+             "manifest.json.sig", "manifest.json", cwd=delivery)
+    assert "Verified OK" in ok.stdout, ok.stderr
+    manifest = json.loads((delivery / "manifest.json").read_text())
+    assert manifest["case_number"] == number
+    assert [v["name"] for v in manifest["volumes"]] == volumes
+    unwrapped = run("openssl", "pkeyutl", "-decrypt", "-inkey", str(tmp_path / "kobe.key"),
+                    "-in", "password.bin", "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt",
+                    "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256", cwd=delivery)
+    assert unwrapped.returncode == 0, unwrapped.stderr
+    password = unwrapped.stdout
+    out = tmp_path / "extracted"
+    x = run("7zz", "x", f"-p{password}", f"-o{out}", str(delivery / volumes[0]))
+    assert x.returncode == 0, x.stdout + x.stderr
+    for fname, data in docs.items():
+        assert (out / fname).read_bytes() == data
+        sig = run("openssl", "dgst", "-sha256", "-verify",
+                  str(delivery / "company-stamp.pub.pem"), "-signature",
+                  str(out / "stamps" / f"{fname}.sig"), str(out / fname))
+        assert "Verified OK" in sig.stdout
+    # Another partner's key opens nothing.
+    private_key(tmp_path / "other.key")
+    wrong = run("openssl", "pkeyutl", "-decrypt", "-inkey", str(tmp_path / "other.key"),
+                "-in", "password.bin", "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt",
+                "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256", cwd=delivery)
+    assert wrong.returncode != 0
+    kinds = [k for k, _ in w.events(number)]
+    assert kinds.count("stamped") == 2 and "published" in kinds
+    assert any("Kobe Precision へ送付しました" in m.subject for m in w.relay.to(TANAKA))
+    # After the retention time the timer removes exactly this delivery, and records it.
+    w.clock.advance(timedelta(days=29))
+    w.app.timers.run_once()
+    assert delivery.is_dir()
+    w.clock.advance(timedelta(days=2))
+    w.app.timers.run_once()
+    assert not delivery.exists()
+    assert "delivery purged" in [k for k, _ in w.events(number)]
+    with w.app.store.transaction() as s:
+        assert s.scalar(select(Delivery.state)) == "purged"
+        assert s.scalar(select(AuditEntry.kind).where(AuditEntry.kind == "delivery purged"))
+
+
+def test_outside_the_partners_conditions_nothing_is_built(world: World, tmp_path: Path) -> None:
+    w = world
+    number = release(w, "specification", {"S-1.pdf": b"%PDF spec"})  # only drawings allowed
+    refused = [m for m in w.relay.wait_for(TANAKA, w.seen[TANAKA] + 2)
+               if "へは送付できません" in m.subject]
+    assert refused and "document classes drawing, not specification" in refused[0].body
+    assert any("Not published" in m.subject or "送付できません" in m.subject
+               for m in w.relay.wait_for(ADMIN, 1))
+    too_big = release(w, "drawing", {"big.bin": os.urandom(3 * 1024 * 1024)})
+    assert any(k == "publication refused" and "accepts at most" in d
+               for k, d in w.events(too_big)), w.events(too_big)
+    w.app.inbound_runner.drain()
+    assert os.listdir(tmp_path / "share" / "kobe") == []
+    assert not (tmp_path / "transmission").exists() or \
+        os.listdir(tmp_path / "transmission") == []
+    assert any(k == "publication refused" for k, _ in w.events(number))
+
+
+def test_unsafe_receiving_folder_fails_the_delivery_and_tells_people(world: World,
+                                                                      tmp_path: Path) -> None:
+    w = world
+    share = tmp_path / "share" / "kobe"
+    os.chmod(share, 0o770)  # group-writable: refused, nothing written
+    number = release(w, "drawing", {"D-7.pdf": b"%PDF drawing"})
+    wait_until(lambda: any(k == "publication failed" for k, _ in w.events(number)),
+               what="publication failed")
+    assert os.listdir(share) == []
+    detail = [d for k, d in w.events(number) if k == "publication failed"][0]
+    assert "writable by group or others" in detail
+    assert any("Publication failed" in m.subject or "送付に失敗" in m.subject
+               for m in w.relay.wait_for(ADMIN, 1))
+
+
+def test_sample_partner_file_is_valid() -> None:
+    from daemon.publication.partners import PartnerRegistry
+    from daemon.clock import FrozenClock
+
+    spec = PartnerRegistry(FrozenClock()).load_file(
+        ROOT / "rules" / "partners" / "kobe-precision.toml")
+    assert spec.document_classes == ("drawing", "specification")
