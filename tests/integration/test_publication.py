@@ -185,15 +185,15 @@ def test_unsafe_receiving_folder_fails_the_delivery_and_tells_people(world: Worl
     wait_until(lambda: any(k == "publication failed" for k, _ in w.events(number)),
                what="publication failed")
     assert os.listdir(share) == []
-    detail = [d for k, d in w.events(number) if k == "publication failed"][0]
+    detail = next(d for k, d in w.events(number) if k == "publication failed")
     assert "writable by group or others" in detail
     assert any("Publication failed" in m.subject or "送付に失敗" in m.subject
                for m in w.relay.wait_for(ADMIN, 1))
 
 
 def test_sample_partner_file_is_valid() -> None:
-    from daemon.publication.partners import PartnerRegistry
     from daemon.clock import FrozenClock
+    from daemon.publication.partners import PartnerRegistry
 
     spec = PartnerRegistry(FrozenClock()).load_file(
         ROOT / "rules" / "partners" / "kobe-precision.toml")
