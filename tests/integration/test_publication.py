@@ -5,7 +5,9 @@ real OpenSSL and 7-Zip exactly as docs/partners.md says, and purged after its ti
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 import smtplib
 import stat
@@ -64,13 +66,14 @@ folder_group = "{GROUP}"
 folder_mode = "0750"
 case_types = ["design_release"]
 document_classes = ["drawing"]
-max_delivery_mb = 2
+max_delivery_mb = 6
 volume_mb = 1
 retention_days = 30
 ''')
     w = start_world(tmp_path, db_url, relay,
                     publication={"partners_dir": str(partners),
-                                 "transmission": str(tmp_path / "transmission")})
+                                 "transmission": str(tmp_path / "transmission"),
+                                 "progress_every_mb": 1})
     yield w
     w.app.stop()
 
@@ -96,9 +99,11 @@ def run(*cmd: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
 
 
-def test_release_is_stamped_published_opened_and_purged(world: World, tmp_path: Path) -> None:
+def test_release_is_stamped_published_opened_and_purged(
+        world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="daemon.publication.builder")
     w = world
-    docs = {"D-100-A.pdf": os.urandom(1_400_000), "notes.txt": b"tolerance +-0.05\n" * 5000}
+    docs = {"D-100-A.pdf": os.urandom(5_000_000), "notes.txt": b"tolerance +-0.05\n" * 5000}
     number = release(w, "drawing", docs)
     notice = w.one(PARTNER_MAIL)
     assert "Delivery ready" in notice.subject and number in notice.subject
@@ -144,6 +149,9 @@ def test_release_is_stamped_published_opened_and_purged(world: World, tmp_path: 
     assert wrong.returncode != 0
     kinds = [k for k, _ in w.events(number)]
     assert kinds.count("stamped") == 2 and "published" in kinds
+    packed = [r.getMessage() for r in caplog.records if "bytes packed" in r.getMessage()]
+    # progress on the way, then all of it (documents and their stamp signatures)
+    assert len(packed) >= 2 and re.search(r": (\d+) of \1 bytes packed$", packed[-1])
     assert any("Kobe Precision へ送付しました" in m.subject for m in w.relay.to(TANAKA))
     # After the retention time the timer removes exactly this delivery, and records it.
     w.clock.advance(timedelta(days=29))
@@ -166,7 +174,7 @@ def test_outside_the_partners_conditions_nothing_is_built(world: World, tmp_path
     assert refused and "document classes drawing, not specification" in refused[0].body
     assert any("Not published" in m.subject or "送付できません" in m.subject
                for m in w.relay.wait_for(ADMIN, 1))
-    too_big = release(w, "drawing", {"big.bin": os.urandom(3 * 1024 * 1024)})
+    too_big = release(w, "drawing", {"big.bin": os.urandom(7 * 1024 * 1024)})
     assert any(k == "publication refused" and "accepts at most" in d
                for k, d in w.events(too_big)), w.events(too_big)
     w.app.inbound_runner.drain()
@@ -198,3 +206,25 @@ def test_sample_partner_file_is_valid() -> None:
     spec = PartnerRegistry(FrozenClock()).load_file(
         ROOT / "rules" / "partners" / "kobe-precision.toml")
     assert spec.document_classes == ("drawing", "specification")
+
+
+def test_status_shows_deliveries_in_progress(world: World, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from daemon.cli.main import cli
+    from tests.integration.test_operations import write_config
+
+    w = world
+    number = release(w, "specification", {"S-2.pdf": b"%PDF"})  # refused: a case to hang on
+    with w.app.store.transaction() as s:
+        case_id = w.case(number).id
+        partner = w.app.partners.get(s, "kobe-precision")
+        assert partner is not None
+        now = w.clock.now()
+        s.add(Delivery(case_id=case_id, partner_id=partner.id, name=f"{number}-kobe-9",
+                       state="building", total_bytes=4_000_000, done_bytes=1_000_000,
+                       created_at=now, updated_at=now, detail={}))
+    out = CliRunner().invoke(cli, ["--config", str(write_config(w.app.cfg, tmp_path)),
+                                   "status"])
+    assert out.exit_code == 0, out.output
+    assert f"{number}-kobe-9 building: 1,000,000 of 4,000,000 bytes (25%)" in out.output
