@@ -228,3 +228,52 @@ def test_status_shows_deliveries_in_progress(world: World, tmp_path: Path) -> No
                                    "status"])
     assert out.exit_code == 0, out.output
     assert f"{number}-kobe-9 building: 1,000,000 of 4,000,000 bytes (25%)" in out.output
+
+
+def test_stamp_step_alone_and_a_missing_document_stops_the_route(
+        tmp_path: Path, db_url: str, relay: CapturingRelay) -> None:
+    from tests.integration.test_outcomes import custom_rules
+
+    rules = custom_rules(tmp_path, "design_release.toml", '''
+name = "design_release"
+case_types = ["design_release"]
+[[phases]]
+name = "head"
+  [[phases.steps]]
+  name = "unit-head"
+  resolver = "role"
+  role = "head"
+[[phases]]
+name = "stamp"
+  [[phases.steps]]
+  name = "stamp"
+  action = "stamp"
+''')
+    w = start_world(tmp_path, db_url, relay, rules=rules)
+    try:
+        stamped = release(w, "internal", {"D-1.pdf": b"%PDF one", "D-2.pdf": b"%PDF two"})
+        wait_until(lambda: w.case(stamped).state == "approved", what="approved")
+        kinds = [k for k, _ in w.events(stamped)]
+        assert kinds.count("stamped") == 2 and kinds.index("stamped") < kinds.index("approved")
+        # A document whose stored bytes are gone cannot be stamped: the case stops there.
+        known = {number_of(m) for m in w.relay.to(TANAKA)}
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = TANAKA, REQUEST, "Another drawing"
+        msg.set_content("Type: design_release\nDocument number: D-2\nRevision: B\n"
+                        "Summary: x\n")
+        msg.add_attachment(b"%PDF soon gone", maintype="application", subtype="pdf",
+                           filename="gone.pdf")
+        with smtplib.SMTP("127.0.0.1", w.port) as c:
+            c.send_message(msg)
+        broken = new_case(w, TANAKA, known)
+        import hashlib
+
+        w.app.workflow.blobs.path_for(hashlib.sha256(b"%PDF soon gone").hexdigest()).unlink()
+        w.reply(w.one(SUZUKI), SUZUKI, "承認")
+        wait_until(lambda: w.case(broken).state == "suspended", what="suspended")
+        assert "stamped" not in [k for k, _ in w.events(broken)]
+        assert any("gone.pdf" in d for k, d in w.events(broken) if k == "suspended")
+        assert any("Stamping failed" in m.subject or "電子印を押せません" in m.subject
+                   for m in w.relay.wait_for(ADMIN, 1))
+    finally:
+        w.app.stop()
