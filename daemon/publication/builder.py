@@ -73,9 +73,23 @@ class DeliveryBuilder:
         self.progress_every = progress_every
 
     def process(self, item: Claimed) -> None:
+        """Build and publish; the last failed attempt marks the delivery failed and says so
+        (a dead letter can still be retried with `ringi queue retry`)."""
+        try:
+            self._process(item)
+        except PermanentError:
+            raise
+        except Exception as exc:
+            with self.store.transaction() as s:
+                last = item.attempts >= self.queue.max_attempts(s, item)
+            if last:
+                self._failed(item, f"the build failed {item.attempts} time(s); last: {exc}")
+            raise
+
+    def _process(self, item: Claimed) -> None:
         with self.store.transaction() as s:
             d = s.get(Delivery, item.ref_id)
-            if d is None or d.state not in ("queued", "building"):
+            if d is None or d.state not in ("queued", "building", "failed"):
                 self.queue.complete(s, item)
                 return
             case = s.get(Case, d.case_id)

@@ -197,6 +197,17 @@ def test_unsafe_receiving_folder_fails_the_delivery_and_tells_people(world: Worl
     assert "writable by group or others" in detail
     assert any("Publication failed" in m.subject or "送付に失敗" in m.subject
                for m in w.relay.wait_for(ADMIN, 1))
+    # Once the folder is put right, the administrator retries the dead letter.
+    os.chmod(share, 0o750)
+    from daemon.store.models import WorkItem
+
+    with w.app.store.transaction() as s:
+        dead = s.scalar(select(WorkItem.id).where(WorkItem.queue == "publication",
+                                                  WorkItem.state == "dead"))
+    assert dead is not None and w.app.queue.retry(dead)
+    w.app.publication_runner.wakeup.set()
+    wait_until(lambda: any(k == "published" for k, _ in w.events(number)), what="published")
+    assert len(os.listdir(share)) == 1
 
 
 def test_sample_partner_file_is_valid() -> None:
