@@ -288,3 +288,22 @@ name = "stamp"
                    for m in w.relay.wait_for(ADMIN, 1))
     finally:
         w.app.stop()
+
+
+def test_purge_removes_exactly_the_expired_deliveries(world: World, tmp_path: Path) -> None:
+    w = world
+    share = tmp_path / "share" / "kobe"
+    first = release(w, "drawing", {"A.pdf": b"%PDF a"})
+    wait_until(lambda: len(os.listdir(share)) == 1, what="first delivery")
+    w.clock.advance(timedelta(days=10))
+    second = release(w, "drawing", {"B.pdf": b"%PDF b"})
+    wait_until(lambda: len(os.listdir(share)) == 2, what="second delivery")
+    outside = tmp_path / "partner-own-file"
+    outside.write_text("not ours")
+    w.clock.advance(timedelta(days=21))  # the first is 31 days old, the second 21
+    w.app.timers.run_once()
+    left = os.listdir(share)
+    assert len(left) == 1 and left[0].startswith(second)
+    assert outside.read_text() == "not ours"
+    assert "delivery purged" in [k for k, _ in w.events(first)]
+    assert "delivery purged" not in [k for k, _ in w.events(second)]
