@@ -119,9 +119,10 @@ class DeliveryBuilder:
                 "expires": manifest["expires_at"][:10],
                 "stamp_fingerprint": self.key.fingerprint, "number": number, "title": title})
             return
+        self.staging_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         staging = self.staging_root / name
         clear_staging(staging)
-        staging.mkdir(parents=True, mode=0o700)
+        staging.mkdir(mode=0o700)
         sigdir = self.staging_root / f".{name}.stamps"
         clear_staging(sigdir)
         sigdir.mkdir(mode=0o700)
