@@ -117,6 +117,7 @@ class CaseCommands:
             approver = member(s, st.approver_id)
             if approver is not None:
                 self.wf.send(s, "cancelled", approver, case, {"by": sender.person.name})
+        self.wf.release_budgets(s, case, "the case was cancelled")
         case.state = CaseState.CANCELLED
         case.route = None
         self.wf.record(s, case, "cancelled", sender, detail="cancelled by email")

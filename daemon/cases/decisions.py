@@ -120,6 +120,7 @@ class Decisions:
                 wf.send(s, "decision_confirmed", actor, case, {
                     "decision": "reject", "reason": reason, "next": who(back_to, actor.locale)})
                 return
+        wf.release_budgets(s, case, "the case was rejected")
         case.state = CaseState.REJECTED
         case.route = None
         wf.record(s, case, "rejected", actor, reason=reason or None,

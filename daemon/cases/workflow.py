@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from daemon.publication.publisher import Publisher
 
 DECISION_WORDS = ("APPROVE", "REJECT", "RETURN", "HOLD")
+BUDGET_RELEASED = "budget released"  # marks an automatic approval whose amount came back
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,36 @@ class Workflow:
                              f"within the {spec.period}'s remaining budget ({left:,f} of "
                              f"{spec.limit:,f}; another approval used it meanwhile)")]
         return []
+
+    def release_budgets(self, s: Session, case: Case, why: str) -> None:
+        """What this round's automatic approvals consumed comes back when the case ends
+        without them counting (rejected, cancelled). Each approval is released once."""
+        if self.budgets is None:
+            return
+        requester = member(s, case.requester_id)
+        if requester is None:
+            return
+        book = self.library.book(s)
+        units = self.units_of(s, requester)
+        for st in s.scalars(select(CaseStep).where(
+                CaseStep.case_id == case.id, CaseStep.round == case.round,
+                CaseStep.kind == "automatic", CaseStep.decided_at.is_not(None))).all():
+            if st.reason == BUDGET_RELEASED:
+                continue
+            decider = st.decided_by or st.approver_id
+            for cs in book.for_approver(decider, case.case_type, requester.id, units,
+                                        case.number):
+                for spec in cs.budgets:
+                    try:
+                        amount = amount_of(spec, case.fields)
+                    except BudgetError:
+                        continue
+                    if amount:
+                        self.budgets.release(s, cs.name, spec, amount, case.number, None,
+                                             when=st.decided_at)
+                        self.record(s, case, "budget released", None,
+                                    detail=f"{cs.name}/{spec.name}: {amount:,f} ({why})")
+            st.reason = BUDGET_RELEASED
 
     def charge_budgets(self, s: Session, case: Case, approver: Member) -> None:
         """A setter approving in person still uses up their budgets (it may go over)."""

@@ -136,3 +136,33 @@ def test_concurrent_approvals_cannot_overspend(world: World, db_url: str) -> Non
     with w.app.store.transaction() as s:
         lines = w.app.workflow.budgets.show(s) if w.app.workflow.budgets else []
         assert [line.consumed for line in lines] == [Decimal("300000.00")]
+
+
+def consumed(w: World) -> Decimal:
+    with w.app.store.transaction() as s:
+        assert w.app.workflow.budgets is not None
+        return sum((line.consumed for line in w.app.workflow.budgets.show(s)), Decimal(0))
+
+
+def test_budget_comes_back_when_the_case_is_rejected_or_cancelled(world: World) -> None:
+    from tests.integration.test_conditions import CLARK
+
+    w = world
+    first = up_to_watanabe(w, "180,000")
+    assert consumed(w) == Decimal("180000.00")
+    w.reply(w.one(CLARK), CLARK, "reject\nNo budget code")  # procurement ends the case
+    wait_until(lambda: w.case(first).state == "rejected", what="rejected")
+    assert consumed(w) == Decimal(0)
+    w.new(TAKAHASHI)  # earlier approvers are told of a business-phase rejection
+    w.new(BROWN)
+    second = up_to_watanabe(w, "180,000")
+    assert consumed(w) == Decimal("180000.00")
+    w.send(SMITH, f"cancel {second}", "")
+    wait_until(lambda: w.case(second).state == "cancelled", what="cancelled")
+    assert consumed(w) == Decimal(0)
+    w.send(SMITH, f"cancel {first}", "")  # cancelling the rejected one gives nothing twice
+    wait_until(lambda: w.case(first).state == "cancelled", what="cancelled")
+    assert consumed(w) == Decimal(0)
+    released = [d for k, d in w.events(first) if k == "budget released"]
+    assert len(released) == 1 and "180,000.00" in released[0]
+    assert ("budget released", "budget watanabe-sales-purchases/monthly") in audit(w)

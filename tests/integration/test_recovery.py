@@ -239,6 +239,12 @@ BROWN_SET = '''name = "brown-sales-purchases"
 setter = "brown"
 subjects = { case_types = ["purchase"], units = ["sales"] }
 
+[[budgets]]
+name = "monthly"
+limit = 10000000
+period = "month"
+field = "amount"
+
 [[conditions]]
 name = "budget"
 expr = "case.amount <= 1000000"
@@ -259,6 +265,12 @@ def test_failure_up_the_chain_cancels_provisional_approvals(make_world: type[Wor
     assert any(k == "provisional approval cancelled" and "Yuki Watanabe" in d
                for k, d in events)
     assert w.case(number).state == "rejected"
+    # Brown's provisional approval had used his budget; it is given back.
+    assert any(k == "budget released" and "brown-sales-purchases/monthly" in d
+               for k, d in events)
+    with w.app.store.transaction() as s:
+        assert w.app.workflow.budgets is not None
+        assert [line.consumed for line in w.app.workflow.budgets.show(s)] == [0]
 
 
 def test_asks_of_several_people_are_examined_as_a_whole(tmp_path: Path, db_url: str,
