@@ -3,14 +3,21 @@
 Subject `conditions new|replace|case NUMBER|list|retire NAME`; the set itself is the mail's
 text (TOML, up to a "-- " signature line) or an attached `.toml` file. A setter may only
 write their own sets; nothing is stored unless the whole set validates, and the reply says
-exactly what was wrong. A revised set for a case that waits for this setter's revision
-re-examines that case at once.
+exactly what was wrong.
+
+A change decides future cases in the setter's name, so a From header alone is not enough:
+a valid change waits for `conditions confirm CODE`, where the code was mailed to the
+setter's own address (single-use, hashed, expiring). Only then is it in force; a revised
+set for a case that waits for this setter's revision re-examines that case at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 import tomllib
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -19,15 +26,23 @@ from sqlalchemy.orm import Session
 from daemon.cases.recovery import resume_after_wait
 from daemon.cases.states import CaseState
 from daemon.cases.workflow import Workflow
-from daemon.conditions.sets import ConditionSetError
+from daemon.conditions.sets import ConditionSetError, build_set
 from daemon.directory.lookup import Member
 from daemon.parsing.message import ParsedMail
+from daemon.store.condition_models import ConditionRequest
 from daemon.store.models import Case, CaseStep
 
 CONDITIONS_RE = re.compile(
-    r"^\s*(?:conditions|条件)\s+(new|replace|case|list|retire|新規|置換|案件|一覧|廃止)"
+    r"^\s*(?:(?:re|aw|fw|fwd|返信|転送)\s*[:：]\s*)*(?:conditions|条件)\s+"
+    r"(new|replace|case|list|retire|confirm|新規|置換|案件|一覧|廃止|確認)"
     r"(?:\s+(\S+))?\s*$", re.IGNORECASE)
-WORDS = {"新規": "new", "置換": "replace", "案件": "case", "一覧": "list", "廃止": "retire"}
+WORDS = {"新規": "new", "置換": "replace", "案件": "case", "一覧": "list", "廃止": "retire",
+         "確認": "confirm"}
+CONFIRM_HOURS = 24
+
+
+def code_hash(code: str) -> str:
+    return hashlib.sha256(code.strip().upper().encode()).hexdigest()
 
 
 def parse_conditions_command(subject: str) -> tuple[str, str] | None:
@@ -75,12 +90,13 @@ class ConditionCommands:
             return self.reply(s, mail, sender, "ok", word, listing=[
                 f"{r.name} v{r.version}" + (f" (case {r.case_number} only)" if r.case_number
                                             else "") + f" from {r.origin}" for r in rows])
+        if word == "confirm":
+            return self.confirm(s, mail, sender, arg)
         if word == "retire":
             row = lib.active(s, arg)
             if row is None or row.setter_id != sender.id:
                 return self.refuse(s, mail, sender, word, f"you have no condition set {arg!r}")
-            lib.retire(s, arg, actor=sender.id, source=f"mail {mail.message_id}")
-            return self.reply(s, mail, sender, "ok", word, saved=f"{arg} retired")
+            return self.ask_confirmation(s, mail, sender, word, arg, "", {})
         case: Case | None = None
         if word == "case":
             case = s.scalar(select(Case).where(Case.number == arg.upper()))
@@ -106,13 +122,59 @@ class ConditionCommands:
         if word == "replace" and (current is None or current.setter_id != sender.id):
             return self.refuse(s, mail, sender, word, f"you have no condition set {name!r}")
         try:
-            saved = lib.save(s, body, origin="email", source=f"mail {mail.message_id}",
-                             actor=sender.id, case_number=case.number if case else "")
+            build_set(body, f"mail {mail.message_id}", lib.fields_of,
+                      case.number if case else "")
         except ConditionSetError as exc:
             return self.reply(s, mail, sender, "bad_conditions", word, problems=[
                 e.split(": ", 1)[1] if e.startswith("mail ") else e for e in exc.errors])
+        return self.ask_confirmation(s, mail, sender, word, name,
+                                     case.number if case else "", body)
+
+    def ask_confirmation(self, s: Session, mail: ParsedMail, sender: Member, word: str,
+                         name: str, case_number: str, body: dict[str, Any]) -> str:
+        """Keep the valid change aside and mail its one-time code to the setter's address."""
+        code = secrets.token_hex(6).upper()  # 48 bits, single-use, expiring
+        now = self.wf.clock.now()
+        s.add(ConditionRequest(
+            setter_id=sender.id, command=word, name=name, case_number=case_number,
+            body=body, code_hash=code_hash(code), state="pending",
+            source=f"mail {mail.message_id}", created_at=now,
+            expires_at=now + timedelta(hours=CONFIRM_HOURS)))
+        what = {"retire": f"retire {name}", "case": f"{name} for case {case_number} only",
+                "new": f"new set {name}", "replace": f"new version of {name}"}[word]
+        self.wf.notifier.to_address(
+            s, "conditions_confirm", mail.from_addr, sender.locale,
+            {"code": code, "what": what, "hours": CONFIRM_HOURS}, in_reply_to=mail.message_id)
+        return f"conditions {word}: waiting for confirmation ({what})"
+
+    def confirm(self, s: Session, mail: ParsedMail, sender: Member, code: str) -> str:
+        lib = self.wf.library
+        req = s.scalar(select(ConditionRequest).where(
+            ConditionRequest.code_hash == code_hash(code),
+            ConditionRequest.state == "pending"))
+        if req is None or req.setter_id != sender.id \
+                or req.expires_at <= self.wf.clock.now():
+            return self.refuse(s, mail, sender, "confirm", "no change waits for that code "
+                               "(it was used, has expired, or is not yours)")
+        req.state = "confirmed"
+        word, case_number = req.command, req.case_number
+        if word == "retire":
+            if not lib.retire(s, req.name, actor=sender.id, source=req.source):
+                return self.refuse(s, mail, sender, word, f"{req.name} is no longer in force")
+            return self.reply(s, mail, sender, "ok", word, saved=f"{req.name} retired")
+        current = lib.active(s, req.name)
+        if word == "new" and current is not None:
+            return self.refuse(s, mail, sender, word,
+                               f"a set named {req.name!r} exists meanwhile")
+        try:
+            saved = lib.save(s, req.body, origin="email", source=req.source,
+                             actor=sender.id, case_number=case_number)
+        except ConditionSetError as exc:  # e.g. a case type changed meanwhile
+            return self.reply(s, mail, sender, "bad_conditions", word, problems=exc.errors)
+        case = s.scalar(select(Case).where(Case.number == case_number)) \
+            if case_number else None
         text = f"{saved.name} version {saved.version}" + (
-            f", for case {case.number} only" if case else "")
+            f", for case {case_number} only" if case_number else "")
         if case is not None:
             self.wf.record(s, case, "conditions revised", sender, detail=text)
             if case.state == CaseState.AWAITING_REVISION \

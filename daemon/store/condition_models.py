@@ -55,6 +55,24 @@ class ConditionSetVersion(Base):
     )
 
 
+class ConditionRequest(Base):
+    """A condition change asked for by mail, in force only once the setter confirms it from
+    their own mailbox (a forged From cannot see the code)."""
+
+    __tablename__ = "condition_requests"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    setter_id: Mapped[str] = mapped_column(String(64))
+    command: Mapped[str] = mapped_column(String(16))  # new, replace, case, retire
+    name: Mapped[str] = mapped_column(String(200))
+    case_number: Mapped[str] = mapped_column(String(64), default="")
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16))  # pending, confirmed
+    source: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+
+
 class Factor(Base):
     """An external value conditions refer to as ``factor.NAME`` (e.g. an interest rate)."""
 

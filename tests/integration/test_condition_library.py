@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from tests.integration.test_outcomes import (
     number_of,
     start_world,
 )
-from tests.support import ROOT, CapturingRelay
+from tests.support import ROOT, Captured, CapturingRelay
 
 BROWN_SET = '''name = "brown-sales-purchases"
 subjects = { case_types = ["purchase"], units = ["sales"] }
@@ -28,6 +29,14 @@ name = "budget"
 expr = "case.amount <= 300000"
 required = "at most ¥300,000"
 '''
+
+
+def confirm(w: World, who: str, as_who: str | None = None) -> Captured:
+    """Answer the confirmation mail ringi sent to `who`; returns ringi's answer."""
+    ask = w.one(who)
+    assert ask.subject.startswith("conditions confirm "), ask.subject
+    w.send(as_who or who, f"Re: {ask.subject}", "")
+    return w.one(as_who or who)
 
 
 def versions(w: World, name: str) -> list[tuple[int, str, bool]]:
@@ -50,7 +59,7 @@ def test_files_become_versions_and_mail_edits_survive_restarts(
     assert versions(w, name) == [(1, "file", True)]  # unchanged file: no new version
     w.send(WATANABE, "conditions replace", (rules / "conditions" / "watanabe-purchase.toml")
            .read_text().replace("<= 500000", "<= 400000"))
-    assert "version 2" in w.one(WATANABE).body
+    assert "version 2" in confirm(w, WATANABE).body
     w.app.stop()
     w = start_world(tmp_path, db_url, relay, rules=rules, paths=cfg)
     # The file did not change, so the setter's mail version stays in force.
@@ -76,7 +85,15 @@ def test_setters_edit_their_own_sets_by_mail(tmp_path: Path, db_url: str,
     w = start_world(tmp_path, db_url, relay)
     try:
         w.send(BROWN, "conditions new", BROWN_SET + "\n-- \nEmily Brown\nSales\n")
+        ask = w.one(BROWN)
+        assert "NOT in force yet" in ask.body
+        # Someone else cannot use Brown's code, even with the right subject.
+        w.send(TAKAHASHI, f"Re: {ask.subject}", "")
+        assert "no change waits for that code" in w.one(TAKAHASHI).body
+        w.send(BROWN, f"Re: {ask.subject}", "")
         assert "Stored: brown-sales-purchases version 1" in w.one(BROWN).body
+        w.send(BROWN, f"Re: {ask.subject}", "")  # single use
+        assert "no change waits for that code" in w.one(BROWN).body
         w.send(BROWN, "conditions new", BROWN_SET)
         assert "use \"conditions replace\"" in w.one(BROWN).body
         w.send(TAKAHASHI, "conditions replace", BROWN_SET)  # not his set
@@ -100,8 +117,22 @@ def test_setters_edit_their_own_sets_by_mail(tmp_path: Path, db_url: str,
         assert any(k == "decision" and "Emily Brown's stored conditions" in d
                    for k, d in w.events(number))
         w.send(BROWN, "conditions retire brown-sales-purchases", "")
-        assert "retired" in w.one(BROWN).body
+        assert "retired" in confirm(w, BROWN).body
         w.send(BROWN, "conditions list", "")
         assert "(none)" in w.one(BROWN).body
+    finally:
+        w.app.stop()
+
+
+def test_an_unconfirmed_change_lapses(tmp_path: Path, db_url: str,
+                                      relay: CapturingRelay) -> None:
+    w = start_world(tmp_path, db_url, relay)
+    try:
+        w.send(BROWN, "conditions new", BROWN_SET)
+        ask = w.one(BROWN)
+        w.clock.advance(timedelta(hours=25))
+        w.send(BROWN, f"Re: {ask.subject}", "")
+        assert "no change waits for that code" in w.one(BROWN).body
+        assert versions(w, "brown-sales-purchases") == []
     finally:
         w.app.stop()

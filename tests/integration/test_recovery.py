@@ -24,10 +24,16 @@ from tests.integration.test_outcomes import (
     number_of,
     start_world,
 )
-from tests.support import ROOT, CapturingRelay
+from tests.support import ROOT, Captured, CapturingRelay
 
 ITO = "ito@example.com"
 SAMPLE = (ROOT / "rules" / "conditions" / "watanabe-purchase.toml").read_text()
+
+
+def confirm(w: World, who: str) -> Captured:
+    from tests.integration.test_condition_library import confirm as answer
+
+    return answer(w, who)
 
 
 def with_rules(tmp_path: Path, watanabe_extra: str = "", **files: str) -> Path:
@@ -130,7 +136,9 @@ def test_revision_arriving_in_time_reexamines_the_case(make_world: type[World],
     assert w.case(number).state == "awaiting_revision"
     w.nothing_more(CLARK)
     w.send(WATANABE, f"conditions case {number}", revised("700000"))
-    answer = w.one(WATANABE)
+    w.nothing_more(CLARK)  # not in force before Watanabe confirms from his mailbox
+    assert w.case(number).state == "awaiting_revision"
+    answer = confirm(w, WATANABE)
     assert "watanabe-sales-purchases version 1, for case" in answer.body
     assert "in_review" in answer.body
     w.one(CLARK)  # approved automatically under the revised condition: procurement next

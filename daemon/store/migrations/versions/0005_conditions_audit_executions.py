@@ -15,6 +15,22 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "condition_requests",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("setter_id", sa.String(length=64), nullable=False),
+        sa.Column("command", sa.String(length=16), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("case_number", sa.String(length=64), nullable=False),
+        sa.Column("body", sa.JSON(), nullable=False),
+        sa.Column("code_hash", sa.String(length=64), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("source", sa.String(length=500), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("code_hash"),
+    )
     audit_head = op.create_table(
         "audit_head",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -106,6 +122,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("condition_requests")
     with op.batch_alter_table("executions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_executions_case_id"))
 
