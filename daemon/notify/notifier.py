@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # Mails that answer an inbound mail: rate-limited per recipient so no loop can flood anyone.
 ANSWER_TEMPLATES = ("request_error", "reply_error", "unknown_sender", "help", "form",
-                    "command_reply")
+                    "command_reply", "conditions_confirm")
 # Every mail the workflow sends; checked at start so a missing translation stops the daemon
 # before a case needs it.
 REQUIRED_TEMPLATES = (*ANSWER_TEMPLATES, "ack", "approval_request", "decision_confirmed",
@@ -29,7 +29,7 @@ REQUIRED_TEMPLATES = (*ANSWER_TEMPLATES, "ack", "approval_request", "decision_co
                       "returned", "reject_notice", "cancelled", "notify",
                       "rejected_conditions", "reserved", "revision_request",
                       "execution_request", "execution_sent", "execution_failed",
-                      "partner_delivery", "publication_notice", "conditions_confirm")
+                      "partner_delivery", "publication_notice")
 
 
 class Notifier:
