@@ -94,7 +94,8 @@ class App:
         except ConditionSetError as exc:
             raise StartupError("condition sets are invalid", exc.errors) from None
         self.audit = AuditTrail(self.clock)
-        self.workflow.library = ConditionLibrary(self.clock, fields_of, self.audit.append)
+        self.workflow.library = ConditionLibrary(self.clock, fields_of, self.audit.append,
+                                                 self.audit.lock)
         self.workflow.factors = Factors(self.clock, self.audit)
         self.workflow.budgets = Budgets(self.clock, self.audit)
         self.executions = self._executions(fields_of)

@@ -158,6 +158,7 @@ class CaseCommands:
         got = self._corrections(s, mail, sender, case, "reapply")
         if isinstance(got, str):
             return got
+        self.wf.release_budgets(s, case, "the case was reapplied")  # the new round takes anew
         self._apply(s, case, sender, *got)
         case.round += 1
         self.wf.record(s, case, "reapplied", sender,
@@ -184,6 +185,7 @@ class CaseCommands:
         returned = s.get(CaseStep, route.get("step_id")) if route.get("step_id") else None
         if back is None or returned is None or not back.person.active:
             requester = member(s, case.requester_id) or sender
+            self.wf.release_budgets(s, case, "the route restarts after a correction")
             self.wf.route(s, case, Pos(), False, requester)
         else:
             case.state = CaseState.IN_REVIEW

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from daemon.cases.recovery import resume_after_wait
+from daemon.cases.recovery import claim_waiting, resume_after_wait
 from daemon.cases.states import CaseState
 from daemon.cases.workflow import Workflow
 from daemon.conditions.sets import ConditionSetError, build_set
@@ -121,6 +121,12 @@ class ConditionCommands:
                                f"a set named {name!r} exists; use \"conditions replace\"")
         if word == "replace" and (current is None or current.setter_id != sender.id):
             return self.refuse(s, mail, sender, word, f"you have no condition set {name!r}")
+        if case is not None:
+            theirs = [r for r in (current, lib.active(s, name, case.number))
+                      if r is not None and r.setter_id != sender.id]
+            if theirs:
+                return self.refuse(s, mail, sender, word, f"the name {name!r} belongs to "
+                                   "another approver's set; use one of your own set names")
         try:
             build_set(body, f"mail {mail.message_id}", lib.fields_of,
                       case.number if case else "")
@@ -166,6 +172,11 @@ class ConditionCommands:
         if word == "new" and current is not None:
             return self.refuse(s, mail, sender, word,
                                f"a set named {req.name!r} exists meanwhile")
+        others = [r for r in (current, lib.active(s, req.name, case_number))
+                  if r is not None and r.setter_id != sender.id]
+        if (word == "replace" and current is None) or (word in ("replace", "case") and others):
+            return self.refuse(s, mail, sender, word,
+                               f"{req.name!r} is not (or no longer) one of your sets")
         try:
             saved = lib.save(s, req.body, origin="email", source=req.source,
                              actor=sender.id, case_number=case_number)
@@ -178,7 +189,9 @@ class ConditionCommands:
         if case is not None:
             self.wf.record(s, case, "conditions revised", sender, detail=text)
             if case.state == CaseState.AWAITING_REVISION \
-                    and (case.route or {}).get("setter") == sender.id:
+                    and (case.route or {}).get("setter") == sender.id \
+                    and claim_waiting(s, case.id):
+                s.refresh(case)
                 resume_after_wait(self.wf, s, case, f"revised conditions arrived: {text}")
                 text += f"; case {case.number} examined again: now {case.state}"
         return self.reply(s, mail, sender, "ok", word, saved=text)

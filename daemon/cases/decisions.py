@@ -53,7 +53,7 @@ class Decisions:
                  reason: str, proxy_for: Member | None = None) -> None:
         wf = self.wf
         step.state = StepState.APPROVED
-        wf.charge_budgets(s, case, proxy_for or actor)
+        wf.charge_budgets(s, case, proxy_for or actor, step)
         others = self._others(s, case, step)
         if step.mode == "all" and others:
             case.state = CaseState.IN_REVIEW
@@ -103,7 +103,8 @@ class Decisions:
         business = (step.pos is not None and pos.phase < len(template.phases)
                     and template.phases[pos.phase].kind == "business")
         # A reconsideration refused ends the case: the conditions below had already failed.
-        final = business or step.kind == "reconsider"
+        # A co-approver's refusal also ends it: the conditions required their approval.
+        final = business or step.kind in ("reconsider", "coapproval")
         previous = None if final else wf.previous_approval(s, case, step.slot)
         if previous is not None:
             back_to = member(s, previous.approver_id)

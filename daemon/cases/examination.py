@@ -102,15 +102,21 @@ class Examiner:
             self.wf.record(s, case, "examined", j.approver, detail=j.exam.summary())
         if res.mode == "all":
             if failing:
-                return Recovery(self).handle(s, case, requester, nxt, template, failing[0],
-                                             resume)
-            verdict = Verdict("approved")
+                # Recovery paths act for one approver; in an all-of ask the people decide.
+                self.wf.record(s, case, "examined", None, detail="all must approve and "
+                               "stored conditions failed: every approver is asked in person")
+                return Verdict("none")
+            people = [j.approver for j in judged if j.exam is None]
+            last: Member | None = None
             for j in examined:
-                verdict = self.approve(s, case, nxt, template, j)
+                verdict = self.approve(s, case, nxt, template, j, ask_co=False)
                 if verdict.kind != "approved":
                     return verdict
-            people = [j.approver for j in judged if j.exam is None]
-            return Verdict("none", people=people) if people else verdict
+                last = verdict.last
+                people += verdict.people  # co-approvals join the same all-of ask
+            done = {j.approver.id for j in examined}
+            people = list({m.id: m for m in people if m.id not in done}.values())
+            return Verdict("none", people=people) if people else Verdict("approved", last=last)
         passing = [j for j in examined if j.exam and j.exam.passed]
         if passing:
             return self.approve(s, case, nxt, template, passing[0])
@@ -119,13 +125,14 @@ class Examiner:
         return Recovery(self).handle(s, case, requester, nxt, template, failing[0], resume)
 
     def approve(self, s: Session, case: Case, nxt: Next, template: Template, j: Judged,
-                by: Member | None = None, how: str = "") -> Verdict:
+                by: Member | None = None, how: str = "", ask_co: bool = True) -> Verdict:
         """An automatic approval in the approver's name (or a proxy's, `by`), then any
-        co-approvals the passing sets require."""
+        co-approvals the passing sets require (asked here, or returned in `people` for the
+        caller's all-of ask when `ask_co` is False)."""
         wf = self.wf
         assert nxt.pos is not None and nxt.resolution is not None and j.exam is not None
         decider = by or j.approver
-        short = wf.consume_budgets(s, case, j.sets, decider)
+        short, uses = wf.consume_budgets(s, case, j.sets, decider)
         if short:  # a concurrent approval used the budget since the examination
             from daemon.cases.recovery import Recovery
 
@@ -137,8 +144,8 @@ class Examiner:
         phase = template.phases[nxt.pos.phase]
         step = wf.new_step(s, case, j.approver, slot=wf.next_slot(s, case), mode="single",
                            phase=phase.name, step_name=phase.steps[nxt.pos.step].name,
-                           pos=nxt.pos.as_dict(), kind="automatic",
-                           resolver=nxt.resolution.resolver)
+                           pos={**nxt.pos.as_dict(), **({"uses": uses} if uses else {})},
+                           kind="automatic", resolver=nxt.resolution.resolver)
         step.state, step.decided_at, step.decided_by = (StepState.APPROVED, wf.clock.now(),
                                                          decider.id)
         whose = f"{decider.person.name}'s stored conditions" + (
@@ -148,8 +155,8 @@ class Examiner:
         required = [p for cs in j.sets for p in cs.recovery.also_required]
         people = [m for m in (member(s, pid) for pid in dict.fromkeys(required))
                   if m is not None and m.person.active and m.id != j.approver.id]
-        if not people:
-            return Verdict("approved", last=j.approver)
+        if not people or not ask_co:
+            return Verdict("approved", last=j.approver, people=people)
         slot = wf.next_slot(s, case)
         for person in people:
             co = wf.new_step(s, case, person, slot=slot, mode="all", phase=phase.name,

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import tomli_w
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from daemon.cases.examination import Examiner, Judged, Verdict, miss_lines
@@ -24,6 +25,7 @@ from daemon.directory.lookup import Member, member
 from daemon.notify.views import format_value
 from daemon.routing.engine import Next, Pos, after_approval, walk
 from daemon.routing.templates import Template
+from daemon.store.db import rowcount
 from daemon.store.models import Case
 
 AWAITING_REVISION = CaseState.AWAITING_REVISION
@@ -221,6 +223,15 @@ class Recovery:
         wf.tell_requester(s, case, "rejected_conditions", {"misses": miss_lines(j.exam)},
                           by=j.approver)
         return Verdict("rejected")
+
+
+def claim_waiting(s: Session, case_id: int) -> bool:
+    """Take a case out of its revision wait with a conditional UPDATE, so the timer and a
+    confirmed revision (or two daemons) never both resume it."""
+    return rowcount(s.execute(
+        update(Case).where(Case.id == case_id, Case.state == CaseState.AWAITING_REVISION)
+        .values(state=CaseState.IN_REVIEW)
+        .execution_options(synchronize_session=False))) == 1
 
 
 def resume_after_wait(wf: Any, s: Session, case: Case, why: str) -> list[Member]:

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from daemon.cases.calendar import add_business_days
-from daemon.cases.recovery import resume_after_wait
+from daemon.cases.recovery import claim_waiting, resume_after_wait
 from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
 from daemon.directory.lookup import Member, member, proxies_of
@@ -52,9 +52,16 @@ class Timers:
 
     def run_once(self) -> int:
         """One pass over every waiting step and case; returns how many actions were taken."""
-        done = self._revision_waits() + self._budget_periods()
+        done = 0
+        # Each duty on its own: one that fails must not stop reminders or the others.
+        duties = [self._revision_waits, self._budget_periods]
         if self.wf.publisher is not None:
-            done += self.wf.publisher.purge_expired()
+            duties.append(self.wf.publisher.purge_expired)
+        for duty in duties:
+            try:
+                done += duty()
+            except Exception:
+                log.exception("timers: %s failed; the other duties go on", duty.__name__)
         with self.store.transaction() as s:
             ids = s.scalars(select(CaseStep.id).join(Case, Case.id == CaseStep.case_id).where(
                 CaseStep.state == StepState.PENDING,
@@ -107,20 +114,24 @@ class Timers:
             until = datetime.fromisoformat(str((route or {}).get("until", now.isoformat())))
             if until > now:
                 continue
-            with self.store.transaction() as s:
-                # Claimed by a conditional UPDATE: two daemons never resume a case twice.
-                won = rowcount(s.execute(update(Case).where(
-                    Case.id == case_id, Case.state == CaseState.AWAITING_REVISION)
-                    .values(state=CaseState.IN_REVIEW)
-                    .execution_options(synchronize_session=False)))
-                case = s.get(Case, case_id)
-                if won != 1 or case is None:
-                    continue
-                s.refresh(case)
-                resume_after_wait(self.wf, s, case, "the wait for a revised condition ended "
-                                  "without one")
-                done += 1
+            try:
+                done += self._resume(case_id)
+            except Exception:
+                log.exception("timers: case %s could not be resumed after its revision wait",
+                              case_id)
         return done
+
+    def _resume(self, case_id: int) -> int:
+        with self.store.transaction() as s:
+            if not claim_waiting(s, case_id):
+                return 0
+            case = s.get(Case, case_id)
+            if case is None:
+                return 0
+            s.refresh(case)
+            resume_after_wait(self.wf, s, case, "the wait for a revised condition ended "
+                              "without one")
+            return 1
 
     def _claim(self, s: Session, step: CaseStep, column: str) -> bool:
         col = getattr(CaseStep, column)

@@ -8,6 +8,7 @@ daemon.cases.decisions; requester commands in daemon.cases.requests.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from daemon.publication.publisher import Publisher
 
 DECISION_WORDS = ("APPROVE", "REJECT", "RETURN", "HOLD")
-BUDGET_RELEASED = "budget released"  # marks an automatic approval whose amount came back
 
 
 @dataclass(frozen=True)
@@ -258,15 +258,16 @@ class Workflow:
                 or 0) + 1
 
     def consume_budgets(self, s: Session, case: Case, sets: list[ConditionSet],
-                        by: Member) -> list[Miss]:
+                        by: Member) -> tuple[list[Miss], list[dict[str, str]]]:
         """An approval by stored conditions uses up the sets' period budgets, atomically.
 
-        Returns the budget that no longer covers the amount (a concurrent approval took it
-        since the examination); whatever was taken before it is given back.
+        Returns (the budget that no longer covers the amount, as a miss: a concurrent
+        approval took it since the examination; the uses taken, to keep on the step so
+        exactly they can be given back). On a miss whatever was taken is given back.
         """
         if self.budgets is None:
-            return []
-        taken: list[tuple[ConditionSet, BudgetSpec, Decimal]] = []
+            return [], []
+        uses: list[dict[str, str]] = []
         for cs in sets:
             for spec in cs.budgets:
                 try:
@@ -276,53 +277,58 @@ class Workflow:
                 if amount is None:
                     continue
                 if self.budgets.consume(s, cs.name, spec, amount, case.number, by.id):
-                    taken.append((cs, spec, amount))
+                    uses.append(self._use(cs.name, spec, amount))
                     continue
-                for c, sp, a in taken:
-                    self.budgets.release(s, c.name, sp, a, case.number, by.id)
+                self._give_back(s, case, uses, "the approval did not go through")
                 left = self.budgets.remaining(s, cs.name, spec)
                 return [Miss(cs.name, f"{spec.name} budget", f"{spec.field}={amount:,f}",
                              f"within the {spec.period}'s remaining budget ({left:,f} of "
-                             f"{spec.limit:,f}; another approval used it meanwhile)")]
-        return []
+                             f"{spec.limit:,f}; another approval used it meanwhile)")], []
+        return [], uses
+
+    def _use(self, set_name: str, spec: BudgetSpec, amount: Decimal) -> dict[str, str]:
+        return {"set": set_name, "budget": spec.name, "period": spec.period,
+                "limit": str(spec.limit), "field": spec.field, "amount": str(amount),
+                "at": self.clock.now().isoformat()}
+
+    def _give_back(self, s: Session, case: Case, uses: list[dict[str, str]],
+                   why: str) -> None:
+        assert self.budgets is not None
+        for u in uses:
+            spec = BudgetSpec(u["budget"], Decimal(u["limit"]), u["period"], u["field"])
+            self.budgets.release(s, u["set"], spec, Decimal(u["amount"]), case.number, None,
+                                 when=datetime.fromisoformat(u["at"]))
+            self.record(s, case, "budget released", None,
+                        detail=f"{u['set']}/{u['budget']}: {Decimal(u['amount']):,f} ({why})")
 
     def release_budgets(self, s: Session, case: Case, why: str) -> None:
-        """What this round's automatic approvals consumed comes back when the case ends
-        without them counting (rejected, cancelled). Each approval is released once."""
+        """What this round's approvals consumed comes back, exactly as recorded on their
+        steps, when the case ends without them counting (rejected, cancelled, reapplied).
+        Each use is given back once."""
         if self.budgets is None:
             return
-        requester = member(s, case.requester_id)
-        if requester is None:
-            return
-        book = self.library.book(s)
-        units = self.units_of(s, requester)
         for st in s.scalars(select(CaseStep).where(
-                CaseStep.case_id == case.id, CaseStep.round == case.round,
-                CaseStep.kind == "automatic", CaseStep.decided_at.is_not(None))).all():
-            if st.reason == BUDGET_RELEASED:
+                CaseStep.case_id == case.id, CaseStep.round == case.round)).all():
+            pos = dict(st.pos or {})
+            if not pos.get("uses") or pos.get("released"):
                 continue
-            decider = st.decided_by or st.approver_id
-            for cs in book.for_approver(decider, case.case_type, requester.id, units,
-                                        case.number):
-                for spec in cs.budgets:
-                    try:
-                        amount = amount_of(spec, case.fields)
-                    except BudgetError:
-                        continue
-                    if amount:
-                        self.budgets.release(s, cs.name, spec, amount, case.number, None,
-                                             when=st.decided_at)
-                        self.record(s, case, "budget released", None,
-                                    detail=f"{cs.name}/{spec.name}: {amount:,f} ({why})")
-            st.reason = BUDGET_RELEASED
+            self._give_back(s, case, list(pos["uses"]), why)
+            st.pos = {**pos, "released": True}
 
-    def charge_budgets(self, s: Session, case: Case, approver: Member) -> None:
-        """A setter approving in person still uses up their budgets (it may go over)."""
+    def charge_budgets(self, s: Session, case: Case, approver: Member,
+                       step: CaseStep) -> None:
+        """A setter approving in person still uses up their budgets (it may go over), unless
+        this round already took the amount from that budget (e.g. their earlier automatic
+        approval, before the case was sent back to them)."""
         if self.budgets is None:
             return
         requester = member(s, case.requester_id)
         if requester is None:
             return
+        taken = {(u["set"], u["budget"]) for st in s.scalars(select(CaseStep).where(
+            CaseStep.case_id == case.id, CaseStep.round == case.round)).all()
+            if not (st.pos or {}).get("released") for u in (st.pos or {}).get("uses", [])}
+        uses = []
         for cs in self.library.book(s).for_approver(
                 approver.id, case.case_type, requester.id, self.units_of(s, requester),
                 case.number):
@@ -331,8 +337,11 @@ class Workflow:
                     amount = amount_of(spec, case.fields)
                 except BudgetError:
                     continue
-                if amount is not None:
+                if amount is not None and (cs.name, spec.name) not in taken:
                     self.budgets.charge(s, cs.name, spec, amount, case.number, approver.id)
+                    uses.append(self._use(cs.name, spec, amount))
+        if uses:
+            step.pos = {**(step.pos or {}), "uses": uses}
 
     def units_of(self, s: Session, person: Member) -> set[str]:
         """The person's unit and every unit above it: a set for a unit covers sub-units."""

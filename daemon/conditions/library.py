@@ -42,21 +42,24 @@ class Saved:
 
 class ConditionLibrary:
     def __init__(self, clock: Clock, fields_of: dict[str, set[str]],
-                 audit: Audit | None = None) -> None:
+                 audit: Audit | None = None,
+                 lock: Callable[[Session], object] | None = None) -> None:
         self.clock = clock
         self.fields_of = fields_of
         self.audit = audit
+        self.lock = lock  # serialises writers across daemons (the audit head)
         self._lock = threading.Lock()
-        self._generation: tuple[int, int] | None = None
+        self._generation: tuple[int, int, int] | None = None
         self._book = ConditionBook()
 
     # --- reading ---------------------------------------------------------------------------
 
     def book(self, s: Session) -> ConditionBook:
         """The sets in force, rebuilt only when some version was added or retired."""
-        row = s.execute(select(func.max(ConditionSetVersion.id), func.count())
+        row = s.execute(select(func.max(ConditionSetVersion.id), func.count(),
+                               func.sum(ConditionSetVersion.id))
                         .where(ConditionSetVersion.active)).one()
-        generation = (int(row[0] or 0), int(row[1]))
+        generation = (int(row[0] or 0), int(row[1]), int(row[2] or 0))
         with self._lock:
             if generation != self._generation:
                 rows = s.scalars(select(ConditionSetVersion).where(ConditionSetVersion.active)
@@ -88,6 +91,8 @@ class ConditionLibrary:
              actor: str | None, case_number: str = "") -> Saved:
         """Validate and store a new version; raises ConditionSetError with readable lines."""
         cs = build_set(body, source, self.fields_of, case_number)
+        if self.lock is not None:
+            self.lock(s)
         current = self.active(s, cs.name, case_number)
         last = s.scalar(select(func.max(ConditionSetVersion.version)).where(
             ConditionSetVersion.name == cs.name,
@@ -108,6 +113,8 @@ class ConditionLibrary:
 
     def retire(self, s: Session, name: str, *, actor: str | None, source: str,
                case_number: str = "") -> bool:
+        if self.lock is not None:
+            self.lock(s)
         current = self.active(s, name, case_number)
         if current is None:
             return False
@@ -139,6 +146,8 @@ class ConditionLibrary:
             bodies[cs.name] = (body, str(path))
         if errors:
             raise ConditionSetError(errors)
+        if self.lock is not None:
+            self.lock(s)  # two daemons starting together import each change once
         changes = []
         for name, (body, where) in bodies.items():
             seen = s.scalar(select(ConditionSetVersion.id).where(

@@ -7,6 +7,7 @@ the conditions themselves so each stays small; errors come back as lines, never 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,8 +103,10 @@ def parse_recovery(body: dict[str, Any], source: str, known: set[str],
     if "proxy" in order and proxy is None:
         errors.append(f"{source}: on_failure has \"proxy\" but no proxy = \"person-id\"")
     wait = body.get("revise_wait_hours", 24)
-    if not isinstance(wait, (int, float)) or isinstance(wait, bool) or wait <= 0:
-        errors.append(f"{source}: revise_wait_hours must be a positive number of hours")
+    if not isinstance(wait, (int, float)) or isinstance(wait, bool) \
+            or not math.isfinite(wait) or not 0 < wait <= 24 * 366:
+        errors.append(f"{source}: revise_wait_hours must be a number of hours, more than 0 "
+                      "and at most a year")
         wait = 24
     hold = _expr(body["hold_range"], f"{source}: hold_range", known, errors) \
         if "hold_range" in body else None

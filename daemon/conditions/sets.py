@@ -113,6 +113,17 @@ def _strings(value: Any) -> frozenset[str] | None:
 
 def build_set(body: dict[str, Any], source: str, fields_of: dict[str, set[str]],
               case_number: str = "", version: int = 0) -> ConditionSet:
+    """Validate a set; every problem comes back in one ConditionSetError, never a crash."""
+    try:
+        return _build_set(body, source, fields_of, case_number, version)
+    except (TypeError, AttributeError, ValueError) as exc:  # a value of the wrong shape
+        raise ConditionSetError([f"{source}: a value has the wrong type or shape ({exc}); "
+                                 "compare with rules/conditions/watanabe-purchase.toml"]) \
+            from None
+
+
+def _build_set(body: dict[str, Any], source: str, fields_of: dict[str, set[str]],
+               case_number: str, version: int) -> ConditionSet:
     errors: list[str] = []
 
     def err(where: str, msg: str) -> None:

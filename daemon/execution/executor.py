@@ -52,9 +52,10 @@ class Executions:
                 CaseStep.case_id == case.id, CaseStep.round == case.round,
                 CaseStep.kind == "automatic", CaseStep.state == StepState.APPROVED)
                 .order_by(CaseStep.seq)):
+            # The sets that approved: a proxy's own, when a proxy approved by them.
             names += [cs.name for cs in book.for_approver(
-                step.approver_id, case.case_type, case.requester_id, units, case.number)
-                if cs.execute]
+                step.decided_by or step.approver_id, case.case_type, case.requester_id,
+                units, case.number) if cs.execute]
         return list(dict.fromkeys(names))
 
     def on_approved(self, s: Session, case: Case) -> Execution:

@@ -24,13 +24,19 @@ from sqlalchemy import select
 from daemon.clock import Clock
 from daemon.publication.archive import Document, build_archive, new_password
 from daemon.publication.envelope import wrap_password
-from daemon.publication.folders import FolderError, ensure_folder, publish
+from daemon.publication.folders import (
+    FolderError,
+    FolderUnavailable,
+    ensure_folder,
+    publish,
+    seal,
+)
 from daemon.publication.publisher import QUEUE, Publisher, clear_staging, folder_rule
-from daemon.publication.stamp import StampKey
+from daemon.publication.stamp import StampError, StampKey
 from daemon.store.db import Store
 from daemon.store.models import Attachment, Case
 from daemon.store.publication_models import Delivery, Stamp
-from daemon.workqueue.queue import Claimed, PermanentError, WorkQueue
+from daemon.workqueue.queue import Claimed, PermanentError, TemporaryError, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +50,18 @@ def sha256_file(path: Path) -> str:
 
 
 def archive_names(filenames: list[str]) -> list[str]:
-    """Unique, plain names inside the archive (no folders, no leading dots)."""
-    seen: set[str] = set()
+    """Unique, plain names inside the archive (no folders, no leading dots), unique also
+    where the partner's file system ignores case; "stamps" is the signatures' folder."""
+    seen: set[str] = {"stamps"}
     out = []
     for raw in filenames:
         base = os.path.basename(raw.replace("\\", "/")).lstrip(".") or "document"
         name, n = base, 1
-        while name in seen:
+        while name.casefold() in seen:
             n += 1
             stem, dot, ext = base.rpartition(".")
             name = f"{stem}-{n}.{ext}" if dot and stem else f"{base}-{n}"
-        seen.add(name)
+        seen.add(name.casefold())
         out.append(name)
     return out
 
@@ -77,7 +84,12 @@ class DeliveryBuilder:
         (a dead letter can still be retried with `ringi queue retry`)."""
         try:
             self._process(item)
-        except PermanentError:
+        except (PermanentError, TemporaryError) as exc:
+            if isinstance(exc, TemporaryError):
+                with self.store.transaction() as s:
+                    last = item.attempts >= self.queue.max_attempts(s, item)
+                if last:
+                    self._failed(item, f"gave up after {item.attempts} attempts: {exc}")
             raise
         except Exception as exc:
             with self.store.transaction() as s:
@@ -96,6 +108,21 @@ class DeliveryBuilder:
             p = self.publisher.partners.by_id(s, d.partner_id)
             if case is None or p is None:
                 raise PermanentError(f"delivery {item.ref_id}: case or partner is gone")
+            reason = self.publisher.refusal(s, case, p, p.name)
+            if reason is not None:  # the partner's conditions changed since it was queued
+                d.state, d.detail = "refused", {**(d.detail or {}), "reason": reason}
+                self.publisher.wf.record(s, case, "publication refused", None,
+                                         detail=f"{p.name}: {reason}")
+                self.publisher._tell(s, case, "refused", p.title, reason)
+                self.queue.complete(s, item)
+                return
+            try:  # a document not stamped with the key in force (e.g. the key changed)
+                self.publisher.stamper.stamp_case(s, case, None, lambda detail: (
+                    self.publisher.wf.record(s, case, "stamped", None, detail=detail)))
+            except StampError as exc:
+                stamp_problem: str | None = str(exc)
+            else:
+                stamp_problem = None
             docs = list(s.scalars(select(Attachment).where(Attachment.case_id == case.id)
                                   .order_by(Attachment.id)))
             stamps = {st.attachment_id: st for st in s.scalars(select(Stamp).where(
@@ -103,14 +130,21 @@ class DeliveryBuilder:
             d.state, d.updated_at = "building", self.clock.now()
             d.total_bytes = sum(a.size for a in docs)
             name, number, title = d.name, case.number, case.title
-        rule = folder_rule(p)
+            folder = d.folder
+        if stamp_problem is not None:
+            self._failed(item, f"the documents cannot be stamped: {stamp_problem}")
+            raise PermanentError(stamp_problem)
+        rule = folder_rule(p, folder)
         try:
             ensure_folder(rule)
+        except FolderUnavailable as exc:
+            raise TemporaryError(str(exc)) from None  # retried with back-off
         except (FolderError, OSError) as exc:
             self._failed(item, f"the receiving folder cannot be used: {exc}")
             raise PermanentError(str(exc)) from None
         final = rule.path / name
         if os.path.lexists(final):  # published, but a crash lost the commit: finish it
+            seal(final, rule)  # in case the crash came before its modes were set
             manifest = json.loads((final / "manifest.json").read_text(encoding="utf-8"))
             self._published(item, item.ref_id, len(manifest["volumes"]), {
                 "partner": p.title, "folder": str(rule.path), "delivery": name,
@@ -184,6 +218,8 @@ class DeliveryBuilder:
                "stamp_fingerprint": self.key.fingerprint, "number": number, "title": title}
         readme = self.publisher.wf.notifier.templates.render("partner_delivery", p.locale, ctx)
         (staging / "README.txt").write_text(readme.body, encoding="utf-8")
+        if not self.queue.extend(item):
+            raise TemporaryError("the work item is no longer ours (lease lost); not publishing")
         try:
             publish(staging, rule, name)
         except (FolderError, OSError) as exc:
@@ -222,8 +258,8 @@ class DeliveryBuilder:
             d = s.get(Delivery, item.ref_id)
             case = s.get(Case, d.case_id) if d else None
             p = self.publisher.partners.by_id(s, d.partner_id) if d else None
-            if d is None or case is None:
-                return
+            if d is None or case is None or d.state == "published":
+                return  # never undo a publication another attempt completed
             d.state, d.updated_at = "failed", self.clock.now()
             d.detail = {**(d.detail or {}), "reason": reason}
             self.publisher.wf.record(s, case, "publication failed", None, detail=reason)

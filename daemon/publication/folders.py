@@ -22,6 +22,10 @@ class FolderError(Exception):
     """Why a receiving folder cannot be used (said to the administrator as it is)."""
 
 
+class FolderUnavailable(FolderError):
+    """The share is not there right now (not mounted, I/O error): worth retrying later."""
+
+
 @dataclass(frozen=True)
 class FolderRule:
     path: Path
@@ -53,8 +57,9 @@ def gid_of(group: str) -> int:
 
 
 def _no_symlinks_on_the_way(path: Path) -> None:
+    path = path.absolute()  # a relative folder is relative to the working directory
     current = Path(path.anchor)
-    for part in path.absolute().parts[1:]:
+    for part in path.parts[1:]:
         current = current / part
         try:
             if stat.S_ISLNK(os.lstat(current).st_mode):
@@ -87,7 +92,8 @@ def ensure_folder(rule: FolderRule) -> None:
     """Create a missing receiving folder as configured (first delivery on a new share);
     an existing one is only checked, never changed."""
     if not os.path.lexists(rule.path):
-        rule.path.parent.mkdir(parents=True, exist_ok=True)
+        if not rule.path.absolute().parent.is_dir():  # the share itself is missing
+            raise FolderUnavailable(f"{rule.path.parent} is not there (share not mounted?)")
         os.mkdir(rule.path, 0o700)
         os.chown(rule.path, uid_of(rule.owner), gid_of(rule.group))
         os.chmod(rule.path, rule.mode)
@@ -159,19 +165,20 @@ def publish(staging: Path, rule: FolderRule, name: str) -> Path:
         else:
             # Copied into a private folder (0700 until complete), then renamed into place.
             hidden = f".ringi-partial-{name}"
+            remove_delivery(rule, hidden)  # left by a crash during an earlier attempt
             tmp = rule.path / hidden
             os.mkdir(tmp, 0o700)
             shutil.copytree(staging, tmp, symlinks=True, dirs_exist_ok=True)
             os.chmod(tmp, 0o700)
-            seal(tmp, rule)  # owners are not copied: give them again
-            os.chmod(tmp, 0o700)
+            seal(tmp, rule)  # owners are not copied: give them again (the folder too)
             _fsync_tree(tmp)
             os.rename(hidden, name, src_dir_fd=fd, dst_dir_fd=fd)
-            os.chmod(rule.path / name, rule.mode & 0o750)
-            shutil.rmtree(staging)
-        os.fsync(fd)
     finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    shutil.rmtree(staging, ignore_errors=True)  # published: leftovers only cost disk
     return rule.path / name
 
 
@@ -180,6 +187,8 @@ def remove_delivery(rule: FolderRule, name: str) -> bool:
 
     Returns False when nothing was there.
     """
+    if not name or "/" in name or name in (".", ".."):
+        raise FolderError(f"bad delivery name {name!r}")
     _no_symlinks_on_the_way(rule.path)
     path = rule.path / name
     try:

@@ -35,8 +35,11 @@ log = logging.getLogger(__name__)
 QUEUE = "publication"
 
 
-def folder_rule(p: PartnerView) -> FolderRule:
-    return FolderRule(Path(p.folder), p.folder_owner, p.folder_group, p.folder_mode)
+def folder_rule(p: PartnerView, folder: str = "") -> FolderRule:
+    """The partner's folder rule; `folder` is where an existing delivery went (it stays
+    there even if the partner's folder is changed later)."""
+    return FolderRule(Path(folder or p.folder).absolute(), p.folder_owner, p.folder_group,
+                      p.folder_mode)
 
 
 class Publisher:
@@ -102,7 +105,8 @@ class Publisher:
             self._tell(s, case, "refused", name, reason)
             return None
         d = Delivery(case_id=case.id, partner_id=p.id, name="", state="queued",
-                     created_at=now, updated_at=now, detail={})
+                     folder=str(Path(p.folder).absolute()), created_at=now, updated_at=now,
+                     detail={})
         if reason is not None:
             d.state, d.detail = "refused", {"reason": reason}
             s.add(d)
@@ -153,7 +157,7 @@ class Publisher:
                 if p is None or case is None:
                     continue
                 try:
-                    removed = remove_delivery_folder(p, d.name)
+                    removed = remove_delivery(folder_rule(p, d.folder), d.name)
                 except (OSError, FolderError) as exc:
                     log.error("purge of delivery %s failed: %s", d.name, exc)
                     continue
@@ -167,10 +171,6 @@ class Publisher:
                                           {"partner": p.name, "case": case.number})
                 done += 1
         return done
-
-
-def remove_delivery_folder(p: PartnerView, name: str) -> bool:
-    return remove_delivery(folder_rule(p), name)
 
 
 def clear_staging(path: Path) -> None:

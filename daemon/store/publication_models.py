@@ -88,6 +88,7 @@ class Delivery(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))  # the delivery folder's name
+    folder: Mapped[str] = mapped_column(String(500), default="")  # where it goes (absolute)
     # queued, building, published, refused, failed, purged
     state: Mapped[str] = mapped_column(String(20))
     total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)

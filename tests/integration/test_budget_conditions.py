@@ -166,3 +166,28 @@ def test_budget_comes_back_when_the_case_is_rejected_or_cancelled(world: World) 
     released = [d for k, d in w.events(first) if k == "budget released"]
     assert len(released) == 1 and "180,000.00" in released[0]
     assert ("budget released", "budget watanabe-sales-purchases/monthly") in audit(w)
+
+
+def test_reapplying_gives_the_earlier_round_back(world: World) -> None:
+    from tests.integration.test_conditions import CLARK
+
+    w = world
+    number = up_to_watanabe(w, "180,000")
+    assert consumed(w) == Decimal("180000.00")
+    w.reply(w.one(CLARK), CLARK, "return\nAttach the quotation")
+    wait_until(lambda: w.case(number).state == "returned", what="returned")
+    w.send(SMITH, f"reapply {number}", "")
+    wait_until(lambda: w.case(number).round == 2, what="round 2")
+    assert consumed(w) == Decimal(0)  # the new round takes its own when approved again
+
+
+def test_a_case_set_cannot_take_another_setters_name(world: World) -> None:
+    from tests.integration.test_outcomes import BROWN
+
+    w = world
+    number = up_to_watanabe(w, "180,000")  # Brown was asked on this case
+    w.send(BROWN, f"conditions case {number}", 'name = "watanabe-sales-purchases"\n'
+           'subjects = { case_types = ["purchase"] }\n[[conditions]]\nname = "x"\n'
+           'expr = "case.amount > 0"\n')
+    assert "belongs to another approver's set" in w.relay.wait_for(BROWN, w.seen.get(
+        BROWN, 0) + 1)[-1].body

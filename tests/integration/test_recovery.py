@@ -24,7 +24,7 @@ from tests.integration.test_outcomes import (
     number_of,
     start_world,
 )
-from tests.support import ROOT, Captured, CapturingRelay
+from tests.support import ROOT, Captured, CapturingRelay, wait_until
 
 ITO = "ito@example.com"
 SAMPLE = (ROOT / "rules" / "conditions" / "watanabe-purchase.toml").read_text()
@@ -318,3 +318,50 @@ name = "both"
         assert len(auto) == 2
     finally:
         w.app.stop()
+
+
+def test_coapprovals_in_an_all_of_ask_and_a_coapprovers_refusal(
+        tmp_path: Path, db_url: str, relay: CapturingRelay) -> None:
+    """All of [Watanabe, Brown]: Watanabe's conditions hold but require Ito as well, so
+    Brown and Ito are asked together and both must approve. A co-approver's refusal in an
+    ordinary ask ends the case rather than going back to the setter."""
+    from tests.integration.test_outcomes import custom_rules
+
+    rules = custom_rules(tmp_path, "purchase.toml", """
+name = "purchase"
+case_types = ["purchase"]
+[[phases]]
+name = "both"
+  [[phases.steps]]
+  name = "both"
+  resolver = "fixed"
+  people = ["watanabe", "brown"]
+  mode = "all"
+""")
+    path = rules / "conditions" / "watanabe-purchase.toml"
+    path.write_text(path.read_text().replace("execute = true", 'execute = true\n'
+                                             'also_required = ["ito"]'))
+    w = start_world(tmp_path, db_url, relay, rules=rules, paths={"rules": str(rules)})
+    try:
+        w.send(SMITH, "Purchase", purchase("180,000"))
+        number = number_of(w.one(SMITH))
+        to_brown, to_ito = w.one(BROWN), w.one(ITO)
+        w.nothing_more(WATANABE)
+        w.reply(to_ito, ITO, "承認")
+        w.new(ITO)
+        assert w.case(number).state == "in_review"  # Brown is still to approve
+        w.reply(to_brown, BROWN, "approve")
+        w.new(BROWN)
+        wait_until(lambda: w.case(number).state == "approved", what="approved")
+    finally:
+        w.app.stop()
+
+
+def test_a_coapprovers_refusal_ends_the_case(make_world: type[World],
+                                             tmp_path: Path) -> None:
+    w = make_world(with_rules(tmp_path, 'also_required = ["ito"]\n'))  # type: ignore[call-arg]
+    number = up_to_watanabe(w, "180,000")
+    w.reply(w.one(ITO), ITO, "reject\nNot in this budget year")
+    w.new(ITO)
+    wait_until(lambda: w.case(number).state == "rejected", what="rejected")
+    w.nothing_more(WATANABE, CLARK)

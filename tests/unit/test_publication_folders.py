@@ -12,6 +12,7 @@ import pytest
 from daemon.publication.folders import (
     FolderError,
     FolderRule,
+    FolderUnavailable,
     check_folder,
     ensure_folder,
     publish,
@@ -135,6 +136,9 @@ def test_concurrent_reader_never_sees_a_partial_delivery(tmp_path: Path) -> None
 
 def test_missing_folder_is_created_as_configured(tmp_path: Path) -> None:
     rule = FolderRule(tmp_path / "new" / "partner", str(OTHER_UID), str(OTHER_GID), 0o750)
+    with pytest.raises(FolderUnavailable, match="share not mounted"):
+        ensure_folder(rule)  # the share itself is missing: never build a fake one
+    (tmp_path / "new").mkdir()
     ensure_folder(rule)
     st = os.lstat(rule.path)
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (OTHER_UID, OTHER_GID, 0o750)

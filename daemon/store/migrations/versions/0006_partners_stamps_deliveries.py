@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("case_id", sa.Integer(), nullable=False),
         sa.Column("partner_id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("folder", sa.String(length=500), nullable=False),
         sa.Column("state", sa.String(length=20), nullable=False),
         sa.Column("total_bytes", sa.BigInteger(), nullable=False),
         sa.Column("done_bytes", sa.BigInteger(), nullable=False),
