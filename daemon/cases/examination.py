@@ -68,6 +68,13 @@ class Examiner:
     def __init__(self, workflow: Workflow) -> None:
         self.wf = workflow
 
+    def maps(self, s: Session, cs: ConditionSet) -> dict[str, dict[str, Any]]:
+        """The external values and this set's remaining budgets, as expressions see them."""
+        budgets = self.wf.budgets
+        return {"factor": self.wf.factors.all(s) if self.wf.factors is not None else {},
+                "budget": {b.name: budgets.remaining(s, cs.name, b) for b in cs.budgets}
+                if budgets is not None else {}}
+
     def judge(self, s: Session, case: Case, requester: Member, approver: Member,
               fields: dict[str, Any] | None = None) -> Judged:
         book = self.wf.library.book(s)

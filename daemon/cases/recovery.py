@@ -69,15 +69,17 @@ class Recovery:
         notes: list[str] = []
         for miss in j.exam.missed:
             cs = next(c for c in j.sets if c.name == miss.set_name)
+            maps = self.ex.maps(s, cs)
             rule = next((r for r in cs.recovery.reservations if r.condition == miss.condition
                          and (r.when is None or evaluate(r.when, facts.fields, facts.kinds,
-                                                         facts.context).value is True)), None)
+                                                         facts.context, maps).value is True)),
+                        None)
             if rule is None:
                 self.wf.record(s, case, "reservation", None,
                                detail=f"not possible: no reservation covers {miss.condition}")
                 return None
             for fname, expr in rule.changes:
-                value, problem = compute(expr, facts.fields, facts.kinds, facts.context)
+                value, problem = compute(expr, facts.fields, facts.kinds, facts.context, maps)
                 if problem is not None:
                     self.wf.record(s, case, "reservation", None,
                                    detail=f"not possible: {fname}: {problem}")
@@ -165,7 +167,8 @@ class Recovery:
                                             case.number):
                     rng = hs.recovery.hold_range
                     if rng is not None and evaluate(rng, facts.fields, facts.kinds,
-                                                    facts.context).value is True:
+                                                    facts.context,
+                                                    self.ex.maps(s, hs)).value is True:
                         return self._put_on_hold(s, case, template, ahead, higher, hs.name, j)
             start, inside = after_approval(template, ahead.pos)
             last = ahead.resolution.approvers[-1] if ahead.resolution.approvers else last
