@@ -196,6 +196,7 @@ class Workflow:
             step_def = template.phases[nxt.pos.phase].steps[nxt.pos.step]
             if step_def.action in SYSTEM_ACTIONS:
                 # Stamp (and publish): the route goes on only once every document is stamped.
+                case.route = nxt.pos.as_dict()  # where `ringi case resume` starts again
                 if self.publisher is None or not self.publisher.at_step(s, case, step_def,
                                                                          last_actor):
                     return []

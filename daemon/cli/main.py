@@ -180,6 +180,39 @@ def case_route(ctx: click.Context, number: str, action: str, person: str | None,
     app.outbox_runner.drain()
 
 
+@case.command("resume")
+@click.argument("number")
+@click.option("--by", default="admin", show_default=True, help="who resumes it (history)")
+@click.pass_context
+def case_resume(ctx: click.Context, number: str, by: str) -> None:
+    """Continue a suspended case from where it stopped, once the cause is fixed (e.g. a
+    document that could not be stamped was restored, or an administrator now exists)."""
+    from sqlalchemy import select
+
+    from daemon.cases.states import CaseState
+    from daemon.directory.lookup import member
+    from daemon.routing.engine import Pos
+    from daemon.store.models import Case
+
+    app = _app(ctx)
+    with app.store.transaction() as s:
+        found = s.scalar(select(Case).where(Case.number == number))
+        if found is None or found.state != CaseState.SUSPENDED:
+            click.echo(f"ringi: no case {number}" if found is None
+                       else f"ringi: {number} is {found.state}, not suspended", err=True)
+            sys.exit(1)
+        actor = member(s, by)
+        found.state = CaseState.IN_REVIEW
+        app.workflow.record(s, found, "resumed", actor, detail="resumed by command")
+        last = app.workflow.previous_actor(s, found, app.workflow.next_slot(s, found))
+        asked = app.workflow.route(s, found, Pos.of(found.route), False,
+                                   last or actor or member(s, found.requester_id))
+        state = found.state
+    click.echo(f"{number}: resumed; now {state}"
+               + (f", asked: {', '.join(m.id for m in asked)}" if asked else ""))
+    app.outbox_runner.drain()
+
+
 @cli.command()
 @click.pass_context
 def status(ctx: click.Context) -> None:

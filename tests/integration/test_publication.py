@@ -279,13 +279,29 @@ name = "stamp"
         broken = new_case(w, TANAKA, known)
         import hashlib
 
-        w.app.workflow.blobs.path_for(hashlib.sha256(b"%PDF soon gone").hexdigest()).unlink()
+        blob = w.app.workflow.blobs.path_for(hashlib.sha256(b"%PDF soon gone").hexdigest())
+        blob.unlink()
         w.reply(w.one(SUZUKI), SUZUKI, "承認")
         wait_until(lambda: w.case(broken).state == "suspended", what="suspended")
         assert "stamped" not in [k for k, _ in w.events(broken)]
         assert any("gone.pdf" in d for k, d in w.events(broken) if k == "suspended")
         assert any("Stamping failed" in m.subject or "電子印を押せません" in m.subject
                    for m in w.relay.wait_for(ADMIN, 1))
+        # Once the document is restored, the administrator resumes the case where it stopped.
+        from click.testing import CliRunner
+
+        from daemon.cli.main import cli
+        from tests.integration.test_operations import write_config
+
+        blob.write_bytes(b"%PDF soon gone")
+        out = CliRunner().invoke(cli, ["--config", str(write_config(w.app.cfg, tmp_path)),
+                                       "case", "resume", broken])
+        assert out.exit_code == 0, out.output
+        assert f"{broken}: resumed; now approved" in out.output
+        assert "stamped" in [k for k, _ in w.events(broken)]
+        again = CliRunner().invoke(cli, ["--config", str(write_config(w.app.cfg, tmp_path)),
+                                         "case", "resume", broken])
+        assert again.exit_code == 1 and "not suspended" in again.output
     finally:
         w.app.stop()
 
