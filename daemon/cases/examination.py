@@ -68,10 +68,13 @@ class Examiner:
     def __init__(self, workflow: Workflow) -> None:
         self.wf = workflow
 
+    def factors(self, s: Session) -> dict[str, Any]:
+        return self.wf.factors.all(s) if self.wf.factors is not None else {}
+
     def maps(self, s: Session, cs: ConditionSet) -> dict[str, dict[str, Any]]:
         """The external values and this set's remaining budgets, as expressions see them."""
         budgets = self.wf.budgets
-        return {"factor": self.wf.factors.all(s) if self.wf.factors is not None else {},
+        return {"factor": self.factors(s),
                 "budget": {b.name: budgets.remaining(s, cs.name, b) for b in cs.budgets}
                 if budgets is not None else {}}
 
@@ -85,12 +88,11 @@ class Examiner:
         if not sets:
             return Judged(approver, [], None)
         facts = self.wf.facts(s, case)
-        factors = self.wf.factors.all(s) if self.wf.factors is not None else {}
         budgets = self.wf.budgets
         return Judged(approver, sets, examine(
             sets, fields if fields is not None else facts.fields, facts.kinds, facts.context,
-            factors, (lambda cs, spec: budgets.remaining(s, cs.name, spec)) if budgets
-            else None))
+            self.factors(s), (lambda cs, spec: budgets.remaining(s, cs.name, spec))
+            if budgets else None))
 
     def at_step(self, s: Session, case: Case, requester: Member, nxt: Next,
                 template: Template, resume: int = 0) -> Verdict:

@@ -22,7 +22,7 @@ from daemon.cases.numbering import next_number
 from daemon.cases.states import CaseState, StepState
 from daemon.clock import Clock
 from daemon.conditions.budgets import BudgetError, Budgets, BudgetSpec, amount_of
-from daemon.conditions.examine import Miss
+from daemon.conditions.examine import Miss, budget_miss
 from daemon.conditions.factors import Factors
 from daemon.conditions.library import ConditionLibrary
 from daemon.conditions.sets import ConditionBook, ConditionSet
@@ -282,9 +282,8 @@ class Workflow:
                     continue
                 self._give_back(s, case, uses, "the approval did not go through")
                 left = self.budgets.remaining(s, cs.name, spec)
-                return [Miss(cs.name, f"{spec.name} budget", f"{spec.field}={amount:,f}",
-                             f"within the {spec.period}'s remaining budget ({left:,f} of "
-                             f"{spec.limit:,f}; another approval used it meanwhile)")], []
+                return [budget_miss(cs.name, spec, amount, left,
+                                    "another approval used it meanwhile")], []
         return [], uses
 
     def _use(self, set_name: str, spec: BudgetSpec, amount: Decimal) -> dict[str, str]:

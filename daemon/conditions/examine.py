@@ -56,6 +56,14 @@ class Examination:
 Remaining = Callable[[ConditionSet, BudgetSpec], Decimal]
 
 
+def budget_miss(set_name: str, spec: BudgetSpec, amount: Decimal, left: Decimal,
+                why: str = "") -> Miss:
+    """The amount does not fit in what is left of the period (examination or consumption)."""
+    return Miss(set_name, f"{spec.name} budget", f"{spec.field}={amount:,f}",
+                f"within the {spec.period}'s remaining budget ({left:,f} of {spec.limit:,f}"
+                + (f"; {why}" if why else "") + ")")
+
+
 def examine(sets: list[ConditionSet], fields: dict[str, Any], kinds: dict[str, str],
             context: dict[str, Any], factors: dict[str, Any] | None = None,
             remaining: Remaining | None = None) -> Examination:
@@ -79,10 +87,7 @@ def examine(sets: list[ConditionSet], fields: dict[str, Any], kinds: dict[str, s
             elif amount <= left[spec.name]:
                 result.held.append(label)
             else:
-                result.missed.append(Miss(
-                    cs.name, f"{spec.name} budget", f"{spec.field}={amount:,f}",
-                    f"within the {spec.period}'s remaining budget ({left[spec.name]:,f} of "
-                    f"{spec.limit:,f})"))
+                result.missed.append(budget_miss(cs.name, spec, amount, left[spec.name]))
                 result.contact = result.contact or cs.contact_on_failure
         for cond in cs.conditions:
             out = evaluate(cond.expr, fields, kinds, context, maps)

@@ -11,7 +11,6 @@ lease is renewed as it goes, so a long build is never taken over by another daem
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import os
@@ -32,21 +31,13 @@ from daemon.publication.folders import (
     seal,
 )
 from daemon.publication.publisher import QUEUE, Publisher, clear_staging, folder_rule
-from daemon.publication.stamp import StampError, StampKey
+from daemon.publication.stamp import StampError, StampKey, sha256_file
 from daemon.store.db import Store
 from daemon.store.models import Attachment, Case
 from daemon.store.publication_models import Delivery, Stamp
 from daemon.workqueue.queue import Claimed, PermanentError, TemporaryError, WorkQueue
 
 log = logging.getLogger(__name__)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def archive_names(filenames: list[str]) -> list[str]:
@@ -113,7 +104,7 @@ class DeliveryBuilder:
                 d.state, d.detail = "refused", {**(d.detail or {}), "reason": reason}
                 self.publisher.wf.record(s, case, "publication refused", None,
                                          detail=f"{p.name}: {reason}")
-                self.publisher._tell(s, case, "refused", p.title, reason)
+                self.publisher.tell(s, case, "refused", p.title, reason)
                 self.queue.complete(s, item)
                 return
             try:  # a document not stamped with the key in force (e.g. the key changed)
@@ -201,7 +192,7 @@ class DeliveryBuilder:
             "delivery": name, "created_at": now.isoformat(),
             "expires_at": (now + timedelta(days=p.retention_days)).isoformat(),
             "documents": listing,
-            "volumes": [{"name": v.name, "size": v.stat().st_size, "sha256": sha256_file(v)}
+            "volumes": [{"name": v.name, "size": v.stat().st_size, "sha256": sha256_file(v).hex()}
                         for v in result.volumes],
             "password_file": "password.bin", "password_wrapping": "RSA-OAEP SHA-256",
             "partner_key_fingerprint": p.fingerprint,
@@ -263,4 +254,4 @@ class DeliveryBuilder:
             d.state, d.updated_at = "failed", self.clock.now()
             d.detail = {**(d.detail or {}), "reason": reason}
             self.publisher.wf.record(s, case, "publication failed", None, detail=reason)
-            self.publisher._tell(s, case, "failed", p.title if p else "?", reason)
+            self.publisher.tell(s, case, "failed", p.title if p else "?", reason)

@@ -102,7 +102,7 @@ class Publisher:
         if p is None:  # nothing to hang a delivery row on; the history says it all
             assert reason is not None
             wf.record(s, case, "publication refused", None, detail=reason)
-            self._tell(s, case, "refused", name, reason)
+            self.tell(s, case, "refused", name, reason)
             return None
         d = Delivery(case_id=case.id, partner_id=p.id, name="", state="queued",
                      folder=str(Path(p.folder).absolute()), created_at=now, updated_at=now,
@@ -112,7 +112,7 @@ class Publisher:
             s.add(d)
             s.flush()
             wf.record(s, case, "publication refused", None, detail=f"{p.name}: {reason}")
-            self._tell(s, case, "refused", p.title, reason)
+            self.tell(s, case, "refused", p.title, reason)
             return d
         s.add(d)
         s.flush()
@@ -124,7 +124,7 @@ class Publisher:
 
     # --- notices ---------------------------------------------------------------------------
 
-    def _tell(self, s: Session, case: Case, outcome: str, partner: str, reason: str) -> None:
+    def tell(self, s: Session, case: Case, outcome: str, partner: str, reason: str) -> None:
         """The requester and the administrator hear about refusals and failures."""
         ctx = {"outcome": outcome, "partner": partner, "reason": reason}
         self.wf.tell_requester(s, case, "publication_notice", ctx)
