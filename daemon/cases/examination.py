@@ -4,8 +4,11 @@ An ask whose approvers stated no conditions goes to the people by mail. Otherwis
 - one approver, or "any" of several: the first whose conditions all hold approves
   automatically in their name; if none holds and someone has no conditions, the people are
   asked; if all fail, the failure is handled (see daemon.cases.recovery);
-- "all": a failure by anyone is handled; those whose conditions hold approve
-  automatically; anyone without conditions is still asked in person.
+- "all": each failing approver's recovery paths are tried first (a rejection, a wait or a
+  hold stops the whole ask; a reservation changes the content and everyone is examined
+  again; "contact me" puts that approver among the people asked in person, told what
+  failed); then those whose conditions hold approve automatically; anyone without
+  conditions is asked in person together with them.
 Automatic approvals are provisional while the route walks on: a failure further up the
 chain cancels them (SPEC 6: "a failure anywhere cancels the provisional approval").
 """
@@ -43,6 +46,7 @@ class Verdict:
     last: Member | None = None
     asked: list[Member] = field(default_factory=list)
     people: list[Member] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)  # approver id -> what failed
 
 
 @dataclass
@@ -95,7 +99,7 @@ class Examiner:
             if budgets else None))
 
     def at_step(self, s: Session, case: Case, requester: Member, nxt: Next,
-                template: Template, resume: int = 0) -> Verdict:
+                template: Template, resume: int = 0, depth: int = 0) -> Verdict:
         from daemon.cases.recovery import Recovery
 
         res = nxt.resolution
@@ -110,28 +114,52 @@ class Examiner:
             assert j.exam is not None
             self.wf.record(s, case, "examined", j.approver, detail=j.exam.summary())
         if res.mode == "all":
-            if failing:
-                # Recovery paths act for one approver; in an all-of ask the people decide.
-                self.wf.record(s, case, "examined", None, detail="all must approve and "
-                               "stored conditions failed: every approver is asked in person")
-                return Verdict("none")
-            people = [j.approver for j in judged if j.exam is None]
-            last: Member | None = None
-            for j in examined:
-                verdict = self.approve(s, case, nxt, template, j, ask_co=False)
-                if verdict.kind != "approved":
-                    return verdict
-                last = verdict.last
-                people += verdict.people  # co-approvals join the same all-of ask
-            done = {j.approver.id for j in examined}
-            people = list({m.id: m for m in people if m.id not in done}.values())
-            return Verdict("none", people=people) if people else Verdict("approved", last=last)
+            return self._all_of(s, case, requester, nxt, template, judged, resume, depth)
         passing = [j for j in examined if j.exam and j.exam.passed]
         if passing:
             return self.approve(s, case, nxt, template, passing[0])
         if len(examined) < len(judged):
             return Verdict("none")  # someone without conditions can still decide in person
         return Recovery(self).handle(s, case, requester, nxt, template, failing[0], resume)
+
+    def _all_of(self, s: Session, case: Case, requester: Member, nxt: Next,
+                template: Template, judged: list[Judged], resume: int, depth: int) -> Verdict:
+        """Everyone must approve: failures are settled first, so nobody's automatic
+        approval is recorded for an ask that a failure then stops or re-examines."""
+        from daemon.cases.recovery import Recovery
+
+        people = [j.approver for j in judged if j.exam is None]
+        notes: dict[str, str] = {}
+        last: Member | None = None
+        # A revision wait resumes the paths of the setter who was waited for, not others'.
+        waited = (case.route or {}).get("setter") if resume else None
+        failing = [j for j in judged if j.exam is not None and not j.exam.passed]
+        passing = [j for j in judged if j.exam is not None and j.exam.passed]
+        for j in failing + passing:
+            assert j.exam is not None
+            if j.exam.passed:
+                verdict = self.approve(s, case, nxt, template, j, ask_co=False)
+            else:
+                verdict = Recovery(self).handle(
+                    s, case, requester, nxt, template, j,
+                    resume if waited in (None, j.approver.id) else 0, group=True)
+            if verdict.kind == "reexamine":  # a reservation changed the content
+                if depth >= len(judged):
+                    return Recovery(self).reject(s, case, j)
+                return self.at_step(s, case, requester, nxt, template, 0, depth + 1)
+            if verdict.kind in ("stopped", "rejected"):
+                return verdict
+            if verdict.kind == "person":  # "contact me": asked with the others
+                people.append(j.approver)
+                notes.update(verdict.notes)
+                continue
+            last = verdict.last
+            people += verdict.people  # co-approvals join the same all-of ask
+        done = {j.approver.id for j in passing + failing} - set(notes)
+        people = list({m.id: m for m in people if m.id not in done}.values())
+        if people:
+            return Verdict("none", people=people, notes=notes)
+        return Verdict("approved", last=last)
 
     def approve(self, s: Session, case: Case, nxt: Next, template: Template, j: Judged,
                 by: Member | None = None, how: str = "", ask_co: bool = True) -> Verdict:
@@ -149,7 +177,8 @@ class Examiner:
             wf.record(s, case, "examined", j.approver,
                       detail=f"the budget no longer covers the case: {short[0].required}")
             requester = member(s, case.requester_id) or j.approver
-            return Recovery(self).handle(s, case, requester, nxt, template, j)
+            return Recovery(self).handle(s, case, requester, nxt, template, j,
+                                         group=not ask_co)
         phase = template.phases[nxt.pos.phase]
         step = wf.new_step(s, case, j.approver, slot=wf.next_slot(s, case), mode="single",
                            phase=phase.name, step_name=phase.steps[nxt.pos.step].name,

@@ -7,6 +7,10 @@ reserve: approve with modified content (e.g. the amount capped at the limit), to
   higher approver whose reconsideration range covers the case is asked, the case on hold.
 When no path succeeds: the setter is asked in person if they wished to be contacted,
 otherwise the case is rejected, naming every failing item.
+
+In an all-of ask (`group`), a reservation only changes the content (the caller examines
+everyone again), a proxy's approval leaves co-approvals to the caller's ask, and "contact
+me" returns the setter to be asked together with the others.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ class Recovery:
         self.wf = examiner.wf
 
     def handle(self, s: Session, case: Case, requester: Member, nxt: Next,
-               template: Template, j: Judged, resume: int = 0) -> Verdict:
+               template: Template, j: Judged, resume: int = 0,
+               group: bool = False) -> Verdict:
         cs = j.failing_set
         assert cs is not None and j.exam is not None
         order = cs.recovery.on_failure
@@ -52,9 +57,11 @@ class Recovery:
             if path == "revise":
                 return self.ask_revision(s, case, nxt, j, index + 1)
             verdict = {"reserve": self.reserve, "proxy": self.proxy,
-                       "hold": self.hold}[path](s, case, requester, nxt, template, j)
+                       "hold": self.hold}[path](s, case, requester, nxt, template, j, group)
             if verdict is not None:
                 return verdict
+        if j.exam.contact and group:
+            return Verdict("person", notes={j.approver.id: _misses_text(j)})
         if j.exam.contact:
             return self.contact(s, case, nxt, template, j)
         return self.reject(s, case, j)
@@ -62,7 +69,7 @@ class Recovery:
     # --- the paths -------------------------------------------------------------------------
 
     def reserve(self, s: Session, case: Case, requester: Member, nxt: Next,
-                template: Template, j: Judged) -> Verdict | None:
+                template: Template, j: Judged, group: bool = False) -> Verdict | None:
         assert j.exam is not None
         facts = self.wf.facts(s, case)
         changed = dict(case.fields)
@@ -104,6 +111,8 @@ class Recovery:
                        + (f" ({'; '.join(notes)})" if notes else ""))
         self.wf.tell_requester(s, case, "reserved", {"changes": lines, "notes": notes},
                                by=j.approver)
+        if group:
+            return Verdict("reexamine")
         return self.ex.approve(s, case, nxt, template, again, how=" with reservation")
 
     def ask_revision(self, s: Session, case: Case, nxt: Next, j: Judged,
@@ -128,7 +137,7 @@ class Recovery:
         return Verdict("stopped", asked=[j.approver])
 
     def proxy(self, s: Session, case: Case, requester: Member, nxt: Next,
-              template: Template, j: Judged) -> Verdict | None:
+              template: Template, j: Judged, group: bool = False) -> Verdict | None:
         cs = j.failing_set
         assert cs is not None
         proxy = member(s, cs.recovery.proxy or "")
@@ -146,10 +155,11 @@ class Recovery:
                            + _misses_text(theirs))
             return None
         on_behalf = Judged(j.approver, theirs.sets, theirs.exam)
-        return self.ex.approve(s, case, nxt, template, on_behalf, by=proxy, how=" by proxy")
+        return self.ex.approve(s, case, nxt, template, on_behalf, by=proxy, how=" by proxy",
+                               ask_co=not group)
 
     def hold(self, s: Session, case: Case, requester: Member, nxt: Next,
-             template: Template, j: Judged) -> Verdict | None:
+             template: Template, j: Judged, group: bool = False) -> Verdict | None:
         """Look up the chain for an approver whose reconsideration range covers the case."""
         assert nxt.pos is not None and j.exam is not None
         facts = self.wf.facts(s, case)

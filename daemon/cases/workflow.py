@@ -186,6 +186,7 @@ class Workflow:
         requester = member(s, case.requester_id) or last_actor
         template = self.template_of(s, case)
         people: list[Member] = []
+        notes: dict[str, str] = {}
         while True:
             nxt: Next = walk(s, template, start, inside, self.facts(s, case), case.case_type,
                              requester, last_actor, case.created_at.date())
@@ -211,7 +212,7 @@ class Workflow:
                     continue
                 if verdict.kind in ("rejected", "stopped"):
                     return verdict.asked
-                people = verdict.people
+                people, notes = verdict.people, verdict.notes
                 break
             # A notify step informs and moves on: nobody's decision is awaited.
             for person in nxt.resolution.approvers:
@@ -250,8 +251,10 @@ class Workflow:
             step = self.new_step(s, case, approver, slot=slot, mode=mode, phase=phase.name,
                                  step_name=step_name, pos=nxt.pos.as_dict(), kind=kind,
                                  resolver=res.resolver)
-            self.ask(s, case, step, approver, note="admin" if kind == "admin" else "",
-                     note_detail=note_detail)
+            failed = notes.get(approver.id)  # asked in person because their conditions failed
+            self.ask(s, case, step, approver,
+                     note="admin" if kind == "admin" else "conditions" if failed else "",
+                     note_detail=failed or note_detail)
         return approvers
 
     def next_slot(self, s: Session, case: Case) -> int:

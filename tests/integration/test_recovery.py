@@ -365,3 +365,72 @@ def test_a_coapprovers_refusal_ends_the_case(make_world: type[World],
     w.new(ITO)
     wait_until(lambda: w.case(number).state == "rejected", what="rejected")
     w.nothing_more(WATANABE, CLARK)
+
+
+BOTH = """
+name = "purchase"
+case_types = ["purchase"]
+[[phases]]
+name = "both"
+  [[phases.steps]]
+  name = "both"
+  resolver = "fixed"
+  people = ["watanabe", "brown"]
+  mode = "all"
+"""
+
+
+def all_of_world(make_world: type[World], tmp_path: Path, watanabe_extra: str,
+                 contact: bool = False) -> World:
+    """All of [Watanabe, Brown] must approve; Watanabe has stored conditions."""
+    rules = with_rules(tmp_path, watanabe_extra)
+    (rules / "workflows" / "purchase.toml").write_text(BOTH)
+    if contact:
+        path = rules / "conditions" / "watanabe-purchase.toml"
+        path.write_text(path.read_text().replace("contact_on_failure = false",
+                                                 "contact_on_failure = true"))
+    return make_world(rules)  # type: ignore[call-arg]
+
+
+def test_a_failure_in_an_all_of_ask_rejects_without_asking_the_others(
+        make_world: type[World], tmp_path: Path) -> None:
+    w = all_of_world(make_world, tmp_path, "")
+    w.send(SMITH, "Purchase", purchase("600,000"))
+    mails = w.new(SMITH, 2)  # the rejection and the acknowledgement
+    number = number_of(mails[0])
+    rejected = next(m for m in mails if "Rejected" in m.subject)
+    assert "budget: you gave amount='600000'; required: at most ¥500,000" in rejected.body
+    assert w.case(number).state == "rejected"
+    w.nothing_more(BROWN, WATANABE)
+
+
+def test_contact_on_failure_in_an_all_of_ask_asks_the_setter_with_the_others(
+        make_world: type[World], tmp_path: Path) -> None:
+    w = all_of_world(make_world, tmp_path, "", contact=True)
+    w.send(SMITH, "Purchase", purchase("600,000"))
+    number = number_of(w.one(SMITH))
+    to_watanabe, to_brown = w.one(WATANABE), w.one(BROWN)
+    assert "budget" in to_watanabe.body and "at most ¥500,000" in to_watanabe.body
+    assert "budget" not in to_brown.body
+    w.reply(to_brown, BROWN, "approve")
+    w.new(BROWN)
+    assert w.case(number).state == "in_review"  # Watanabe still has to decide himself
+    w.reply(to_watanabe, WATANABE, "承認")
+    w.new(WATANABE)
+    wait_until(lambda: w.case(number).state == "approved", what="approved")
+    assert not [d for k, d in w.events(number) if k == "decision" and "automatic" in d]
+
+
+def test_a_reservation_in_an_all_of_ask_reexamines_everyone(make_world: type[World],
+                                                             tmp_path: Path) -> None:
+    w = all_of_world(make_world, tmp_path, RESERVE)
+    w.send(SMITH, "Purchase", purchase("520,000"))
+    mails = w.new(SMITH, 2)  # the change and the acknowledgement
+    number = number_of(mails[0])
+    changed = next(m for m in mails if "Approved with changes" in m.subject)
+    assert "amount: 520,000 -> 500,000" in changed.body
+    assert "500,000" in w.one(BROWN).body  # Brown decides on the modified content
+    w.nothing_more(WATANABE)
+    assert w.case(number).fields["amount"] == "500000"
+    auto = [d for k, d in w.events(number) if k == "decision" and "automatic" in d]
+    assert len(auto) == 1 and "Watanabe" in auto[0]
