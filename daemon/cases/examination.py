@@ -46,7 +46,8 @@ class Verdict:
     last: Member | None = None
     asked: list[Member] = field(default_factory=list)
     people: list[Member] = field(default_factory=list)
-    notes: dict[str, str] = field(default_factory=dict)  # approver id -> what failed
+    # approver id -> (ask note, detail): why this person is asked in person after all
+    notes: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,30 +107,39 @@ class Examiner:
         if res is None or nxt.pos is None:
             return Verdict("none")
         judged = [self.judge(s, case, requester, a) for a in res.approvers]
+        notes: dict[str, tuple[str, str]] = {}
+        for i, j in enumerate(judged):
+            if j.exam is not None and j.exam.undecidable:  # asked in person, told why
+                self.wf.record(s, case, "examined", j.approver,
+                               detail=j.exam.summary() + "; asked in person")
+                notes[j.approver.id] = ("undecided", "; ".join(j.exam.undecided))
+                judged[i] = Judged(j.approver, [], None)
         examined = [j for j in judged if j.exam is not None]
         if not examined:
-            return Verdict("none")
+            return Verdict("none", notes=notes)
         failing = [j for j in examined if not j.exam or not j.exam.passed]
         for j in failing:
             assert j.exam is not None
             self.wf.record(s, case, "examined", j.approver, detail=j.exam.summary())
         if res.mode == "all":
-            return self._all_of(s, case, requester, nxt, template, judged, resume, depth)
+            return self._all_of(s, case, requester, nxt, template, judged, resume, depth,
+                                notes)
         passing = [j for j in examined if j.exam and j.exam.passed]
         if passing:
             return self.approve(s, case, nxt, template, passing[0])
         if len(examined) < len(judged):
-            return Verdict("none")  # someone without conditions can still decide in person
+            # someone without conditions can still decide in person
+            return Verdict("none", notes=notes)
         return Recovery(self).handle(s, case, requester, nxt, template, failing[0], resume)
 
     def _all_of(self, s: Session, case: Case, requester: Member, nxt: Next,
-                template: Template, judged: list[Judged], resume: int, depth: int) -> Verdict:
+                template: Template, judged: list[Judged], resume: int, depth: int,
+                notes: dict[str, tuple[str, str]]) -> Verdict:
         """Everyone must approve: failures are settled first, so nobody's automatic
         approval is recorded for an ask that a failure then stops or re-examines."""
         from daemon.cases.recovery import Recovery
 
         people = [j.approver for j in judged if j.exam is None]
-        notes: dict[str, str] = {}
         last: Member | None = None
         # A revision wait resumes the paths of the setter who was waited for, not others'.
         waited = (case.route or {}).get("setter") if resume else None

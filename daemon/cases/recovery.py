@@ -61,7 +61,7 @@ class Recovery:
             if verdict is not None:
                 return verdict
         if j.exam.contact and group:
-            return Verdict("person", notes={j.approver.id: _misses_text(j)})
+            return Verdict("person", notes={j.approver.id: ("conditions", _misses_text(j))})
         if j.exam.contact:
             return self.contact(s, case, nxt, template, j)
         return self.reject(s, case, j)

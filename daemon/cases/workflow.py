@@ -186,7 +186,7 @@ class Workflow:
         requester = member(s, case.requester_id) or last_actor
         template = self.template_of(s, case)
         people: list[Member] = []
-        notes: dict[str, str] = {}
+        notes: dict[str, tuple[str, str]] = {}
         while True:
             nxt: Next = walk(s, template, start, inside, self.facts(s, case), case.case_type,
                              requester, last_actor, case.created_at.date())
@@ -251,10 +251,10 @@ class Workflow:
             step = self.new_step(s, case, approver, slot=slot, mode=mode, phase=phase.name,
                                  step_name=step_name, pos=nxt.pos.as_dict(), kind=kind,
                                  resolver=res.resolver)
-            failed = notes.get(approver.id)  # asked in person because their conditions failed
-            self.ask(s, case, step, approver,
-                     note="admin" if kind == "admin" else "conditions" if failed else "",
-                     note_detail=failed or note_detail)
+            # Why someone with stored conditions is asked in person after all.
+            note, detail = notes.get(approver.id, ("admin" if kind == "admin" else "",
+                                                   note_detail))
+            self.ask(s, case, step, approver, note=note, note_detail=detail)
         return approvers
 
     def next_slot(self, s: Session, case: Case) -> int:

@@ -8,6 +8,8 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from daemon.cli.common import cli_config as _config
 from daemon.cli.inspect import print_case, print_status
 from daemon.cli.partners import partners
 from daemon.cli.records import audit, budget, factor
+from daemon.conditions.budgets import BudgetSpec
 from daemon.config import config_as_dict
 from daemon.directory.loader import DirectoryFileError
 
@@ -256,8 +259,10 @@ def rules_check(ctx: click.Context) -> None:
     for cs in app.workflow.conditions.sets:
         for ex in cs.examples:
             exam = examine([cs], ex.fields, kinds_of.get(ex.case_type, {}),
-                           {"case_type": ex.case_type, "requester_unit": ex.requester_unit})
-            got = "approve" if exam.passed else "reject"
+                           {"case_type": ex.case_type, "requester_unit": ex.requester_unit,
+                            "today": ex.today or app.clock.now().date().isoformat()},
+                           ex.factors, partial(_example_budget, ex.budgets))
+            got = ("approve" if exam.passed else "ask" if exam.undecidable else "reject")
             failing = tuple(m.condition for m in exam.missed)
             ok = got == ex.expect and (not ex.failing or set(failing) == set(ex.failing))
             failures += not ok
@@ -273,6 +278,11 @@ def rules_check(ctx: click.Context) -> None:
 @cli.group()
 def queue() -> None:
     """Work queue maintenance."""
+
+
+def _example_budget(remaining: dict[str, Any], _cs: object, spec: BudgetSpec) -> Decimal:
+    """What an example says is left of a budget; a fresh period where it says nothing."""
+    return Decimal(str(remaining.get(spec.name, spec.limit)))
 
 
 @queue.command("retry")

@@ -1,8 +1,11 @@
 """Examination: judging a case against an approver's stored conditions (SPEC 6).
 
 Every applicable condition is evaluated; an item the case leaves unset does not fail.
-The result says which conditions held, which failed (with the value given and the value
-required), so the history and the rejection mail can name each item.
+A condition that needs a system value nobody has set (a factor, a budget) cannot be judged
+either way: approving on a missing limit would be as wrong as rejecting on it, so such an
+examination decides nothing and the approver is asked in person. The result says which
+conditions held, which failed (with the value given and the value required), so the
+history and the rejection mail can name each item.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class Examination:
     held: list[str] = field(default_factory=list)
     missed: list[Miss] = field(default_factory=list)
     unset: list[str] = field(default_factory=list)  # not judged: the case leaves them unset
+    undecided: list[str] = field(default_factory=list)  # needs a factor or budget not set
     contact: bool = False  # a failing set's setter wants to decide in person
 
     @property
@@ -39,7 +43,12 @@ class Examination:
 
     @property
     def passed(self) -> bool:
-        return self.applies and not self.missed
+        return self.applies and not self.missed and not self.undecided
+
+    @property
+    def undecidable(self) -> bool:
+        """Nothing failed, but a missing system value keeps it from deciding alone."""
+        return self.applies and not self.missed and bool(self.undecided)
 
     def summary(self) -> str:
         parts = [f"sets {', '.join(self.sets)}"]
@@ -50,6 +59,8 @@ class Examination:
                 f"{m.condition} (given {m.given}, required {m.required})" for m in self.missed))
         if self.unset:
             parts.append("not judged (unset): " + ", ".join(self.unset))
+        if self.undecided:
+            parts.append("cannot be judged: " + "; ".join(self.undecided))
         return "; ".join(parts)
 
 
@@ -92,7 +103,10 @@ def examine(sets: list[ConditionSet], fields: dict[str, Any], kinds: dict[str, s
         for cond in cs.conditions:
             out = evaluate(cond.expr, fields, kinds, context, maps)
             label = f"{cs.name}/{cond.name}"
-            if out.value is None and out.missing and not out.error:
+            system = [m for m in out.missing if m.startswith(("factor.", "budget."))]
+            if out.value is None and system and not out.error:
+                result.undecided.append(f"{label} ({', '.join(system)} is not set)")
+            elif out.value is None and out.missing and not out.error:
                 result.unset.append(label)
             elif out.value:
                 result.held.append(label)

@@ -371,7 +371,8 @@ def evaluate(expr: Compiled, fields: dict[str, Any], kinds: dict[str, str],
     """Evaluate against one case; never raises: problems come back inside the Outcome.
 
     `maps` holds the external values (`factor.NAME`) and the set's remaining budgets
-    (`budget.NAME`); one that is not set is unset like a case field, never a failure.
+    (`budget.NAME`); one that is not set comes back in `missing` as "factor.NAME", never
+    as a failure (the examination then decides nothing, see daemon.conditions.examine).
     """
     activation = _activation(fields, kinds, context, maps)
     if isinstance(activation, str):

@@ -23,7 +23,8 @@ SET_KEYS = {"name", "setter", "subjects", "contact_on_failure", "conditions", "e
 SUBJECT_KEYS = {"case_types", "units", "people"}
 CONDITION_KEYS = {"name", "expr", "required"}
 EXAMPLE_KEYS = {"name", "fields", "requester_unit", "requester", "case_type", "expect",
-                "failing"}
+                "failing", "factors", "budgets", "today"}
+EXPECTS = ("approve", "reject", "ask")  # "ask": a value it needs is missing, a person decides
 
 
 class ConditionSetError(Exception):
@@ -46,8 +47,11 @@ class Example:
     case_type: str
     requester: str
     requester_unit: str
-    expect: str  # "approve" or "reject"
+    expect: str  # one of EXPECTS
     failing: tuple[str, ...]
+    factors: dict[str, Any] = field(default_factory=dict)  # factor.NAME values to assume
+    budgets: dict[str, Any] = field(default_factory=dict)  # remaining, by budget name
+    today: str = ""  # ctx.today (YYYY-MM-DD); the day of the check when empty
 
 
 @dataclass(frozen=True)
@@ -182,8 +186,11 @@ def _build_set(body: dict[str, Any], source: str, fields_of: dict[str, set[str]]
     examples = []
     for i, raw in enumerate(body.get("examples", []), 1):
         where = f"example {raw.get('name', i) if isinstance(raw, dict) else i}"
-        if not isinstance(raw, dict) or raw.get("expect") not in ("approve", "reject"):
-            err(where, "needs fields = {...} and expect = \"approve\" or \"reject\"")
+        if not isinstance(raw, dict) or raw.get("expect") not in EXPECTS:
+            err(where, "needs fields = {...} and expect = \"approve\", \"reject\" or \"ask\"")
+            continue
+        if not all(isinstance(raw.get(k, {}), dict) for k in ("fields", "factors", "budgets")):
+            err(where, "fields, factors and budgets are tables, e.g. factors = { rate = 1.5 }")
             continue
         for key in sorted(set(raw) - EXAMPLE_KEYS):
             err(where, f"unknown key {key!r}")
@@ -193,6 +200,8 @@ def _build_set(body: dict[str, Any], source: str, fields_of: dict[str, set[str]]
             requester=str(raw.get("requester", "")),
             requester_unit=str(raw.get("requester_unit", "")),
             expect=raw["expect"], failing=tuple(raw.get("failing", ())),
+            factors=dict(raw.get("factors") or {}), budgets=dict(raw.get("budgets") or {}),
+            today=str(raw.get("today", "")),
         ))
     if errors:
         raise ConditionSetError(errors)

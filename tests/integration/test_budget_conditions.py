@@ -83,14 +83,21 @@ def test_a_factor_set_by_command_is_read_by_conditions(tmp_path: Path, db_url: s
         'expr = "case.amount <= 500000"', 'expr = "case.amount <= factor.purchase_cap"'))
     w = start_world(tmp_path, db_url, relay, rules=rules, paths={"rules": str(rules)})
     try:
-        unset = up_to_watanabe(w, "180,000")  # no factor yet: not judged, never a failure
-        assert any("not judged (unset): watanabe-sales-purchases/budget" in d
+        # No factor yet: the condition cannot be judged either way, so Watanabe decides.
+        unset = up_to_watanabe(w, "180,000")
+        ask = w.one(WATANABE)
+        assert "factor.purchase_cap is not set" in ask.body
+        assert "自動では判断できませんでした" in ask.body  # Watanabe reads Japanese
+        assert not auto_approved(w, unset) and w.case(unset).state == "in_review"
+        assert any("cannot be judged: watanabe-sales-purchases/budget" in d
                    for _, d in w.events(unset))
         with w.app.store.transaction() as s:
             assert w.app.workflow.factors is not None
             w.app.workflow.factors.set(s, "purchase_cap", "100,000", "admin", "test")
         over = up_to_watanabe(w, "180,000")
         assert w.case(over).state == "rejected"
+        under = up_to_watanabe(w, "90,000")
+        assert auto_approved(w, under)
         assert ("factor set", "factor purchase_cap") in audit(w)
     finally:
         w.app.stop()

@@ -116,6 +116,7 @@ def test_rules_check_reports_failing_examples(tmp_path: Path, db_url: str) -> No
     shutil.copytree(ROOT / "rules", rules)
     cset = rules / "conditions" / "watanabe-purchase.toml"
     cset.write_text(cset.read_text().replace('failing = ["budget"]', 'failing = ["category"]'))
+    (rules / "conditions" / "rates.toml").write_text(RATES)
     cfg = make_config(tmp_path, db_url, None, free_port(), paths={"rules": str(rules)})
     cfg_file = tmp_path / "ringi.toml"
     cfg_file.write_text(tomli_w.dumps(config_as_dict(cfg)))
@@ -123,3 +124,68 @@ def test_rules_check_reports_failing_examples(tmp_path: Path, db_url: str) -> No
     assert out.exit_code == 1
     assert "FAIL  watanabe-sales-purchases: over budget: reject (failing: budget)" in out.output
     assert "pass  watanabe-sales-purchases: inside every condition: approve" in out.output
+    # Examples state the factors, remaining budgets and day they assume.
+    for line in ("pass  rates: low rate: approve", "pass  rates: high rate: reject (failing: rate)",
+                 "pass  rates: no rate set: ask", "pass  rates: budget used up: reject "
+                 "(failing: monthly budget)", "pass  rates: too late: reject (failing: deadline)",
+                 "FAIL  rates: wrongly expected: approve"):
+        assert line in out.output, line
+
+
+RATES = """
+name = "rates"
+setter = "ito"
+subjects = { case_types = ["purchase"] }
+[[conditions]]
+name = "rate"
+expr = "factor.interest_rate < 2.5"
+required = "an interest rate under 2.5 %"
+[[conditions]]
+name = "deadline"
+expr = "ctx.today <= date('2026-12-31')"
+required = "decided in 2026"
+[[budgets]]
+name = "monthly"
+limit = 1000000
+period = "month"
+field = "amount"
+[[examples]]
+name = "low rate"
+fields = { amount = "300000" }
+factors = { interest_rate = 1.5 }
+today = "2026-12-01"
+expect = "approve"
+[[examples]]
+name = "high rate"
+fields = { amount = "300000" }
+factors = { interest_rate = 3.0 }
+today = "2026-12-01"
+expect = "reject"
+failing = ["rate"]
+[[examples]]
+name = "no rate set"
+fields = { amount = "300000" }
+today = "2026-12-01"
+expect = "ask"
+[[examples]]
+name = "budget used up"
+fields = { amount = "300000" }
+factors = { interest_rate = 1.5 }
+budgets = { monthly = 100000 }
+today = "2026-12-01"
+expect = "reject"
+failing = ["monthly budget"]
+[[examples]]
+name = "too late"
+fields = { amount = "300000" }
+factors = { interest_rate = 1.5 }
+today = "2027-01-04"
+expect = "reject"
+failing = ["deadline"]
+[[examples]]
+name = "wrongly expected"
+fields = { amount = "300000" }
+factors = { interest_rate = 1.5 }
+today = "2026-12-01"
+expect = "reject"
+"""
