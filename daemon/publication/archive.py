@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from daemon.publication.checksums import ChecksumError
 from daemon.publication.sevenzip import METHODS, SevenZipStream
 from daemon.publication.volumes import VolumeWriter
 
@@ -51,6 +52,8 @@ class DocumentRefused(ArchiveError):
 class Document:
     name: str  # path inside the archive, e.g. "D-100-A.pdf" or "stamps/D-100-A.pdf.sig"
     path: Path  # the file on disk (read in chunks, never whole)
+    sha256: str | None = None  # hex; when given, the bytes archived must have this hash
+    size: int | None = None  # when given, the file must have this size
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,10 @@ def _plan(documents: list[Document], mode: str) -> list[_Planned]:
             raise ArchiveError(f"{document.name}: named twice")
         seen.add(document.name)
         fd, st = open_document(document)
+        if document.size is not None and st.st_size != document.size:
+            os.close(fd)
+            raise ArchiveError(f"{document.name}: {document.path} has {st.st_size} bytes, "
+                               f"not the {document.size} recorded; it was altered")
         try:
             method = choose_method(document.name, fd, st.st_size, mode)
         finally:
@@ -142,12 +149,14 @@ def _plan(documents: list[Document], mode: str) -> list[_Planned]:
 
 
 class _Progress:
-    def __init__(self, total: int, report: Callable[[int, int], None] | None) -> None:
+    def __init__(self, total: int, report: Callable[[int, int], None] | None,
+                 every: int) -> None:
         self.total, self.done, self._reported, self._report = total, 0, 0, report
+        self._every = every
 
     def __call__(self, nbytes: int) -> None:
         self.done += nbytes
-        if self._report and self.done - self._reported >= PROGRESS_EVERY:
+        if self._report and self.done - self._reported >= self._every:
             self._reported = self.done
             self._report(self.done, self.total)
 
@@ -167,7 +176,8 @@ def _stream(archive: SevenZipStream, planned: list[_Planned], progress: _Progres
             try:
                 if (st.st_dev, st.st_ino) != item.identity:
                     raise ArchiveError(f"{item.document.name}: replaced while archiving")
-                size = archive.add_file(item.document.name, fd, item.mtime, progress)
+                size = archive.add_file(item.document.name, fd, item.mtime, progress,
+                                        item.document.sha256)
             finally:
                 os.close(fd)
             if size != item.size:
@@ -178,8 +188,13 @@ def _stream(archive: SevenZipStream, planned: list[_Planned], progress: _Progres
 
 def build_archive(documents: list[Document], out_dir: Path, base: str, volume_bytes: int,
                   password: str, *, mode: str = "auto",
-                  progress: Callable[[int, int], None] | None = None) -> ArchiveResult:
-    """Write `<base>.7z.001`... into `out_dir`; on any failure no volume is left behind."""
+                  progress: Callable[[int, int], None] | None = None,
+                  progress_every: int = PROGRESS_EVERY) -> ArchiveResult:
+    """Write `<base>.7z.001`... into `out_dir`; on any failure no volume is left behind.
+
+    `progress(done, total)` is called every `progress_every` bytes read and at the end.
+    A document given a sha256 or size that its bytes do not have fails the build.
+    """
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
     if not documents:
@@ -188,17 +203,19 @@ def build_archive(documents: list[Document], out_dir: Path, base: str, volume_by
         raise ArchiveError("an archive needs a password")
     planned = _plan(documents, mode)
     sink = VolumeWriter(out_dir, base, volume_bytes)
-    meter = _Progress(sum(p.size for p in planned), progress)
+    meter = _Progress(sum(p.size for p in planned), progress, max(1, progress_every))
     archive: SevenZipStream | None = None
     try:
         archive = SevenZipStream(sink, password)
         _stream(archive, planned, meter)
         archive.close()
         sink.close()
-    except BaseException:
+    except BaseException as exc:
         if archive is not None:
             archive.abort()
         sink.discard()
+        if isinstance(exc, ChecksumError):
+            raise ArchiveError(str(exc)) from None
         raise
     meter.finish()
     return ArchiveResult(volumes=list(sink.volumes), bytes_in=meter.total,

@@ -14,22 +14,27 @@ import base64
 import json
 import logging
 import os
-from datetime import timedelta
+import shlex
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from daemon.clock import Clock
-from daemon.publication.archive import Document, build_archive, new_password
+from daemon.publication.archive import ArchiveError, Document, build_archive, new_password
 from daemon.publication.envelope import wrap_password
 from daemon.publication.folders import (
     FolderError,
+    FolderRule,
     FolderUnavailable,
     ensure_folder,
     publish,
+    published_manifest,
     seal,
 )
+from daemon.publication.names import archive_names
+from daemon.publication.partners import PartnerView
 from daemon.publication.publisher import QUEUE, Publisher, clear_staging, folder_rule
 from daemon.publication.stamp import StampError, StampKey, sha256_file
 from daemon.store.db import Store
@@ -38,23 +43,6 @@ from daemon.store.publication_models import Delivery, Stamp
 from daemon.workqueue.queue import Claimed, PermanentError, TemporaryError, WorkQueue
 
 log = logging.getLogger(__name__)
-
-
-def archive_names(filenames: list[str]) -> list[str]:
-    """Unique, plain names inside the archive (no folders, no leading dots), unique also
-    where the partner's file system ignores case; "stamps" is the signatures' folder."""
-    seen: set[str] = {"stamps"}
-    out = []
-    for raw in filenames:
-        base = os.path.basename(raw.replace("\\", "/")).lstrip(".") or "document"
-        name, n = base, 1
-        while name.casefold() in seen:
-            n += 1
-            stem, dot, ext = base.rpartition(".")
-            name = f"{stem}-{n}.{ext}" if dot and stem else f"{base}-{n}"
-        seen.add(name.casefold())
-        out.append(name)
-    return out
 
 
 class DeliveryBuilder:
@@ -108,18 +96,21 @@ class DeliveryBuilder:
                 self.queue.complete(s, item)
                 return
             try:  # a document not stamped with the key in force (e.g. the key changed)
-                self.publisher.stamper.stamp_case(s, case, None, lambda detail: (
-                    self.publisher.wf.record(s, case, "stamped", None, detail=detail)))
+                self.publisher.stamper.stamp_case(s, case, None, lambda line: (
+                    self.publisher.wf.record(s, case, "stamped", None, detail=line)))
             except StampError as exc:
                 stamp_problem: str | None = str(exc)
             else:
                 stamp_problem = None
             docs = list(s.scalars(select(Attachment).where(Attachment.case_id == case.id)
                                   .order_by(Attachment.id)))
-            stamps = {st.attachment_id: st for st in s.scalars(select(Stamp).where(
-                Stamp.case_id == case.id, Stamp.key_fingerprint == self.key.fingerprint))}
+            rows = s.scalars(select(Stamp).where(
+                Stamp.case_id == case.id, Stamp.key_fingerprint == self.key.fingerprint)).all()
+            stamps = {st.attachment_id: base64.b64decode(st.signature) for st in rows}
+            stamp_meta = {st.attachment_id: (st.stamped_at, st.key_fingerprint) for st in rows}
             d.state, d.updated_at = "building", self.clock.now()
-            d.total_bytes = sum(a.size for a in docs)
+            # Everything packed: the documents and their signature files (as progress counts).
+            d.total_bytes = sum(a.size for a in docs) + sum(len(sig) for sig in stamps.values())
             name, number, title = d.name, case.number, case.title
             folder = d.folder
         if stamp_problem is not None:
@@ -133,16 +124,8 @@ class DeliveryBuilder:
         except (FolderError, OSError) as exc:
             self._failed(item, f"the receiving folder cannot be used: {exc}")
             raise PermanentError(str(exc)) from None
-        final = rule.path / name
-        if os.path.lexists(final):  # published, but a crash lost the commit: finish it
-            seal(final, rule)  # in case the crash came before its modes were set
-            manifest = json.loads((final / "manifest.json").read_text(encoding="utf-8"))
-            self._published(item, item.ref_id, len(manifest["volumes"]), {
-                "partner": p.title, "folder": str(rule.path), "delivery": name,
-                "documents": manifest["documents"],
-                "volumes": [v["name"] for v in manifest["volumes"]],
-                "expires": manifest["expires_at"][:10],
-                "stamp_fingerprint": self.key.fingerprint, "number": number, "title": title})
+        if os.path.lexists(rule.path / name):  # published, but a crash lost the commit?
+            self._found(item, rule, name, p, number, title)
             return
         self.staging_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         staging = self.staging_root / name
@@ -151,46 +134,49 @@ class DeliveryBuilder:
         sigdir = self.staging_root / f".{name}.stamps"
         clear_staging(sigdir)
         sigdir.mkdir(mode=0o700)
-        names = archive_names([a.filename for a in docs])
+        names = archive_names([a.filename for a in docs], name)
         members: list[Document] = []
         listing: list[dict[str, Any]] = []
         for a, arc in zip(docs, names, strict=True):
             path = self.publisher.stamper.blobs.path_for(a.sha256)
-            members.append(Document(arc, path))
+            # The bytes packed must be the ones stamped and stated in the signed manifest.
+            members.append(Document(arc, path, sha256=a.sha256, size=a.size))
             entry: dict[str, Any] = {"name": arc, "size": a.size, "sha256": a.sha256}
-            st = stamps.get(a.id)
-            if st is not None:
+            signature = stamps.get(a.id)
+            if signature is not None:
                 sig = sigdir / f"{arc}.sig"
-                sig.write_bytes(base64.b64decode(st.signature))
-                members.append(Document(f"stamps/{arc}.sig", sig))
+                sig.write_bytes(signature)
+                members.append(Document(f"stamps/{arc}.sig", sig, size=len(signature)))
+                stamped_at, fp = stamp_meta[a.id]
                 entry["stamp"] = {"signature": f"stamps/{arc}.sig",
-                                  "stamped_at": st.stamped_at.isoformat(),
-                                  "key_fingerprint": st.key_fingerprint}
+                                  "stamped_at": stamped_at.isoformat(), "key_fingerprint": fp}
             listing.append(entry)
         password = new_password()
-        step = self.progress_every
 
         def progress(done: int, total: int) -> None:
-            last = getattr(progress, "last", 0)
-            if done - last < step and done < total:
-                return
-            progress.last = done  # type: ignore[attr-defined]
             log.info("delivery %s: %d of %d bytes packed", name, done, total)
             self.queue.extend(item)
             with self.store.transaction() as s2:
                 row = s2.get(Delivery, item.ref_id)
                 if row is not None:
-                    row.done_bytes, row.updated_at = done, self.clock.now()
+                    row.done_bytes, row.total_bytes = done, total
+                    row.updated_at = self.clock.now()
 
-        result = build_archive(members, staging, name, p.volume_bytes, password,
-                               progress=progress)
+        try:
+            result = build_archive(members, staging, name, p.volume_bytes, password,
+                                   progress=progress, progress_every=self.progress_every)
+        except ArchiveError as exc:  # e.g. a stored document altered since it was stamped
+            clear_staging(sigdir)
+            clear_staging(staging)
+            self._failed(item, f"the delivery cannot be built: {exc}")
+            raise PermanentError(str(exc)) from None
         clear_staging(sigdir)
         (staging / "password.bin").write_bytes(wrap_password(password, p.public_key.encode()))
         now = self.clock.now()
+        expires = now + timedelta(days=p.retention_days)
         manifest = {
             "case_number": number, "title": title, "partner": p.name,
-            "delivery": name, "created_at": now.isoformat(),
-            "expires_at": (now + timedelta(days=p.retention_days)).isoformat(),
+            "delivery": name, "created_at": now.isoformat(), "expires_at": expires.isoformat(),
             "documents": listing,
             "volumes": [{"name": v.name, "size": v.stat().st_size, "sha256": sha256_file(v).hex()}
                         for v in result.volumes],
@@ -203,10 +189,7 @@ class DeliveryBuilder:
         (staging / "manifest.json").write_bytes(body)
         (staging / "manifest.json.sig").write_bytes(self.key.sign_bytes(body))
         (staging / "company-stamp.pub.pem").write_text(self.key.public_pem(), encoding="ascii")
-        ctx = {"partner": p.title, "folder": str(rule.path), "delivery": name,
-               "documents": listing, "volumes": [v.name for v in result.volumes],
-               "expires": manifest["expires_at"][:10],
-               "stamp_fingerprint": self.key.fingerprint, "number": number, "title": title}
+        ctx = self._context(p, rule, manifest)
         readme = self.publisher.wf.notifier.templates.render("partner_delivery", p.locale, ctx)
         (staging / "README.txt").write_text(readme.body, encoding="utf-8")
         if not self.queue.extend(item):
@@ -216,11 +199,47 @@ class DeliveryBuilder:
         except (FolderError, OSError) as exc:
             self._failed(item, f"publishing into the receiving folder failed: {exc}")
             raise PermanentError(str(exc)) from None
-        self._published(item, item.ref_id, len(result.volumes), ctx)
+        self._published(item, item.ref_id, len(result.volumes), ctx, expires)
+
+    def _context(self, p: PartnerView, rule: FolderRule,
+                 manifest: dict[str, Any]) -> dict[str, Any]:
+        """What the partner's mail and README.txt say, from the manifest itself."""
+        return {"partner": p.title, "folder": str(rule.path), "delivery": manifest["delivery"],
+                "folder_q": shlex.quote(str(rule.path)),  # shell-quoted, for the commands
+                "documents": [{**doc, "q": shlex.quote(doc["name"])}
+                              for doc in manifest["documents"]],
+                "volumes": [v["name"] for v in manifest["volumes"]],
+                "expires": manifest["expires_at"][:10],
+                "stamp_fingerprint": manifest["stamp_key_fingerprint"],
+                "number": manifest["case_number"], "title": manifest["title"]}
+
+    def _found(self, item: Claimed, rule: FolderRule, name: str, p: PartnerView,
+               number: str, title: str) -> None:
+        """Something is already in the partner's folder under this delivery's name.
+
+        An earlier attempt published it and a crash lost the commit: then it is a real
+        folder owned as configured, with our manifest naming it, and it is finished (sealed,
+        recorded, mailed). Anything else (a symlink, a file, a folder of another owner or
+        without that manifest) is not ours: it is left untouched and the delivery fails.
+        """
+        try:
+            manifest = json.loads(published_manifest(rule, name))
+            if not isinstance(manifest, dict) or manifest.get("delivery") != name:
+                raise FolderError("its manifest.json is not this delivery's")
+            expires = datetime.fromisoformat(manifest["expires_at"])
+            ctx = self._context(p, rule, manifest)
+            seal(rule.path / name, rule)  # in case the crash came before its modes were set
+        except (FolderError, OSError, ValueError, KeyError, TypeError) as exc:
+            reason = (f"{rule.path / name} is already there and is not this delivery ({exc}); "
+                      "it was left untouched")
+            self._failed(item, reason)
+            raise PermanentError(reason) from None
+        self._published(item, item.ref_id, len(manifest["volumes"]), ctx, expires)
 
     def _published(self, item: Claimed, delivery_id: int, volumes: int,
-                   ctx: dict[str, Any]) -> None:
-        """Record, and tell the partner and the requester, in one transaction."""
+                   ctx: dict[str, Any], expires: datetime) -> None:
+        """Record, and tell the partner and the requester, in one transaction; the expiry
+        recorded (and purged by) is the one the manifest states."""
         with self.store.transaction() as s:
             d = s.get(Delivery, delivery_id)
             assert d is not None
@@ -229,7 +248,7 @@ class DeliveryBuilder:
             assert case is not None and p is not None
             now = self.clock.now()
             d.state, d.published_at, d.updated_at = "published", now, now
-            d.expires_at = now + timedelta(days=p.retention_days)
+            d.expires_at = expires
             d.volumes = volumes or d.volumes
             d.done_bytes = d.total_bytes
             d.key_fingerprint = p.fingerprint

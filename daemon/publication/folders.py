@@ -9,6 +9,7 @@ world-writable, or owned by someone other than configured, is refused rather tha
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import pwd
@@ -100,28 +101,59 @@ def ensure_folder(rule: FolderRule) -> None:
     check_folder(rule)
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def _file_mode(folder_mode: int) -> int:
     """Files readable by whoever may read the folder, writable by nobody else."""
     return (folder_mode & 0o750) & ~0o111 | 0o600
 
 
+def _seal_dir(fd: int, where: str, uid: int, gid: int, dir_mode: int, file_mode: int) -> None:
+    """Owners and modes through descriptors opened with O_NOFOLLOW: nothing here can be
+    redirected by a link, even one planted while the walk runs."""
+    for entry in os.scandir(fd):
+        path = f"{where}/{entry.name}"
+        if entry.is_symlink():
+            raise FolderError(f"{path} is a symbolic link in a delivery; ringi does not "
+                              "follow links")
+        if entry.is_dir(follow_symlinks=False):
+            child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+            try:
+                _seal_dir(child, path, uid, gid, dir_mode, file_mode)
+            finally:
+                os.close(child)
+            continue
+        if not entry.is_file(follow_symlinks=False):
+            raise FolderError(f"{path} is not a regular file")
+        ffd = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                      dir_fd=fd)
+        try:
+            if not stat.S_ISREG(os.fstat(ffd).st_mode):
+                raise FolderError(f"{path} is not a regular file")
+            os.fchown(ffd, uid, gid)
+            os.fchmod(ffd, file_mode)
+        finally:
+            os.close(ffd)
+    os.fchown(fd, uid, gid)
+    os.fchmod(fd, dir_mode)
+
+
 def seal(staging: Path, rule: FolderRule) -> None:
-    """Give the staged delivery the folder's owner and group, read-only for the partner."""
+    """Give a delivery folder the folder's owner and group, read-only for the partner.
+
+    A symlink, at the top or anywhere inside, is refused, never followed: `seal` may run
+    on a folder found in the partner's folder (the crash recovery in the builder).
+    """
     uid, gid = uid_of(rule.owner), gid_of(rule.group)
-    dir_mode = rule.mode & 0o750
-    for root, dirs, files in os.walk(staging, followlinks=False):
-        for name in files:
-            path = os.path.join(root, name)
-            if stat.S_ISLNK(os.lstat(path).st_mode):
-                raise FolderError(f"{path} is a symbolic link in a staged delivery")
-            os.chown(path, uid, gid, follow_symlinks=False)
-            os.chmod(path, _file_mode(rule.mode))
-        for name in dirs:
-            path = os.path.join(root, name)
-            os.chown(path, uid, gid, follow_symlinks=False)
-            os.chmod(path, dir_mode)
-    os.chown(staging, uid, gid)
-    os.chmod(staging, dir_mode)
+    st = os.lstat(staging)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise FolderError(f"{staging} is not a folder (a symbolic link?); not touched")
+    fd = os.open(staging, _DIR_FLAGS)
+    try:
+        _seal_dir(fd, str(staging), uid, gid, rule.mode & 0o750, _file_mode(rule.mode))
+    finally:
+        os.close(fd)
 
 
 def _fsync_tree(root: Path) -> None:
@@ -180,6 +212,56 @@ def publish(staging: Path, rule: FolderRule, name: str) -> Path:
             os.close(fd)
     shutil.rmtree(staging, ignore_errors=True)  # published: leftovers only cost disk
     return rule.path / name
+
+
+MANIFEST_LIMIT = 16 * 1024 * 1024  # far more than any manifest; never read a planted giant
+
+
+def published_manifest(rule: FolderRule, name: str) -> bytes:
+    """The manifest.json of what sits in the folder under `name`, if it can be ringi's:
+    a real folder (not a link) owned by the configured owner, holding a regular file
+    manifest.json. Anything else raises FolderError; nothing is changed either way."""
+    if not name or "/" in name or name.startswith("."):
+        raise FolderError(f"bad delivery name {name!r}")
+    _no_symlinks_on_the_way(rule.path)
+    uid = uid_of(rule.owner)
+    top = os.open(rule.path, _DIR_FLAGS)
+    try:
+        st = os.stat(name, dir_fd=top, follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            raise FolderError("it is a symbolic link")
+        if not stat.S_ISDIR(st.st_mode):
+            raise FolderError("it is not a folder")
+        if st.st_uid != uid:
+            raise FolderError(f"it is owned by uid {st.st_uid}, not {rule.owner or uid}")
+        folder = os.open(name, _DIR_FLAGS, dir_fd=top)
+    finally:
+        os.close(top)
+    try:
+        opened = os.fstat(folder)
+        if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+            raise FolderError("it was replaced while being checked")
+        try:
+            fd = os.open("manifest.json", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_CLOEXEC, dir_fd=folder)
+        except FileNotFoundError:
+            raise FolderError("it has no manifest.json") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise FolderError("its manifest.json is a symbolic link") from None
+            raise
+    finally:
+        os.close(folder)
+    try:
+        mst = os.fstat(fd)
+        if not stat.S_ISREG(mst.st_mode):
+            raise FolderError("its manifest.json is not a regular file")
+        if mst.st_size > MANIFEST_LIMIT:
+            raise FolderError(f"its manifest.json has {mst.st_size} bytes")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(MANIFEST_LIMIT + 1)
+    finally:
+        os.close(fd)
 
 
 def remove_delivery(rule: FolderRule, name: str) -> bool:

@@ -5,8 +5,9 @@ file entries, start header) and their binary encoding. The data is streamed here
 of through `py7zr.SevenZipFile`, which applies one method to the whole archive and
 encrypts in the reading thread with a pure-library AES about three times slower than
 OpenSSL (300 MB stored took 2.4 s against 0.7 s for `7zz -mx=0`). Here each chunk is read
-into a fixed buffer, checksummed, compressed if its folder compresses, encrypted with
-OpenSSL (via `cryptography`) into a pooled buffer and written by a second thread. The key
+into a pooled buffer, checksummed (CRC32, and SHA-256 when the caller expects one) by a
+second thread, compressed if its folder compresses, encrypted with OpenSSL (via
+`cryptography`) into another pooled buffer and written by a third thread. The key
 is derived once for all folders and the header (py7zr would derive it per folder).
 """
 
@@ -41,6 +42,7 @@ from py7zr.helpers import ArchiveTimestamp, calculate_key
 from py7zr.member import FILE_ATTRIBUTE_UNIX_EXTENSION
 from py7zr.properties import COMPRESSION_METHOD
 
+from daemon.publication.checksums import ChecksumBehind
 from daemon.publication.volumes import VolumeWriter, WriteBehind
 
 CHUNK = 1024 * 1024
@@ -119,7 +121,7 @@ class _Folder:
     encoded: int = 0  # bytes handed to AES (the compressed size, before padding)
     packed: int = 0  # bytes written (a multiple of 16)
     sizes: list[int] = field(default_factory=list)
-    crcs: list[int] = field(default_factory=list)
+    crcs: list[int] = field(default_factory=list)  # filled in by close()
 
 
 class SevenZipStream:
@@ -133,11 +135,11 @@ class SevenZipStream:
         self._sink = sink
         self._key = derive_key(password)
         sink.write(bytes(START_HEADER))  # rewritten by close() once the header is placed
-        self._read_buf = bytearray(CHUNK)
         self._folders: list[_Folder] = []
         self._files: list[dict[str, Any]] = []
         self._current: _Folder | None = None
         self._writer = WriteBehind(sink, CHUNK + 32)
+        self._sums = ChecksumBehind(CHUNK)
 
     def begin_folder(self, method: str) -> None:
         if self._current is not None:
@@ -157,26 +159,33 @@ class SevenZipStream:
             folder.packed += length
             self._writer.submit(buf, length)
 
-    def add_file(self, name: str, fd: int, mtime: float,
-                 on_read: Callable[[int], None]) -> int:
-        """Stream the open file `fd` to its end into the current folder; return its size."""
+    def add_file(self, name: str, fd: int, mtime: float, on_read: Callable[[int], None],
+                 sha256: str | None = None) -> int:
+        """Stream the open file `fd` to its end into the current folder; return its size.
+
+        With `sha256`, the bytes read must have that hash: a mismatch (raised here for an
+        earlier file, or by `close`) fails the archive.
+        """
         folder = self._current
         if folder is None:
             raise RuntimeError("no folder begun")
         reader = io.FileIO(fd, "rb", closefd=False)
-        view = memoryview(self._read_buf)
-        size = crc = 0
+        sums = self._sums
+        sums.begin(name, sha256)
+        size = 0
         while True:
-            got = reader.readinto(view)
+            buf = sums.buffer()
+            got = reader.readinto(buf)
             if not got:
+                sums.release(buf)
                 break
-            chunk = view[:got]
-            crc = zlib.crc32(chunk, crc)
+            sums.submit(buf, got)  # checksummed on the other thread while encrypted here
             size += got
+            chunk = memoryview(buf)[:got]
             self._encrypt(folder.encoder.compress(chunk) if folder.encoder else chunk)
             on_read(got)
+        sums.end()
         folder.sizes.append(size)
-        folder.crcs.append(crc)
         self._files.append({
             "filename": name,
             "emptystream": False,
@@ -260,8 +269,12 @@ class SevenZipStream:
         if self._current is not None:
             raise RuntimeError("folder not ended")
         self._writer.finish()
+        self._sums.finish()
         if not self._files:
             raise ValueError("an archive needs at least one document")
+        crcs = iter(self._sums.crcs)
+        for f in self._folders:
+            f.crcs = [next(crcs) for _ in f.sizes]
         pos, length, crc = self._write_header()
         signature = SignatureHeader()
         signature.nextheaderofs = pos - START_HEADER
@@ -274,3 +287,5 @@ class SevenZipStream:
         """Stop the writer thread after a failure; the caller discards the volumes."""
         with contextlib.suppress(BaseException):  # the original failure is what matters
             self._writer.finish()
+        with contextlib.suppress(BaseException):
+            self._sums.finish()

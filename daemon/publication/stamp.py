@@ -59,6 +59,15 @@ def sha256_file(path: Path) -> bytes:
     return h.digest()
 
 
+def stamp_line(filename: str, sha256: str, key_fingerprint: str, actor_id: str | None,
+               signature_b64: str) -> str:
+    """The history line of one stamp: what, by whom, hash, key and signature in full, so
+    the history alone proves the stamp (`openssl dgst -verify` with the signature)."""
+    who = f"approved by {actor_id}" if actor_id else "no approver: by ringi"
+    return (f"stamped {filename} ({who}): sha256 {sha256}, key {short(key_fingerprint)}, "
+            f"signature (base64) {signature_b64}")
+
+
 class StampKey:
     def __init__(self, key: SigningKey) -> None:
         self._key = key
@@ -161,9 +170,11 @@ class Stamper:
     def stamp_case(self, s: Session, case: Case, actor_id: str | None,
                    record: Callable[[str], None]) -> list[Stamp]:
         """Stamp every document not yet stamped with this key; `record` gets one history line
-        per stamp. Every document is checked before any is stamped: if one is missing or
-        altered, StampError names it and nothing is stamped, so the workflow must not go on.
-        Returns all of the case's stamps with this key."""
+        per stamp (`stamp_line`). `actor_id` is the approver whose approval led here (None:
+        no approver; the company stamp applied by ringi). Every document is checked before
+        any is stamped: if one is missing or altered, StampError names it and nothing is
+        stamped, so the workflow must not go on. Returns all of the case's stamps with this
+        key."""
         done = {st.attachment_id for st in self.stamps(s, case)}
         todo = [a for a in s.scalars(select(Attachment).where(Attachment.case_id == case.id)
                                      .order_by(Attachment.id)) if a.id not in done]
@@ -189,10 +200,10 @@ class Stamper:
             raise StampError(problems)
         now, fp = self.clock.now(), self.key.fingerprint
         for doc in todo:
-            signature = self.key.sign_digest(digests[doc.id])
+            signature = base64.b64encode(self.key.sign_digest(digests[doc.id])).decode("ascii")
             s.add(Stamp(case_id=case.id, attachment_id=doc.id, sha256=doc.sha256,
-                        signature=base64.b64encode(signature).decode("ascii"),
-                        key_fingerprint=fp, stamped_at=now, stamped_by=actor_id))
-            record(f"stamped {doc.filename} sha256 {short(doc.sha256)} with key {short(fp)}")
+                        signature=signature, key_fingerprint=fp, stamped_at=now,
+                        stamped_by=actor_id))
+            record(stamp_line(doc.filename, doc.sha256, fp, actor_id, signature))
         s.flush()
         return self.stamps(s, case)

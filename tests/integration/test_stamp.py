@@ -99,9 +99,16 @@ def test_documents_are_stamped_and_openssl_verifies_each(
     with daemon.store.transaction() as s:
         events = [(e.kind, e.detail) for e in s.scalars(select(CaseEvent).where(
             CaseEvent.case_id == case.id, CaseEvent.kind == "stamped").order_by(CaseEvent.id))]
-    assert events == [("stamped", f"stamped {name} sha256 "
-                       f"{hashlib.sha256(d).hexdigest()[:12]}… with key {fp[:12]}…")
-                      for name, d in docs.items()]
+    # The history alone proves each stamp: who, the full hash and the signature.
+    assert events == [("stamped", f"stamped {name} (approved by tanaka): sha256 "
+                       f"{hashlib.sha256(d).hexdigest()}, key {fp[:12]}…, signature (base64) "
+                       f"{st.signature}") for st, (name, d) in zip(stamps, docs.items(),
+                                                                  strict=True)]
+    for (_kind, detail), (name, data) in zip(events, docs.items(), strict=True):
+        doc, sig = tmp_path / "from-history", tmp_path / "from-history.sig"
+        doc.write_bytes(data)
+        sig.write_bytes(base64.b64decode(detail.rsplit(" ", 1)[1]))
+        assert openssl_verify(pub, doc, sig).stdout.strip() == "Verified OK", name
 
     again = stamp(daemon, stamper, case.id, "sato")  # nothing new: each document once per key
     assert [st.id for st in again] == [st.id for st in stamps]
