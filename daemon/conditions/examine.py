@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from daemon.conditions.budgets import BudgetError, BudgetSpec, amount_of
-from daemon.conditions.expr import evaluate
+from daemon.conditions.expr import activation, evaluate_in
 from daemon.conditions.sets import ConditionSet
 
 
@@ -100,8 +100,9 @@ def examine(sets: list[ConditionSet], fields: dict[str, Any], kinds: dict[str, s
             else:
                 result.missed.append(budget_miss(cs.name, spec, amount, left[spec.name]))
                 result.contact = result.contact or cs.contact_on_failure
+        act = activation(fields, kinds, context, maps)  # converted once per set
         for cond in cs.conditions:
-            out = evaluate(cond.expr, fields, kinds, context, maps)
+            out = evaluate_in(cond.expr, act)
             label = f"{cs.name}/{cond.name}"
             system = [m for m in out.missing if m.startswith(("factor.", "budget."))]
             if out.value is None and system and not out.error:

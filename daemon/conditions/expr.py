@@ -336,10 +336,11 @@ def _external(node: Node) -> str | None:
     return f"{_ident(node.children[0])}.{node.children[1]}"
 
 
-def _activation(fields: dict[str, Any], kinds: dict[str, str],
-                context: dict[str, Any] | None,
-                maps: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | str:
-    """The CEL activation for one case, or the reason a value cannot be used."""
+def activation(fields: dict[str, Any], kinds: dict[str, str],
+               context: dict[str, Any] | None = None,
+               maps: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | str:
+    """The case as CEL sees it (converted once for all the conditions of a set), or the
+    reason a value cannot be used."""
     external: dict[str, Any] = {}
     for top in ("factor", "budget"):
         try:
@@ -374,13 +375,17 @@ def evaluate(expr: Compiled, fields: dict[str, Any], kinds: dict[str, str],
     (`budget.NAME`); one that is not set comes back in `missing` as "factor.NAME", never
     as a failure (the examination then decides nothing, see daemon.conditions.examine).
     """
-    activation = _activation(fields, kinds, context, maps)
-    if isinstance(activation, str):
-        return Outcome(None, (), activation)
+    return evaluate_in(expr, activation(fields, kinds, context, maps))
+
+
+def evaluate_in(expr: Compiled, act: dict[str, Any] | str) -> Outcome:
+    """`evaluate` with an activation already built (see `activation`)."""
+    if isinstance(act, str):
+        return Outcome(None, (), act)
     try:
-        value = expr._runner.evaluate(activation)
+        value = expr._runner.evaluate(act)
     except CELEvalError as error:
-        present = {str(k) for k in activation["case"]}
+        present = {str(k) for k in act["case"]}
         unset = sorted(expr.fields - present)
         if error.tree is not None and _case_field(error.tree) in unset:
             return Outcome(None, tuple(unset), None)
@@ -401,11 +406,11 @@ def compute(expr: Compiled, fields: dict[str, Any], kinds: dict[str, str],
             context: dict[str, Any] | None = None,
             maps: dict[str, dict[str, Any]] | None = None) -> tuple[Any, str | None]:
     """A value (not a judgement), e.g. a reservation's capped amount: (value, problem)."""
-    activation = _activation(fields, kinds, context, maps)
-    if isinstance(activation, str):
-        return None, activation
+    act = activation(fields, kinds, context, maps)
+    if isinstance(act, str):
+        return None, act
     try:
-        value = expr._runner.evaluate(activation)
+        value = expr._runner.evaluate(act)
     except CELEvalError as error:
         return None, _plain(expr, error)
     except Exception as error:  # a celpy defect must not take the daemon down
