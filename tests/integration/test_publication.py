@@ -4,6 +4,7 @@ real OpenSSL and 7-Zip exactly as docs/partners.md says, and purged after its ti
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -13,17 +14,21 @@ import smtplib
 import stat
 import subprocess
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
+from daemon.cli.main import cli
 from daemon.store.condition_models import AuditEntry
-from daemon.store.publication_models import Delivery
+from daemon.store.models import CaseEvent
+from daemon.store.publication_models import Delivery, Stamp
+from tests.integration.test_operations import write_config
 from tests.integration.test_outcomes import ADMIN, SUZUKI, TANAKA, World, number_of, start_world
 from tests.integration.test_recovery import new_case
 from tests.support import REQUEST, ROOT, CapturingRelay, wait_until
@@ -45,35 +50,47 @@ def private_key(path: Path) -> bytes:
                                          serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-@pytest.fixture
-def world(tmp_path: Path, db_url: str, relay: CapturingRelay) -> Iterator[World]:
+PARTNER = {
+    "case_types": '["design_release"]', "document_classes": '["drawing"]', "locale": '"en"',
+    "max_delivery_mb": "6", "volume_mb": "1", "retention_days": "30",
+}
+
+
+def partner_world(tmp_path: Path, db_url: str, relay: CapturingRelay,
+                  public_key: bytes | None = None, **over: str) -> World:
+    """ringi with one partner, Kobe Precision, whose folder is owned by root and group
+    GROUP (mode 0750). `over` replaces values of its file (as TOML); without
+    `public_key`, a key pair is made and the private key left in tmp_path/kobe.key."""
     partners = tmp_path / "partners"
     partners.mkdir()
-    (partners / "kobe.pub.pem").write_bytes(private_key(tmp_path / "kobe.key"))
+    if public_key is None:
+        public_key = private_key(tmp_path / "kobe.key")
+    (partners / "kobe.pub.pem").write_bytes(public_key)
     share = tmp_path / "share" / "kobe"
     share.mkdir(parents=True)
     os.chown(share, 0, GROUP)
     os.chmod(share, 0o750)
+    values = "\n".join(f"{k} = {v}" for k, v in {**PARTNER, **over}.items())
     (partners / "kobe-precision.toml").write_text(f'''
 name = "kobe-precision"
 title = "Kobe Precision"
 emails = ["{PARTNER_MAIL}"]
-locale = "en"
 public_key_file = "kobe.pub.pem"
 folder = "{share}"
 folder_owner = "0"
 folder_group = "{GROUP}"
 folder_mode = "0750"
-case_types = ["design_release"]
-document_classes = ["drawing"]
-max_delivery_mb = 6
-volume_mb = 1
-retention_days = 30
+{values}
 ''')
-    w = start_world(tmp_path, db_url, relay,
-                    publication={"partners_dir": str(partners),
-                                 "transmission": str(tmp_path / "transmission"),
-                                 "progress_every_mb": 1})
+    return start_world(tmp_path, db_url, relay,
+                       publication={"partners_dir": str(partners),
+                                    "transmission": str(tmp_path / "transmission"),
+                                    "progress_every_mb": 1})
+
+
+@pytest.fixture
+def world(tmp_path: Path, db_url: str, relay: CapturingRelay) -> Iterator[World]:
+    w = partner_world(tmp_path, db_url, relay)
     yield w
     w.app.stop()
 
@@ -110,8 +127,19 @@ def test_release_is_stamped_published_opened_and_purged(
     share = tmp_path / "share" / "kobe"
     [name] = os.listdir(share)
     assert name.startswith(f"{number}-kobe-precision-")
-    assert name in notice.body and "D-100-A.pdf" in notice.body
     delivery = share / name
+    # The partner's mail: where, what, until when, and how to open it.
+    expires = w.clock.now() + timedelta(days=30)
+    body = notice.body
+    assert f"Folder:   {share}\n" in body and f"Delivery: {name}\n" in body
+    assert f"Until:    {expires:%Y-%m-%d} (it is removed after this date)" in body
+    for fname, data in docs.items():
+        assert f"  - {fname} ({len(data):,} bytes, SHA-256 " \
+            f"{hashlib.sha256(data).hexdigest()})" in body
+    assert "README.txt" in body and f"cp -r {share}/\"$D\"" in body
+    assert "openssl dgst -sha256 -verify company-stamp.pub.pem -signature manifest.json.sig" \
+        in body and '7zz x -p"$(cat password.txt)"' in body
+    assert (delivery / "README.txt").read_text() == body.replace("\r\n", "\n")
     st = os.lstat(delivery)
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, GROUP, 0o750)
     files = sorted(os.listdir(delivery))
@@ -124,9 +152,29 @@ def test_release_is_stamped_published_opened_and_purged(
     ok = run("openssl", "dgst", "-sha256", "-verify", "company-stamp.pub.pem", "-signature",
              "manifest.json.sig", "manifest.json", cwd=delivery)
     assert "Verified OK" in ok.stdout, ok.stderr
-    manifest = json.loads((delivery / "manifest.json").read_text())
-    assert manifest["case_number"] == number
+    altered = tmp_path / "altered.json"  # one byte changed: the signature no longer holds
+    raw = (delivery / "manifest.json").read_bytes()
+    altered.write_bytes(raw[:40] + bytes([raw[40] ^ 1]) + raw[41:])
+    bad = run("openssl", "dgst", "-sha256", "-verify", "company-stamp.pub.pem", "-signature",
+              "manifest.json.sig", str(altered), cwd=delivery)
+    assert bad.returncode == 1 and "Verification failure" in bad.stdout
+    manifest = json.loads(raw)
+    assert manifest["case_number"] == number and manifest["delivery"] == name
     assert [v["name"] for v in manifest["volumes"]] == volumes
+    for v in manifest["volumes"]:  # what the manifest states is what the files are
+        data = (delivery / v["name"]).read_bytes()
+        assert (v["size"], v["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    fp = w.app.stamp_key.fingerprint
+    assert manifest["stamp_key_fingerprint"] == fp
+    assert [(d["name"], d["size"], d["sha256"], d["stamp"]) for d in manifest["documents"]] == [
+        (fname, len(data), hashlib.sha256(data).hexdigest(),
+         {"signature": f"stamps/{fname}.sig", "stamped_at": w.clock.now().isoformat(),
+          "key_fingerprint": fp}) for fname, data in docs.items()]
+    created = datetime.fromisoformat(manifest["created_at"])
+    assert created == w.clock.now()
+    assert datetime.fromisoformat(manifest["expires_at"]) == created + timedelta(days=30)
+    with w.app.store.transaction() as s:  # the expiry recorded (and purged by) is the same
+        assert s.scalar(select(Delivery.expires_at)) == expires
     unwrapped = run("openssl", "pkeyutl", "-decrypt", "-inkey", str(tmp_path / "kobe.key"),
                     "-in", "password.bin", "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt",
                     "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256", cwd=delivery)
@@ -149,6 +197,25 @@ def test_release_is_stamped_published_opened_and_purged(
     assert wrong.returncode != 0
     kinds = [k for k, _ in w.events(number)]
     assert kinds.count("stamped") == 2 and "published" in kinds
+    # The stamp in the history: who (the approver), when, the full hash and the signature.
+    with w.app.store.transaction() as s:
+        stamped = [(e.actor_id, e.at, e.detail) for e in s.scalars(select(CaseEvent).where(
+            CaseEvent.kind == "stamped").order_by(CaseEvent.id))]
+        rows = s.scalars(select(Stamp).order_by(Stamp.id)).all()
+        assert [r.stamped_by for r in rows] == ["suzuki", "suzuki"]
+        signatures = [r.signature for r in rows]
+    assert [(who, at) for who, at, _ in stamped] == [("suzuki", w.clock.now())] * 2
+    for (_, _, detail), (fname, data), sig in zip(stamped, docs.items(), signatures,
+                                                  strict=True):
+        assert detail == (f"stamped {fname} (approved by suzuki): sha256 "
+                          f"{hashlib.sha256(data).hexdigest()}, key {fp[:12]}…, "
+                          f"signature (base64) {sig}")
+    shown = CliRunner().invoke(cli, ["--config", str(write_config(w.app.cfg, tmp_path)),
+                                     "case", "show", number])
+    assert shown.exit_code == 0, shown.output
+    lines = [ln for ln in shown.output.splitlines() if " stamped " in ln]
+    assert len(lines) == 2 and all("Suzuki" in ln and signatures[i] in ln
+                                   for i, ln in enumerate(lines)), lines
     packed = [r.getMessage() for r in caplog.records if "bytes packed" in r.getMessage()]
     # progress on the way, then all of it (documents and their stamp signatures)
     assert len(packed) >= 2 and re.search(r": (\d+) of \1 bytes packed$", packed[-1])
