@@ -97,7 +97,7 @@ class App:
         self.workflow.library = ConditionLibrary(self.clock, fields_of, self.audit.append,
                                                  self.audit.lock)
         self.workflow.factors = Factors(self.clock, self.audit)
-        self.workflow.budgets = Budgets(self.clock, self.audit)
+        self.workflow.budgets = Budgets(self.clock, self.audit, cfg.workflow.zone)
         self.executions = self._executions(fields_of)
         self.workflow.executions = self.executions
         self.partners = PartnerRegistry(self.clock, self.audit.append,

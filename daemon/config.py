@@ -14,6 +14,7 @@ import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     BaseModel,
@@ -191,6 +192,8 @@ class WorkflowConfig(_Section):
     escalate_after_days: int = Field(default=5, ge=1)
     business_days: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])  # Mon=0
     holidays: list[datetime.date] = Field(default_factory=list)
+    # The company's time zone (IANA name): budget months and years turn at midnight here.
+    timezone: str = "UTC"
     # How often waiting cases are checked for reminders, escalation and people who left.
     timer_seconds: float = Field(default=60.0, gt=0)
 
@@ -200,7 +203,16 @@ class WorkflowConfig(_Section):
             raise ValueError("escalate_after_days must be greater than reminder_after_days")
         if not self.business_days or not all(0 <= d <= 6 for d in self.business_days):
             raise ValueError("business_days must list weekdays 0 (Monday) to 6 (Sunday)")
+        try:
+            ZoneInfo(self.timezone)
+        except (ValueError, KeyError, OSError):
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r} (use an IANA "
+                             "name such as \"Asia/Tokyo\")") from None
         return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
 
 class SecurityConfig(_Section):

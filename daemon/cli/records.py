@@ -7,7 +7,7 @@ import sys
 import click
 
 from daemon.audit.trail import AuditTrail, format_entry
-from daemon.cli.common import open_store
+from daemon.cli.common import cli_config, open_store
 from daemon.clock import SystemClock
 from daemon.conditions.budgets import Budgets
 from daemon.conditions.factors import FactorError, Factors, describe
@@ -133,7 +133,8 @@ def budget_show(ctx: click.Context, all_periods: bool) -> None:
     store = open_store(ctx)
     clock = SystemClock()
     with store.transaction() as s:
-        lines = Budgets(clock, AuditTrail(clock)).show(s, all_periods)
+        lines = Budgets(clock, AuditTrail(clock), cli_config(ctx).workflow.zone).show(
+            s, all_periods)
     store.dispose()
     if not lines:
         click.echo("no budgets yet")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import tomli_w
@@ -226,6 +227,21 @@ def test_next_month_starts_full_and_roll_records_the_reset(store: Store,
         assert budgets.roll(s, specs) == 2
     assert remaining(store, budgets, yearly) == D("5000000.00")
     assert intact(store)
+
+
+def test_months_turn_at_midnight_in_the_company_time_zone(store: Store,
+                                                          clock: FrozenClock) -> None:
+    """Tokyo: December begins at 15:00 UTC on 30 November, not nine hours later."""
+    budgets = Budgets(clock, AuditTrail(clock), ZoneInfo("Asia/Tokyo"))
+    clock.set(dt.datetime(2026, 11, 30, 14, 59, tzinfo=dt.UTC))
+    assert consume(store, budgets, "700000")
+    assert remaining(store, budgets) == D("300000.00")
+    clock.set(dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.UTC))
+    assert remaining(store, budgets) == D("1000000.00")
+    assert consume(store, budgets, "900000")
+    with store.transaction() as s:
+        assert [(b.period, b.consumed) for b in budgets.show(s)] == [("2026-12",
+                                                                     D("900000.00"))]
 
 
 def test_a_changed_limit_applies_at_once(store: Store, clock: FrozenClock) -> None:

@@ -67,6 +67,7 @@ def test_file_then_environment(tmp_path: Path) -> None:
          "cases.number_format: Value error, must contain {seq"),
         ("[database]\nurl = 'mysql://x'\n", {}, "database.url:"),
         ("[smtp\n", {}, "not valid TOML"),
+        ("[workflow]\ntimezone = 'Mars/Olympus'\n", {}, "unknown time zone 'Mars/Olympus'"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, toml: str, env: dict[str, str],
