@@ -205,6 +205,7 @@ def test_stability_and_crash_between_store_and_move(tmp_path: Path, db_url: str)
     app.stop()
 
 
+@pytest.mark.timeout(600)  # the same bound as its own wait: a busy machine is slower
 def test_thousand_files_exactly_once(tmp_path: Path, db_url: str) -> None:
     """1,000 inputs at once: half written then renamed, half written slowly in place."""
     base = tmp_path / "drop"

@@ -173,6 +173,28 @@ def test_revision_not_in_time_goes_on_to_the_next_path(make_world: type[World],
     assert w.case(number).state == "rejected"
 
 
+def test_when_the_wait_ends_the_path_after_revise_is_tried(make_world: type[World],
+                                                           tmp_path: Path) -> None:
+    """["revise", "proxy"]: no revision in time, so Ito's own conditions approve."""
+    rules = with_rules(tmp_path, 'on_failure = ["revise", "proxy"]\nrevise_wait_hours = 24\n'
+                       'proxy = "ito"\n', ito=PROXY_SET)
+    w = make_world(rules)  # type: ignore[call-arg]
+    number = up_to_watanabe(w, "600,000")
+    w.one(WATANABE)  # asked to revise
+    assert w.case(number).state == "awaiting_revision"
+    w.nothing_more(CLARK)
+    w.clock.advance(timedelta(hours=25))
+    assert w.app.timers.run_once() == 1
+    w.one(CLARK)  # approved by the proxy's conditions: on to procurement
+    assert w.case(number).state == "in_review"
+    events = w.events(number)
+    auto = [d for k, d in events if k == "decision" and "automatic" in d]
+    assert len(auto) == 1 and "by proxy" in auto[0]
+    kinds = [k for k, _ in events]
+    assert kinds.index("revision requested") < kinds.index("revision wait ended")
+    w.nothing_more(ITO)
+
+
 PROXY_SET = '''name = "ito-sales-purchases"
 setter = "ito"
 subjects = { case_types = ["purchase"], units = ["sales"] }
