@@ -335,3 +335,54 @@ def test_fingerprint_is_sha256_of_the_der_public_key(
     assert der.returncode == 0, der.stderr
     assert public_key_fingerprint(keys["partner"][1]) == hashlib.sha256(der.stdout).hexdigest()
     assert public_key_fingerprint(keys["other"][1]) != public_key_fingerprint(keys["partner"][1])
+
+
+def with_hashes(docs: list[Document], wrong: str = "") -> list[Document]:
+    """The documents with their recorded sha256 and size (`wrong`: one recorded wrongly)."""
+    out = []
+    for d in docs:
+        data = d.path.read_bytes()
+        digest = hashlib.sha256(data + (b"!" if d.name == wrong else b"")).hexdigest()
+        out.append(Document(d.name, d.path, sha256=digest, size=len(data)))
+    return out
+
+
+def test_recorded_hashes_are_checked_while_streaming(tmp_path: Path) -> None:
+    docs = make_corpus(tmp_path / "docs")
+    out = tmp_path / "out"
+    out.mkdir()
+    password = new_password()
+    result = build_archive(with_hashes(docs), out, "D", VOLUME, password)
+    tested = seven("t", f"-p{password}", str(result.volumes[0]))
+    assert tested.returncode == 0 and "Everything is Ok" in tested.stdout, tested.stdout
+    for name in ("scan.bin", "small/part-149.csv"):  # a stored one, the last deflated one
+        for v in result.volumes:
+            v.unlink()
+        data = (tmp_path / "docs" / name).read_bytes()
+        with pytest.raises(ArchiveError) as caught:
+            build_archive(with_hashes(docs, wrong=name), out, "D", VOLUME, password)
+        assert str(caught.value) == (
+            f"{name}: the bytes read have sha256 {hashlib.sha256(data).hexdigest()}, not the "
+            f"{hashlib.sha256(data + b'!').hexdigest()} recorded; the stored document was "
+            "altered")
+        assert list(out.iterdir()) == []  # nothing is left of the failed build
+        result = build_archive(with_hashes(docs), out, "D", VOLUME, password)
+
+
+def test_a_recorded_size_is_checked_before_anything_is_written(tmp_path: Path) -> None:
+    doc = one_doc(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ArchiveError, match=r"has 15000 bytes, not the 14999 recorded"):
+        build_archive([Document(doc.name, doc.path, size=14_999)], out, "D", VOLUME, "pw")
+    assert list(out.iterdir()) == []
+
+
+def test_progress_comes_as_often_as_asked(tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(random.Random(2).randbytes(3 * MIB))
+    calls: list[int] = []
+    build_archive([Document("big.bin", big)], tmp_path, "D", VOLUME, "pw",
+                  progress=lambda done, total: calls.append(done),
+                  progress_every=MIB // 2)
+    assert calls == [MIB, 2 * MIB, 3 * MIB]  # read in 1 MiB chunks; the default: 4 MiB

@@ -16,7 +16,9 @@ from daemon.publication.folders import (
     check_folder,
     ensure_folder,
     publish,
+    published_manifest,
     remove_delivery,
+    seal,
 )
 
 OTHER_UID, OTHER_GID = 54321, 54322
@@ -165,3 +167,63 @@ def test_staging_on_another_file_system_still_appears_at_once(tmp_path: Path) ->
             import shutil
 
             shutil.rmtree(stage)
+
+
+def owners(path: Path) -> tuple[int, int, int]:
+    st = os.lstat(path)
+    return st.st_uid, st.st_gid, st.st_mode
+
+
+def test_seal_refuses_links_and_never_changes_what_they_point_to(tmp_path: Path) -> None:
+    rule = folder(tmp_path)
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o700)
+    (victim / "f").write_text("keep")
+    os.chmod(victim / "f", 0o600)
+    watched = [victim, victim / "f"]
+    before = [owners(p) for p in watched]
+    top = tmp_path / "top-link"
+    top.symlink_to(victim)
+    with pytest.raises(FolderError, match="not a folder"):
+        seal(top, rule)
+    inner = staged(tmp_path)
+    (inner / "zz-link").symlink_to(victim / "f")
+    (inner / "sub").mkdir()
+    (inner / "sub" / "dir-link").symlink_to(victim)
+    with pytest.raises(FolderError, match="symbolic link in a delivery"):
+        seal(inner, rule)
+    assert [owners(p) for p in watched] == before
+    os.unlink(inner / "zz-link")
+    with pytest.raises(FolderError, match="sub/dir-link is a symbolic link"):
+        seal(inner, rule)
+    assert [owners(p) for p in watched] == before
+    os.unlink(inner / "sub" / "dir-link")
+    seal(inner, rule)  # a clean delivery is sealed as configured, sub-folders too
+    for p in (inner, inner / "sub"):
+        assert owners(p) == (OTHER_UID, OTHER_GID, stat.S_IFDIR | 0o750)
+    assert owners(inner / "manifest.json") == (OTHER_UID, OTHER_GID, stat.S_IFREG | 0o640)
+
+
+def test_published_manifest_is_read_only_from_a_delivery_of_ours(tmp_path: Path) -> None:
+    rule = folder(tmp_path)
+    final = publish(staged(tmp_path), rule, "R-1-kobe-1")
+    assert published_manifest(rule, "R-1-kobe-1") == b"{}"
+    (rule.path / "R-2-kobe-2").symlink_to(final)
+    with pytest.raises(FolderError, match="it is a symbolic link"):
+        published_manifest(rule, "R-2-kobe-2")
+    (rule.path / "R-3-kobe-3").write_text("{}")
+    with pytest.raises(FolderError, match="it is not a folder"):
+        published_manifest(rule, "R-3-kobe-3")
+    os.mkdir(rule.path / "R-4-kobe-4")  # root's, not the configured owner's
+    with pytest.raises(FolderError, match=f"owned by uid 0, not {OTHER_UID}"):
+        published_manifest(rule, "R-4-kobe-4")
+    os.chown(rule.path / "R-4-kobe-4", OTHER_UID, OTHER_GID)
+    with pytest.raises(FolderError, match="it has no manifest.json"):
+        published_manifest(rule, "R-4-kobe-4")
+    (rule.path / "R-4-kobe-4" / "manifest.json").symlink_to(final / "manifest.json")
+    with pytest.raises(FolderError, match="its manifest.json is a symbolic link"):
+        published_manifest(rule, "R-4-kobe-4")
+    os.unlink(rule.path / "R-4-kobe-4" / "manifest.json")
+    os.mkfifo(rule.path / "R-4-kobe-4" / "manifest.json")
+    with pytest.raises(FolderError, match="its manifest.json is not a regular file"):
+        published_manifest(rule, "R-4-kobe-4")
