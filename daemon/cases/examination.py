@@ -15,6 +15,7 @@ chain cancels them (SPEC 6: "a failure anywhere cancels the provisional approval
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -64,8 +65,12 @@ class Judged:
         return next((cs for cs in self.sets if cs.name in names), None)
 
 
-def miss_lines(exam: Examination) -> list[dict[str, str]]:
-    return [{"condition": m.condition, "given": m.given, "required": m.required}
+def miss_lines(exam: Examination, documents: list[str] | None = None) -> list[dict[str, Any]]:
+    """Each failing item for a mail; with the case's document names, the ones a condition's
+    `document` pattern points at (case-insensitive), so the reader knows what to check."""
+    return [{"condition": m.condition, "given": m.given, "required": m.required,
+             "documents": [d for d in documents or [] if m.document
+                           and fnmatch.fnmatch(d.casefold(), m.document.casefold())]}
             for m in exam.missed]
 
 

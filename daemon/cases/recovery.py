@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import tomli_w
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from daemon.cases.examination import Examiner, Judged, Verdict, miss_lines
@@ -30,7 +30,7 @@ from daemon.notify.views import format_value
 from daemon.routing.engine import Next, Pos, after_approval, walk
 from daemon.routing.templates import Template
 from daemon.store.db import rowcount
-from daemon.store.models import Case
+from daemon.store.models import Attachment, Case
 
 AWAITING_REVISION = CaseState.AWAITING_REVISION
 
@@ -233,8 +233,10 @@ class Recovery:
         case.route = None
         wf.record(s, case, "rejected", j.approver,
                   detail="automatic, by stored conditions: " + _misses_text(j))
-        wf.tell_requester(s, case, "rejected_conditions", {"misses": miss_lines(j.exam)},
-                          by=j.approver)
+        documents = list(s.scalars(select(Attachment.filename).where(
+            Attachment.case_id == case.id).order_by(Attachment.id)))
+        wf.tell_requester(s, case, "rejected_conditions",
+                          {"misses": miss_lines(j.exam, documents)}, by=j.approver)
         return Verdict("rejected")
 
 

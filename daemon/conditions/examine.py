@@ -26,6 +26,7 @@ class Miss:
     condition: str
     given: str
     required: str
+    document: str = ""  # the condition's document pattern: which attachment to check
 
 
 @dataclass
@@ -116,6 +117,7 @@ def examine(sets: list[ConditionSet], fields: dict[str, Any], kinds: dict[str, s
                     or "-"
                 if out.error:
                     given += f" ({out.error})"
-                result.missed.append(Miss(cs.name, cond.name, given, cond.required))
+                result.missed.append(Miss(cs.name, cond.name, given, cond.required,
+                                          cond.document))
                 result.contact = result.contact or cs.contact_on_failure
     return result

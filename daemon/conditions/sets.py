@@ -21,7 +21,7 @@ from daemon.conditions.setparts import RECOVERY_KEYS, Recovery, parse_recovery
 SET_KEYS = {"name", "setter", "subjects", "contact_on_failure", "conditions", "examples",
             "execute", "budgets"} | RECOVERY_KEYS
 SUBJECT_KEYS = {"case_types", "units", "people"}
-CONDITION_KEYS = {"name", "expr", "required"}
+CONDITION_KEYS = {"name", "expr", "required", "document"}
 EXAMPLE_KEYS = {"name", "fields", "requester_unit", "requester", "case_type", "expect",
                 "failing", "factors", "budgets", "today"}
 EXPECTS = ("approve", "reject", "ask")  # "ask": a value it needs is missing, a person decides
@@ -38,6 +38,7 @@ class Condition:
     name: str
     expr: Compiled
     required: str  # what the setter requires, in words (default: the expression)
+    document: str = ""  # which attached document the item is checked against (a name glob)
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,12 @@ def _build_set(body: dict[str, Any], source: str, fields_of: dict[str, set[str]]
             continue
         for problem in check_fields(compiled, known_fields):
             err(where, problem)
+        if not isinstance(raw.get("document", ""), str):
+            err(where, "document is a file name pattern, e.g. \"*quotation*\"")
+            continue
         conditions.append(Condition(str(raw.get("name") or i), compiled,
-                                    str(raw.get("required") or raw["expr"])))
+                                    str(raw.get("required") or raw["expr"]),
+                                    str(raw.get("document", ""))))
     recovery, problems = parse_recovery(body, source, known_fields,
                                         {c.name for c in conditions})
     errors.extend(problems)

@@ -80,7 +80,8 @@ def test_failing_condition_rejects_naming_the_item(world: World) -> None:
                           attach=b"%PDF quotation")
     rejected = world.one(SMITH)
     assert "Rejected" in rejected.subject and number in rejected.subject
-    assert "budget: you gave amount='600000'; required: at most ¥500,000" in rejected.body
+    assert ("budget: you gave amount='600000'; required: at most ¥500,000\n"
+            "    check against: quotation.pdf\n") in rejected.body
     assert "material: you gave material_code='9901'" in rejected.body
     assert "category" not in rejected.body.split("Check these")[0].split("did not meet them")[1]
     assert "quotation.pdf" in rejected.body  # points at the attached document
