@@ -71,6 +71,21 @@ class ConditionLibrary:
                 self._book, self._generation = book, generation
             return self._book
 
+    def stored_apart(self, s: Session) -> list[tuple[str, ConditionSet | list[str]]]:
+        """The sets in force that no file holds (edited by mail or command), each built,
+        or its problems (e.g. a field its case type no longer has): for `rules check`."""
+        out: list[tuple[str, ConditionSet | list[str]]] = []
+        for r in s.scalars(select(ConditionSetVersion).where(
+                ConditionSetVersion.active, ConditionSetVersion.origin != "file")
+                .order_by(ConditionSetVersion.name, ConditionSetVersion.case_number)):
+            label = f"{r.name} (v{r.version}, {r.origin}" + (
+                f", case {r.case_number})" if r.case_number else ")")
+            try:
+                out.append((label, self._build(r)))
+            except ConditionSetError as exc:
+                out.append((label, exc.errors))
+        return out
+
     def _build(self, row: ConditionSetVersion) -> ConditionSet:
         return build_set(row.body, f"{row.source} (v{row.version})", self.fields_of,
                          row.case_number, row.version)

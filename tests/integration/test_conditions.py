@@ -133,6 +133,30 @@ def test_rules_check_reports_failing_examples(tmp_path: Path, db_url: str) -> No
         assert line in out.output, line
 
 
+def test_rules_check_runs_the_examples_of_sets_stored_by_mail(tmp_path: Path,
+                                                               db_url: str) -> None:
+    """A set a setter stored by mail is in the database, not in rules/: checked too."""
+    import tomllib
+
+    from daemon.app import App
+
+    cfg = make_config(tmp_path, db_url, None, free_port())
+    app = App(cfg)
+    app.store.migrate()
+    body = tomllib.loads(RATES.replace('name = "rates"', 'name = "ito-rates"'))
+    with app.store.transaction() as s:
+        app.workflow.library.save(s, body, origin="email", source="mail from ito",
+                                  actor="ito")
+    app.store.dispose()
+    cfg_file = tmp_path / "ringi.toml"
+    cfg_file.write_text(tomli_w.dumps(config_as_dict(cfg)))
+    out = CliRunner().invoke(cli, ["--config", str(cfg_file), "rules", "check"])
+    assert out.exit_code == 1, out.output  # its wrongly expected example
+    assert "pass  ito-rates (v1, email): high rate: reject (failing: rate)" in out.output
+    assert "FAIL  ito-rates (v1, email): wrongly expected: approve" in out.output
+    assert "pass  watanabe-sales-purchases: over budget: reject" in out.output
+
+
 RATES = """
 name = "rates"
 setter = "ito"
