@@ -81,8 +81,8 @@ def test_the_guide_and_the_readme_run_as_written(tmp_path: Path, db_url: str,
             assert (files / fname).read_bytes() == data
             assert (files / "stamps" / f"{fname}.sig").is_file()
         # Nothing was extracted into the delivery's copy, and the delivery is unchanged.
-        assert sorted(os.listdir(home / name)) == sorted(os.listdir(share / name)) + [
-            "password.txt"]
+        assert sorted(os.listdir(home / name)) == sorted(
+            [*os.listdir(share / name), "password.txt"])
 
         # The README.txt of the delivery: its commands, exactly as they are written there.
         readme = (share / name / "README.txt").read_text(encoding="utf-8")
@@ -100,9 +100,9 @@ def test_the_guide_and_the_readme_run_as_written(tmp_path: Path, db_url: str,
         w.app.stop()
 
 
-def readme_commands(readme: str) -> str:
-    """The indented block after "How to open it", as a script."""
-    lines = readme.split("How to open it", 1)[1].splitlines()
+def readme_commands(readme: str, heading: str = "How to open it") -> str:
+    """The indented block after `heading`, as a script."""
+    lines = readme.split(heading, 1)[1].splitlines()
     block: list[str] = []
     for line in lines[1:]:
         if line.startswith("    "):

@@ -228,3 +228,30 @@ def test_sign_file_reads_in_chunks(tmp_path: Path) -> None:
     sig.write_bytes(signature)
     pub.write_text(key.public_pem())
     assert openssl_verify(pub, big, sig).stdout.strip() == "Verified OK"
+
+
+def test_a_stamp_reached_without_an_approval_is_the_companys(
+        daemon: App, relay: CapturingRelay) -> None:
+    """A stamp step reached before anyone approved (the requester is the last actor) is
+    recorded as ringi's, not as the requester's approval."""
+    from daemon.directory.lookup import member
+    from daemon.routing.templates import Step
+
+    case = submit(daemon, "Plate D-300", {"D-300.pdf": b"%PDF plate"})
+    with daemon.store.transaction() as s:
+        row = s.get(Case, case.id)
+        assert row is not None
+        requester = member(s, row.requester_id)
+        assert requester is not None
+        assert daemon.publisher.at_step(
+            s, row, Step(name="stamp", resolver="system", action="stamp"), requester)
+    with daemon.store.transaction() as s:
+        st = s.scalar(select(Stamp).where(Stamp.case_id == case.id))
+        event = s.scalar(select(CaseEvent).where(CaseEvent.case_id == case.id,
+                                                 CaseEvent.kind == "stamped"))
+        assert st is not None and event is not None
+        assert (st.stamped_by, event.actor_id, event.actor) == (None, None, {})
+        assert event.detail.startswith(
+            f"stamped D-300.pdf (no approver: by ringi): sha256 "
+            f"{hashlib.sha256(b'%PDF plate').hexdigest()}, key ")
+        assert event.detail.endswith(f"signature (base64) {st.signature}")

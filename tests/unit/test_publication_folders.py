@@ -218,12 +218,12 @@ def test_published_manifest_is_read_only_from_a_delivery_of_ours(tmp_path: Path)
     with pytest.raises(FolderError, match=f"owned by uid 0, not {OTHER_UID}"):
         published_manifest(rule, "R-4-kobe-4")
     os.chown(rule.path / "R-4-kobe-4", OTHER_UID, OTHER_GID)
-    with pytest.raises(FolderError, match="it has no manifest.json"):
+    with pytest.raises(FolderError, match=r"it has no manifest\.json"):
         published_manifest(rule, "R-4-kobe-4")
     (rule.path / "R-4-kobe-4" / "manifest.json").symlink_to(final / "manifest.json")
-    with pytest.raises(FolderError, match="its manifest.json is a symbolic link"):
+    with pytest.raises(FolderError, match=r"its manifest\.json is a symbolic link"):
         published_manifest(rule, "R-4-kobe-4")
     os.unlink(rule.path / "R-4-kobe-4" / "manifest.json")
     os.mkfifo(rule.path / "R-4-kobe-4" / "manifest.json")
-    with pytest.raises(FolderError, match="its manifest.json is not a regular file"):
+    with pytest.raises(FolderError, match=r"its manifest\.json is not a regular file"):
         published_manifest(rule, "R-4-kobe-4")
