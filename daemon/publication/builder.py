@@ -125,7 +125,7 @@ class DeliveryBuilder:
             self._failed(item, f"the receiving folder cannot be used: {exc}")
             raise PermanentError(str(exc)) from None
         if os.path.lexists(rule.path / name):  # published, but a crash lost the commit?
-            self._found(item, rule, name, p, number, title)
+            self._found(item, rule, name, p)
             return
         self.staging_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         staging = self.staging_root / name
@@ -213,8 +213,7 @@ class DeliveryBuilder:
                 "stamp_fingerprint": manifest["stamp_key_fingerprint"],
                 "number": manifest["case_number"], "title": manifest["title"]}
 
-    def _found(self, item: Claimed, rule: FolderRule, name: str, p: PartnerView,
-               number: str, title: str) -> None:
+    def _found(self, item: Claimed, rule: FolderRule, name: str, p: PartnerView) -> None:
         """Something is already in the partner's folder under this delivery's name.
 
         An earlier attempt published it and a crash lost the commit: then it is a real
