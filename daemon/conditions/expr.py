@@ -24,7 +24,16 @@ from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError, base_functions, operator_in
 
-Node = lark.Tree[Any]
+from daemon.conditions.exprtree import (
+    Node,
+    balance,
+    case_field,
+    collapse,
+    external,
+    ident,
+    string_literal,
+    where,
+)
 
 
 class ExprError(Exception):
@@ -122,74 +131,6 @@ _EXTRA: dict[str, Any] = {
      "_||_": _error_first(ct.logical_or), "_?_:_": _condition}
 
 
-def _single(tree: Any) -> Any:
-    """Descend single-child wrappers (expr -> ... -> primary) to the node that matters."""
-    while isinstance(tree, lark.Tree) and len(tree.children) == 1 and tree.data != "ident":
-        tree = tree.children[0]
-    return tree
-
-
-def _ident(tree: Any) -> str | None:
-    node = _single(tree)
-    return str(node.children[0]) if isinstance(node, lark.Tree) and node.data == "ident" else None
-
-
-def _string_literal(tree: Any) -> str | None:
-    node = _single(tree)
-    if isinstance(node, lark.Token) and node.type == "STRING_LIT":
-        match = re.fullmatch(r"'([^'\\]*)'|\"([^\"\\]*)\"", str(node))
-        if match:
-            return match[1] if match[1] is not None else match[2]
-    return None
-
-
-def _case_field(node: Node) -> str | None:
-    """The name in ``case.name`` or ``case['name']``; None for any other node."""
-    if node.data not in ("member_dot", "member_index") or _ident(node.children[0]) != "case":
-        return None
-    key = node.children[1]
-    return str(key) if node.data == "member_dot" else _string_literal(key)
-
-
-def _where(node: Node | lark.Token | None) -> str:
-    """' at column N' when the node knows its place, else ''."""
-    column = node.column if isinstance(node, lark.Token) else getattr(
-        getattr(node, "meta", None), "column", None)
-    return f" at column {column}" if column else ""
-
-
-def _balance(root: Node) -> None:
-    """Regroup long ``&&``/``||`` chains as balanced trees, so 500 terms don't exhaust the stack.
-
-    celpy parses ``a && b && c`` left-deep; both operators are associative in CEL.
-    """
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        for i, child in enumerate(node.children):
-            if not isinstance(child, lark.Tree):
-                continue
-            if child.data not in ("conditionaland", "conditionalor") or len(child.children) < 2:
-                stack.append(child)
-                continue
-            terms, pending = [], [child]
-            while pending:
-                part = pending.pop()
-                if isinstance(part, lark.Tree) and part.data == child.data \
-                        and len(part.children) == 2:
-                    pending += [part.children[1], part.children[0]]
-                else:
-                    terms.append(part)
-            node.children[i] = _build(child.data, terms, child.meta)
-            stack += terms
-
-
-def _build(op: str, terms: list[Any], meta: Any) -> Any:
-    half = len(terms) // 2
-    return terms[0] if half == 0 else lark.Tree(
-        op, [_build(op, terms[:half], meta), _build(op, terms[half:], meta)], meta)
-
-
 def _analyse(root: Node) -> set[str]:
     """Case fields referred to; unknown functions or names, bad date literals and shapes
     that could exhaust the stack or run for minutes (nested comprehensions) are errors."""
@@ -202,7 +143,7 @@ def _analyse(root: Node) -> set[str]:
         token: Any = None  # the function name token, for error columns
         if depth > _MAX_DEPTH:
             raise ExprError(_TOO_DEEP)
-        if (name := _case_field(node)) is not None:
+        if (name := case_field(node)) is not None:
             fields.add(name)
         elif node.data == "ident":
             idents.append(node)
@@ -214,25 +155,25 @@ def _analyse(root: Node) -> set[str]:
             if name not in _FUNCTIONS:
                 close = difflib.get_close_matches(name, sorted(_FUNCTIONS), 1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
-                raise ExprError(f"unknown function '{name}'{_where(token)}{hint}")
-            if name in _LOOPS and exprs and (var := _ident(exprs[0])):
+                raise ExprError(f"unknown function '{name}'{where(token)}{hint}")
+            if name in _LOOPS and exprs and (var := ident(exprs[0])):
                 bound.add(var)
-            if name == "date" and exprs and (text := _string_literal(exprs[0])) is not None:
+            if name == "date" and exprs and (text := string_literal(exprs[0])) is not None:
                 try:
                     dt.date.fromisoformat(text)
                 except ValueError:
-                    raise ExprError(f"date('{text}'){_where(token)} is not a date "
+                    raise ExprError(f"date('{text}'){where(token)} is not a date "
                                     "like '2026-12-31'") from None
         for child in node.children:
             if isinstance(child, lark.Tree):
                 inner = loops + (name in _LOOPS and child.data == "exprlist")
                 if inner > _MAX_LOOPS:
-                    raise ExprError(f"{name}(){_where(token)} is nested {inner} deep in "
+                    raise ExprError(f"{name}(){where(token)} is nested {inner} deep in "
                                     f"all/exists/map/filter; at most {_MAX_LOOPS} are allowed")
                 stack.append((child, depth + 1, inner))
     for node in idents:
         if (var := str(node.children[0])) not in _NAMES | bound:
-            raise ExprError(f"unknown name '{var}'{_where(node.children[0])}; "
+            raise ExprError(f"unknown name '{var}'{where(node.children[0])}; "
                             "write case.<field>, ctx.<name>, factor.<name> or budget.<name>")
     return fields
 
@@ -264,8 +205,9 @@ def compile_expr(source: str) -> Compiled:
         raise ExprError(_parse_message(source, error)) from None
     except RecursionError:
         raise ExprError(_TOO_DEEP) from None
-    _balance(tree)
+    balance(tree)
     fields = _analyse(tree)
+    collapse(tree)
     return Compiled(source, frozenset(fields), _ENV.program(tree, functions=_EXTRA))
 
 
@@ -301,7 +243,7 @@ def _plain(expr: Compiled, error: CELEvalError) -> str:
     """celpy's error text, which names Python classes, rewritten for an administrator."""
     tree, token = error.tree, error.token
     message = str(error.args[0]) if error.args else "evaluation failed"
-    where = _where(token if token is not None else tree)
+    place = where(token if token is not None else tree)
     snippet = ""
     if tree is not None and getattr(tree.meta, "end_pos", None) is not None:
         snippet = expr.source[tree.meta.start_pos:tree.meta.end_pos].strip()
@@ -310,14 +252,14 @@ def _plain(expr: Compiled, error: CELEvalError) -> str:
         types = [_WORDS.get(t, t) for t in re.findall(r"celtypes\.(\w+?)Type", message)]
         op = next((_OPS[k] for k in _OPS if k in message), None)
         if op and types:
-            return f"cannot use '{op}' with {' and '.join(types)}{where}{shown}"
+            return f"cannot use '{op}' with {' and '.join(types)}{place}{shown}"
         what = f"{token}()" if token is not None else "an operator"
-        return f"{what} cannot be used with this kind of value{where}{shown}"
+        return f"{what} cannot be used with this kind of value{place}{shown}"
     if message.startswith("no such member in mapping") or message == "no such key":
-        return f"{snippet or 'a key'} is not set{where}"
+        return f"{snippet or 'a key'} is not set{place}"
     if "divide by zero" in message:
-        return f"division by zero{where}{shown}"
-    return f"{message.split(' (in ')[0]}{where}{shown}"
+        return f"division by zero{place}{shown}"
+    return f"{message.split(' (in ')[0]}{place}{shown}"
 
 
 def _value(raw: Any) -> Any:
@@ -327,13 +269,6 @@ def _value(raw: Any) -> Any:
     if isinstance(raw, Decimal):
         return ct.DoubleType(float(raw))
     return json_to_cel(raw)
-
-
-def _external(node: Node) -> str | None:
-    """'factor.x' or 'budget.x' for a member of those maps; None for any other node."""
-    if node.data != "member_dot" or _ident(node.children[0]) not in ("factor", "budget"):
-        return None
-    return f"{_ident(node.children[0])}.{node.children[1]}"
 
 
 def activation(fields: dict[str, Any], kinds: dict[str, str],
@@ -387,9 +322,9 @@ def evaluate_in(expr: Compiled, act: dict[str, Any] | str) -> Outcome:
     except CELEvalError as error:
         present = {str(k) for k in act["case"]}
         unset = sorted(expr.fields - present)
-        if error.tree is not None and _case_field(error.tree) in unset:
+        if error.tree is not None and case_field(error.tree) in unset:
             return Outcome(None, tuple(unset), None)
-        if error.tree is not None and (name := _external(error.tree)) is not None:
+        if error.tree is not None and (name := external(error.tree)) is not None:
             return Outcome(None, (name,), None)
         return Outcome(None, (), _plain(expr, error))
     except RecursionError:
