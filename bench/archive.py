@@ -11,7 +11,9 @@ and encrypted headers:
 
 Runs alternate and the median of --runs is reported, with the targets: store throughput
 >= 0.9x `7zz -mx=0`; auto wall time <= 1.5x `7zz -mx=1` with output <= 1.10x. ringi runs
-in this process (as in the daemon, imports done); 7zz is timed as a process.
+in this process (as in the daemon, imports done); 7zz is timed as a process. As in the
+daemon, every document carries the SHA-256 and size recorded when it was received, and
+ringi checks them while streaming (hashed before timing starts, as intake does).
 
     .venv/bin/python bench/archive.py [--runs 3] [--workdir DIR]
 """
@@ -35,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from daemon.publication.archive import Document, build_archive, new_password  # noqa: E402
+from daemon.publication.stamp import sha256_file  # noqa: E402
 
 MIB = 1024 * 1024
 VOLUME = 64 * MIB
@@ -95,7 +98,12 @@ def make_corpus(root: Path) -> list[Document]:
         shutil.copyfile(src, root / rel)
         docs.append(Document(rel.as_posix(), root / rel))
         budget -= size
-    return docs
+    return [recorded(d) for d in docs]
+
+
+def recorded(doc: Document) -> Document:
+    """The document as the daemon archives it: with its recorded SHA-256 and size."""
+    return Document(doc.name, doc.path, sha256_file(doc.path).hex(), doc.path.stat().st_size)
 
 
 def out_size(out: Path) -> int:
