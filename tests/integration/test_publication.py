@@ -376,11 +376,16 @@ name = "stamp"
 def test_purge_removes_exactly_the_expired_deliveries(world: World, tmp_path: Path) -> None:
     w = world
     share = tmp_path / "share" / "kobe"
+    def published() -> int:  # recorded, not only visible: the rename precedes the commit
+        with w.app.store.transaction() as s:
+            return len(s.scalars(select(Delivery).where(Delivery.state == "published")).all())
+
     first = release(w, "drawing", {"A.pdf": b"%PDF a"})
-    wait_until(lambda: len(os.listdir(share)) == 1, what="first delivery")
+    wait_until(lambda: len(os.listdir(share)) == 1 and published() == 1, what="first delivery")
     w.clock.advance(timedelta(days=10))
     second = release(w, "drawing", {"B.pdf": b"%PDF b"})
-    wait_until(lambda: len(os.listdir(share)) == 2, what="second delivery")
+    wait_until(lambda: len(os.listdir(share)) == 2 and published() == 2,
+               what="second delivery")
     outside = tmp_path / "partner-own-file"
     outside.write_text("not ours")
     w.clock.advance(timedelta(days=21))  # the first is 31 days old, the second 21
