@@ -303,6 +303,19 @@ def test_failure_up_the_chain_cancels_provisional_approvals(make_world: type[Wor
         assert [line.consumed for line in w.app.workflow.budgets.show(s)] == [0]
 
 
+BOTH = """
+name = "purchase"
+case_types = ["purchase"]
+[[phases]]
+name = "both"
+  [[phases.steps]]
+  name = "both"
+  resolver = "fixed"
+  people = ["watanabe", "brown"]
+  mode = "all"
+"""
+
+
 def test_asks_of_several_people_are_examined_as_a_whole(tmp_path: Path, db_url: str,
                                                          relay: CapturingRelay) -> None:
     """"any": someone's holding conditions settle it; "all": the rest are asked in person."""
@@ -349,17 +362,7 @@ def test_coapprovals_in_an_all_of_ask_and_a_coapprovers_refusal(
     ordinary ask ends the case rather than going back to the setter."""
     from tests.integration.test_outcomes import custom_rules
 
-    rules = custom_rules(tmp_path, "purchase.toml", """
-name = "purchase"
-case_types = ["purchase"]
-[[phases]]
-name = "both"
-  [[phases.steps]]
-  name = "both"
-  resolver = "fixed"
-  people = ["watanabe", "brown"]
-  mode = "all"
-""")
+    rules = custom_rules(tmp_path, "purchase.toml", BOTH)
     path = rules / "conditions" / "watanabe-purchase.toml"
     path.write_text(path.read_text().replace("execute = true", 'execute = true\n'
                                              'also_required = ["ito"]'))
@@ -387,19 +390,6 @@ def test_a_coapprovers_refusal_ends_the_case(make_world: type[World],
     w.new(ITO)
     wait_until(lambda: w.case(number).state == "rejected", what="rejected")
     w.nothing_more(WATANABE, CLARK)
-
-
-BOTH = """
-name = "purchase"
-case_types = ["purchase"]
-[[phases]]
-name = "both"
-  [[phases.steps]]
-  name = "both"
-  resolver = "fixed"
-  people = ["watanabe", "brown"]
-  mode = "all"
-"""
 
 
 def all_of_world(make_world: type[World], tmp_path: Path, watanabe_extra: str,
