@@ -446,3 +446,21 @@ def test_a_reservation_in_an_all_of_ask_reexamines_everyone(make_world: type[Wor
     assert w.case(number).fields["amount"] == "500000"
     auto = [d for k, d in w.events(number) if k == "decision" and "automatic" in d]
     assert len(auto) == 1 and "Watanabe" in auto[0]
+
+
+def test_a_revision_wait_in_an_all_of_ask(make_world: type[World], tmp_path: Path) -> None:
+    """Watanabe's failure makes the whole ask wait: Brown is asked only once Watanabe's
+    revised condition for this case lets his part be approved."""
+    w = all_of_world(make_world, tmp_path, REVISE)
+    w.send(SMITH, "Purchase", purchase("600,000"))
+    number = number_of(w.one(SMITH))
+    w.one(WATANABE)  # asked to revise
+    assert w.case(number).state == "awaiting_revision"
+    w.nothing_more(BROWN)
+    w.send(WATANABE, f"conditions case {number}", revised("700000"))
+    confirm(w, WATANABE)
+    assert "600,000" in w.one(BROWN).body  # now Brown, and only Brown, is asked
+    w.nothing_more(WATANABE)
+    assert w.case(number).state == "in_review"
+    auto = [d for k, d in w.events(number) if k == "decision" and "automatic" in d]
+    assert len(auto) == 1 and "Watanabe" in auto[0]
