@@ -13,10 +13,10 @@ buffer is never refilled while it is still being hashed, and memory stays bounde
 from __future__ import annotations
 
 import hashlib
-import queue
-import threading
 import zlib
 from dataclasses import dataclass
+
+from daemon.publication.behind import Behind
 
 
 class ChecksumError(Exception):
@@ -30,10 +30,9 @@ class _Begin:
 
 
 _END = object()
-_Item = _Begin | tuple[bytearray, int] | object | None
 
 
-class ChecksumBehind:
+class ChecksumBehind(Behind):
     """Checksums files chunk by chunk, behind the reader, in the order they are read.
 
     Per file: `begin`, then for each chunk `buffer` (a free buffer to read into) and
@@ -42,65 +41,31 @@ class ChecksumBehind:
     """
 
     def __init__(self, buffer_bytes: int, buffers: int = 4) -> None:
-        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        for _ in range(buffers):
-            self._free.put(bytearray(buffer_bytes))
-        self._todo: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self.crcs: list[int] = []
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="archive-checksums",
-                                        daemon=True)
-        self._thread.start()
+        self._name, self._crc = "", 0
+        self._expected: str | None = None
+        self._sha: hashlib._Hash | None = None
+        super().__init__(buffer_bytes, buffers, "archive-checksums")
 
     def begin(self, name: str, expected: str | None) -> None:
         self._todo.put(_Begin(name, expected.lower() if expected else None))
 
-    def buffer(self) -> bytearray:
-        self.check()
-        return self._free.get()
-
-    def submit(self, buf: bytearray, length: int) -> None:
-        """Hash `buf[:length]`; the buffer returns to the pool once hashed."""
-        self._todo.put((buf, length))
-
-    def release(self, buf: bytearray) -> None:
-        self._free.put(buf)
-
     def end(self) -> None:
         self._todo.put(_END)
 
-    def check(self) -> None:
-        if self.error is not None:
-            raise self.error
+    def _chunk(self, view: memoryview) -> None:
+        self._crc = zlib.crc32(view, self._crc)
+        if self._sha is not None:
+            self._sha.update(view)
 
-    def finish(self) -> None:
-        if self._thread.is_alive():
-            self._todo.put(None)
-            self._thread.join()
-        self.check()
-
-    def _run(self) -> None:
-        name, expected, crc = "", None, 0
-        sha: hashlib._Hash | None = None
-        while (item := self._todo.get()) is not None:
-            if isinstance(item, tuple):
-                buf, length = item
-                if self.error is None:
-                    try:
-                        view = memoryview(buf)[:length]
-                        crc = zlib.crc32(view, crc)
-                        if sha is not None:
-                            sha.update(view)
-                        view.release()  # the buffer may be refilled once back in the pool
-                    except BaseException as exc:  # handed to the reader by check()
-                        self.error = exc
-                self._free.put(buf)  # always: the reader must never wait for nothing
-            elif isinstance(item, _Begin):
-                name, expected, crc = item.name, item.expected, 0
-                sha = hashlib.sha256() if expected else None
-            else:  # _END
-                self.crcs.append(crc)
-                if sha is not None and self.error is None and sha.hexdigest() != expected:
-                    self.error = ChecksumError(
-                        f"{name}: the bytes read have sha256 {sha.hexdigest()}, not the "
-                        f"{expected} recorded; the stored document was altered")
+    def _event(self, item: object) -> None:
+        if isinstance(item, _Begin):
+            self._name, self._expected, self._crc = item.name, item.expected, 0
+            self._sha = hashlib.sha256() if item.expected else None
+            return
+        self.crcs.append(self._crc)  # _END
+        sha = self._sha
+        if sha is not None and self.error is None and sha.hexdigest() != self._expected:
+            self.error = ChecksumError(
+                f"{self._name}: the bytes read have sha256 {sha.hexdigest()}, not the "
+                f"{self._expected} recorded; the stored document was altered")

@@ -9,9 +9,9 @@ the first volume at the end, when the header's position is known.
 from __future__ import annotations
 
 import os
-import queue
-import threading
 from pathlib import Path
+
+from daemon.publication.behind import Behind
 
 VOLUME_MODE = 0o640
 MIN_VOLUME_BYTES = 64 * 1024
@@ -103,55 +103,19 @@ class VolumeWriter:
         self.volumes = []
 
 
-class WriteBehind:
-    """Writes encrypted chunks on a second thread while the caller reads and encodes.
-
-    Chunks live in a fixed pool of buffers: the caller takes one, fills it and submits
-    it; the writer returns it after writing. The pool is what bounds memory, whatever the
-    size of the documents; file writes and OpenSSL/zlib release the GIL, so reading,
-    encoding and writing overlap on two cores.
-    """
+class WriteBehind(Behind):
+    """Writes encrypted chunks to the volumes on a second thread while the caller reads
+    and encodes (see daemon.publication.behind)."""
 
     def __init__(self, sink: VolumeWriter, buffer_bytes: int, buffers: int = 8) -> None:
         self._sink = sink
-        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        for _ in range(buffers):
-            self._free.put(bytearray(buffer_bytes))
-        self._full: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="archive-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self._full.get()
-            if item is None:
-                return
-            buf, length = item
-            if self.error is None:
-                try:
-                    self._sink.write(memoryview(buf)[:length])
-                except BaseException as exc:  # handed to the caller by check()
-                    self.error = exc
-            self._free.put(buf)
-
-    def buffer(self) -> bytearray:
-        self.check()
-        return self._free.get()
+        super().__init__(buffer_bytes, buffers, "archive-writer")
 
     def submit(self, buf: bytearray, length: int) -> None:
         if length:
-            self._full.put((buf, length))
+            super().submit(buf, length)
         else:
-            self._free.put(buf)
+            self.release(buf)
 
-    def check(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def finish(self) -> None:
-        """Wait until every submitted chunk is written; re-raise the writer's error."""
-        if self._thread.is_alive():
-            self._full.put(None)
-            self._thread.join()
-        self.check()
+    def _chunk(self, view: memoryview) -> None:
+        self._sink.write(view)
