@@ -30,6 +30,7 @@ from daemon.intake.droptakers import DirectoryTaker, RequestTaker
 from daemon.intake.imap import ImapChannel
 from daemon.intake.pipeline import InboundProcessor
 from daemon.intake.smtp import IntakeController, IntakeHandler
+from daemon.notify.alerts import AdminAlerts
 from daemon.notify.compose import Composer
 from daemon.notify.notifier import REQUIRED_TEMPLATES, Notifier
 from daemon.notify.templates import Templates
@@ -78,6 +79,7 @@ class App:
         self.notifier = Notifier(
             self.templates, Composer(cfg.mail, self.clock), self.queue, cfg.mail
         )
+        self.alerts = AdminAlerts(self.notifier, self.clock, cfg.workflow.admin)
         fields_of = {t.name: {f.name for f in t.fields} for t in self.types.all()}
         try:
             templates = load_templates(cfg.paths.rules / "workflows", fields_of)

@@ -128,6 +128,16 @@ class OutboundMail(Base):
     sent_at: Mapped[datetime | None]
 
 
+class AdminAlert(Base):
+    """When each administrator alert was last mailed: one mail per key and interval."""
+
+    __tablename__ = "admin_alerts"
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    first_at: Mapped[datetime]
+    last_sent_at: Mapped[datetime]
+    suppressed: Mapped[int] = mapped_column(Integer, default=0)  # repeats since last mail
+
+
 class WorkItem(Base):
     """A durable job: explicit state, attempts, next attempt, lease, last error."""
 
