@@ -116,7 +116,7 @@ class App:
             self.store, self.queue, self.clock, self.publisher, self.stamp_key,
             cfg.transmission_dir, cfg.publication.progress_every_mb * 1024 * 1024)
         self.decisions = Decisions(self.workflow)
-        self.timers = Timers(self.store, self.workflow)
+        self.timers = Timers(self.store, self.workflow, self.audit)
         self.drops = DropRequestHandler(self.workflow)
         self.inbound = InboundProcessor(
             self.store, self.queue, cfg.mail, RequestHandler(self.workflow),
@@ -238,6 +238,7 @@ class App:
 
     def stop(self) -> None:
         self.timers.stop()
+        self._anchor_on_stop()
         self.watcher.stop()
         for channel in self.imap:
             if channel.thread.is_alive():
@@ -250,3 +251,10 @@ class App:
             if runner.thread.is_alive():
                 runner.stop()
         self.store.dispose()
+
+    def _anchor_on_stop(self) -> None:
+        """A clean stop leaves no case history outside the audit chain's anchors."""
+        try:
+            self.timers.anchor_histories()
+        except Exception:  # a stop must finish; the next start's first pass anchors them
+            log.exception("case histories could not be anchored at stop")

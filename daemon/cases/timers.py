@@ -13,6 +13,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from daemon.audit.casechain import anchor_all
+from daemon.audit.trail import AuditTrail
 from daemon.cases.calendar import add_business_days
 from daemon.cases.recovery import claim_waiting, resume_after_wait
 from daemon.cases.states import CaseState, StepState
@@ -28,9 +30,10 @@ log = logging.getLogger(__name__)
 
 
 class Timers:
-    def __init__(self, store: Store, workflow: Workflow) -> None:
+    def __init__(self, store: Store, workflow: Workflow, audit: AuditTrail | None = None) -> None:
         self.store = store
         self.wf = workflow
+        self.audit = audit
         self.cfg = workflow.cfg.workflow
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="timers", daemon=True)
@@ -54,7 +57,7 @@ class Timers:
         """One pass over every waiting step and case; returns how many actions were taken."""
         done = 0
         # Each duty on its own: one that fails must not stop reminders or the others.
-        duties = [self._revision_waits, self._budget_periods]
+        duties = [self._revision_waits, self._budget_periods, self.anchor_histories]
         if self.wf.publisher is not None:
             duties.append(self.wf.publisher.purge_expired)
         for duty in duties:
@@ -93,6 +96,13 @@ class Timers:
             self.wf.ask(s, case, step, approver, note="reminder")
             return 1
         return 0
+
+    def anchor_histories(self) -> int:
+        """Fix the heads of case histories that grew since the last pass in the audit trail."""
+        if self.audit is None:
+            return 0
+        with self.store.transaction() as s:
+            return anchor_all(s, self.audit)
 
     def _budget_periods(self) -> int:
         """Open each budget's new period when the month (or year) turns: the reset, audited."""

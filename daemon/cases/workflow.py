@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from daemon.audit.casechain import chain_event
 from daemon.cases.blobs import BlobStore
 from daemon.cases.casetypes import CaseType, CaseTypeRegistry
 from daemon.cases.examination import Examiner
@@ -95,11 +96,13 @@ class Workflow:
                detail: str = "", decision: str | None = None,
                reason: str | None = None) -> None:
         now = self.clock.now()
-        s.add(CaseEvent(
+        event = CaseEvent(
             case_id=case.id, at=now, kind=kind, actor_id=actor.id if actor else None,
             actor=actor.snapshot() if actor else {}, decision=decision, reason=reason,
             detail=detail,
-        ))
+        )
+        s.add(event)
+        chain_event(s, case, event)
         case.updated_at = now
 
     def send(self, s: Session, template: str, to: Member, case: Case,

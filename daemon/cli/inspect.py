@@ -36,7 +36,7 @@ def print_case(app: App, number: str) -> bool:
             click.echo(f"  attachment: {a['filename']} ({a['size']} bytes, sha256 {a['sha256']})")
         click.echo("timeline:")
         for e in s.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id)
-                           .order_by(CaseEvent.id)):
+                           .order_by(CaseEvent.seq, CaseEvent.id)):
             who = snapshot_name(e.actor, "en") if e.actor else "ringi"
             unit = f", {e.actor['unit_name']}" if e.actor.get("unit_name") else ""
             line = f"  {e.at:%Y-%m-%d %H:%M:%S}  {e.kind:<9} {who}{unit}"

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from daemon.audit.casechain import case_history_counts, verify_cases
 from daemon.audit.trail import AuditTrail, format_entry
 from daemon.cli.common import cli_config, open_store
 from daemon.clock import SystemClock
@@ -25,16 +26,19 @@ def audit_verify(ctx: click.Context) -> None:
     store = open_store(ctx)
     trail = AuditTrail(SystemClock())
     with store.transaction() as s:
-        problems = trail.verify(s)
+        problems = trail.verify(s) + verify_cases(s)
         seq, digest = trail.head(s)
+        cases, events = case_history_counts(s)
     store.dispose()
     if problems:
         for line in problems:
             click.echo(line)
-        click.echo(f"ringi: {len(problems)} problem(s) in the audit trail", err=True)
+        click.echo(f"ringi: {len(problems)} problem(s) in the audit trail or case histories",
+                   err=True)
         sys.exit(1)
     click.echo(f"ok: {seq} entries, chain intact")
     click.echo(f"head: seq {seq} sha256 {digest}")
+    click.echo(f"case histories: {events} event(s) of {cases} case(s) intact")
 
 
 @audit.command("show")

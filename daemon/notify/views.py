@@ -93,7 +93,7 @@ def case_view(
         for e in s.scalars(
             select(CaseEvent)
             .where(CaseEvent.case_id == case.id, CaseEvent.decision == "approve")
-            .order_by(CaseEvent.id)
+            .order_by(CaseEvent.seq, CaseEvent.id)
         )
     ]
     attachments = [

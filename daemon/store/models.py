@@ -189,6 +189,11 @@ class Case(Base):
     # Where routing stands: {"phase": i, "step": j, "sub": k}; round counts reapplications.
     route: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     round: Mapped[int] = mapped_column(Integer, default=1)
+    # Head of the case's history chain (daemon.audit.casechain); unanchored: events not yet
+    # fixed by an anchor entry in the audit trail.
+    history_seq: Mapped[int] = mapped_column(Integer, default=0)
+    history_hash: Mapped[str | None] = mapped_column(String(64))
+    history_unanchored: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
 
 
 class CaseStep(Base):
@@ -235,6 +240,12 @@ class CaseEvent(Base):
     decision: Mapped[str | None] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[str] = mapped_column(Text, default="")
+    # Place in the case's hash chain (daemon.audit.casechain).
+    seq: Mapped[int | None] = mapped_column(Integer)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ux_case_events_case_seq", "case_id", "seq", unique=True),)
 
 
 class WorkflowVersion(Base):
