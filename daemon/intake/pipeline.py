@@ -17,7 +17,7 @@ from daemon.cases.replies import ReplyHandler
 from daemon.cases.requests import RequestHandler, looks_japanese
 from daemon.config import MailConfig
 from daemon.directory.lookup import member_by_email
-from daemon.parsing.authresults import verify
+from daemon.parsing.authresults import verify_message
 from daemon.parsing.message import ParsedMail, parse_mail
 from daemon.security.tokens import is_token, token_from_subject
 from daemon.store.db import Store
@@ -76,20 +76,25 @@ class InboundProcessor:
         self.on_done()
 
     def dispatch(self, s: Session, mail: ParsedMail, rcpts: list[str], inbound_id: int) -> str:
+        if mail.sender_problem:
+            # From/Sender name nobody (or more than one): nothing is decided, nothing is sent,
+            # since every address in this mail is one we could not attribute.
+            log.warning("intake refused, sender unclear: %s", mail.sender_problem)
+            return f"refused, not answered: {mail.sender_problem}"
         if mail.auto_reason:
             return f"ignored, not answered: {mail.auto_reason}"
         if not mail.from_addr:
             return "ignored, not answered: no usable From address"
         if self.mail_cfg.sender_auth == "authentication-results":
-            verdict = verify(mail.message.get_all("Authentication-Results") or [],
-                             mail.from_addr, self.mail_cfg.trusted_authserv_ids)
+            verdict = verify_message(mail.message, mail.from_addr,
+                                     self.mail_cfg.trusted_authserv_ids)
             if not verdict.ok:
                 # Not answered: the From address is exactly what we could not trust.
                 log.warning("intake from %s not authenticated: %s", mail.from_addr, verdict.why)
                 return f"refused, not answered: sender not authenticated ({verdict.why})"
         token = token_from_rcpts(self.mail_cfg, rcpts) or token_from_subject(mail.subject)
         if token:
-            return self.replies.handle(s, mail, token)
+            return self.replies.handle(s, mail, token, inbound_id)
         sender = member_by_email(s, mail.from_addr)
         if sender is None:
             locale = "ja" if looks_japanese(mail.subject + mail.text) else "en"

@@ -21,6 +21,7 @@ from urllib.parse import unquote_to_bytes
 
 from daemon.parsing.charsets import _raw_text, _to_bytes, decode_bytes, decode_header_value
 from daemon.parsing.htmltext import html_to_text
+from daemon.parsing.sender import read_sender
 
 __all__ = [
     "Attachment",
@@ -54,16 +55,25 @@ class ParsedMail:
     text: str
     attachments: tuple[Attachment, ...]
     auto_reason: str | None
+    # Why From/Sender identify nobody (then from_addr and from_name are empty): such a mail
+    # changes nothing and is never answered, see daemon.parsing.sender.
+    sender_problem: str | None = None
 
 
 # --------------------------------------------------------------------------- headers
 
 def _header(msg: email.message.Message, name: str) -> str | None:
     """First raw value of a header: the policy's decoded view has already lost 8-bit bytes."""
+    values = _headers(msg, name)
+    return values[0] if values else None
+
+
+def _headers(msg: email.message.Message, name: str) -> list[str]:
+    """Every raw value of a header, top first."""
     try:
-        return next((str(v) for k, v in msg.raw_items() if k.lower() == name), None)
+        return [str(v) for k, v in msg.raw_items() if k.lower() == name]
     except Exception:
-        return None
+        return []
 
 
 _PARAM = re.compile(r';\s*([^=;\s]+)\s*=\s*("(?:\\.|[^"\\])*"|[^;]*)')
@@ -236,6 +246,14 @@ def _message_ids(raw: str | None) -> list[str]:
     return _MSG_ID.findall(_raw_text(raw)) if raw else []
 
 
+def _loose_addr(msg: email.message.Message) -> str:
+    """Best-effort From address, only to recognise robots (MAILER-DAEMON) among refused mail."""
+    try:
+        return email.utils.getaddresses([_header(msg, "from") or ""])[0][1]
+    except Exception:
+        return ""
+
+
 def parse_mail(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
     """Parse raw RFC 5322 bytes; malformed input degrades to empty fields, never raises."""
     try:
@@ -244,15 +262,8 @@ def parse_mail(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
         parsed = None
     msg = parsed if isinstance(parsed, email.message.EmailMessage) else email.message.EmailMessage()
 
-    from_raw = _header(msg, "from") or ""
-    try:
-        name, addr = email.utils.getaddresses([from_raw])[0]
-    except Exception:
-        name, addr = "", ""
-    addr = _raw_text(addr).strip().lower()
-    valid = addr.isprintable() and "\ufffd" not in addr  # mojibake is not an address
-    from_addr = addr if valid and re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", addr) else ""
-    from_name = re.sub(r"[^\S\u3000]+", " ", decode_header_value(name)).strip()
+    sender = read_sender(_headers(msg, "from"), _headers(msg, "sender"))
+    from_addr, from_name = sender.addr, sender.name
     subject = re.sub(r"[^\S\u3000]+", " ", decode_header_value(_header(msg, "subject") or ""))
     subject = subject.strip()
 
@@ -274,5 +285,6 @@ def parse_mail(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
         references=tuple(dict.fromkeys(refs)),  # de-duplicated, first occurrence wins
         text=text.replace("\r\n", "\n").replace("\r", "\n"),
         attachments=attachments,
-        auto_reason=_auto_reason(msg, envelope_from, addr, subject),
+        auto_reason=_auto_reason(msg, envelope_from, from_addr or _loose_addr(msg), subject),
+        sender_problem=sender.problem,
     )
