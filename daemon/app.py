@@ -19,7 +19,7 @@ from daemon.clock import Clock, SystemClock
 from daemon.conditions.budgets import Budgets
 from daemon.conditions.factors import Factors
 from daemon.conditions.library import ConditionLibrary
-from daemon.conditions.sets import ConditionSetError, load_condition_sets
+from daemon.conditions.sets import read_condition_files
 from daemon.config import Config
 from daemon.directory.importer import DirectoryDiff, import_directory_file, last_import_digest
 from daemon.execution.destinations import DestinationError, load_destinations
@@ -27,21 +27,25 @@ from daemon.execution.executor import Executions
 from daemon.execution.sender import ExecutionSender
 from daemon.intake.dropfolder import DropScanner, DropWatcher, Taker
 from daemon.intake.droptakers import DirectoryTaker, RequestTaker
+from daemon.intake.duplicates import Dedupe
 from daemon.intake.imap import ImapChannel
 from daemon.intake.pipeline import InboundProcessor
 from daemon.intake.smtp import IntakeController, IntakeHandler
 from daemon.notify.alerts import AdminAlerts
 from daemon.notify.compose import Composer
+from daemon.notify.deadletters import DeadLetters
 from daemon.notify.notifier import REQUIRED_TEMPLATES, Notifier
 from daemon.notify.templates import Templates
 from daemon.outbox.outbox import OutboxRunner
 from daemon.outbox.transport import Transport, make_transport
 from daemon.publication.builder import DeliveryBuilder
+from daemon.publication.partnercheck import check_at_start
 from daemon.publication.partners import PartnerError, PartnerRegistry
 from daemon.publication.publisher import Publisher
 from daemon.publication.stamp import Stamper, StampKey, StampKeyError
 from daemon.routing.registry import TemplateRegistry
-from daemon.routing.templates import TemplateError, load_templates
+from daemon.routing.templates import read_template_files
+from daemon.rulefiles import broken_files, report_broken
 from daemon.security.secrets import InsecureSecretError, load_or_create_key
 from daemon.security.tokens import TokenService
 from daemon.store.db import Store
@@ -81,20 +85,18 @@ class App:
         )
         self.alerts = AdminAlerts(self.notifier, self.clock, cfg.workflow.admin)
         fields_of = {t.name: {f.name for f in t.fields} for t in self.types.all()}
-        try:
-            templates = load_templates(cfg.paths.rules / "workflows", fields_of)
-        except TemplateError as exc:
-            raise StartupError("workflow templates are invalid", exc.errors) from None
+        # A refused rule file never stops the start (daemon.rulefiles): see prepare().
+        templates, bad = read_template_files(cfg.paths.rules / "workflows", fields_of)
+        self.broken_rules = broken_files("workflow template", bad)
         self.registry = TemplateRegistry(self.store, templates, fields_of, self.clock)
         self.workflow = Workflow(
             cfg, self.clock, self.types, self.tokens, self.notifier, self.registry,
             BlobStore(cfg.blobs_dir),
         )
-        try:
-            self.workflow.conditions = load_condition_sets(cfg.paths.rules / "conditions",
-                                                           fields_of)
-        except ConditionSetError as exc:
-            raise StartupError("condition sets are invalid", exc.errors) from None
+        good_sets, bad = read_condition_files(cfg.paths.rules / "conditions", fields_of)
+        for _, cs in good_sets.values():
+            self.workflow.conditions.add(cs)
+        self.broken_rules += broken_files("condition set", bad)
         self.audit = AuditTrail(self.clock)
         self.workflow.library = ConditionLibrary(self.clock, fields_of, self.audit.append,
                                                  self.audit.lock)
@@ -129,12 +131,15 @@ class App:
             self.notifier.composer, transport, self.clock,
         )
         poll = cfg.queue.poll_seconds
-        self.inbound_runner = Runner(self.queue, self.inbound, poll)
-        self.outbox_runner = Runner(self.queue, self.outbox, poll)
-        self.execution_runner = Runner(self.queue, self.execution_sender, poll)
-        self.publication_runner = Runner(self.queue, self.delivery_builder, poll)
+        # Every dead letter is told to the administrator in the transaction that kills it.
+        dead = DeadLetters(self.alerts, self.workflow.record)
+        self.inbound_runner = Runner(self.queue, self.inbound, poll, dead)
+        self.outbox_runner = Runner(self.queue, self.outbox, poll, dead)
+        self.execution_runner = Runner(self.queue, self.execution_sender, poll, dead)
+        self.publication_runner = Runner(self.queue, self.delivery_builder, poll, dead)
         self.smtp: IntakeController | None = None
-        self.imap = [ImapChannel(acc, self.queue, self.wake_inbound) for acc in cfg.imap]
+        dedupe = Dedupe.from_config(cfg.mail)
+        self.imap = [ImapChannel(acc, self.queue, self.wake_inbound, dedupe) for acc in cfg.imap]
         self.watcher = DropWatcher(self._drop_scanners())
 
     def _executions(self, fields_of: dict[str, set[str]]) -> Executions:
@@ -167,13 +172,20 @@ class App:
         """Migrate, sync rule and partner files, load the configured directory if it changed,
         recover interrupted work."""
         self.store.migrate()
+        self.registry.restore([b for b in self.broken_rules if b.kind == "workflow template"])
         for line in self.registry.register():
             log.info("registered %s", line)
         with self.store.transaction() as s:
-            for line in self.workflow.library.sync_files(s, self.cfg.paths.rules / "conditions"):
-                log.info("%s", line)
+            lines, bad_sets = self.workflow.library.sync_files(
+                s, self.cfg.paths.rules / "conditions")
+        for line in lines:
+            log.info("%s", line)
+        self.broken_rules = [*(b for b in self.broken_rules if b.kind != "condition set"),
+                             *bad_sets]
         self.sync_partners()
+        check_at_start(self.store, self.partners)  # logs what each partner folder needs
         self.sync_directory()
+        report_broken(self.store, self.alerts, self.broken_rules)  # after the admin is known
         reclaimed = self.queue.reclaim(at_start=True)
         if reclaimed:
             log.warning("requeued %d item(s) interrupted by a previous stop", reclaimed)

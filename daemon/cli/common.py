@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from daemon.cli.output import echo
 from daemon.config import Config, ConfigError, load_config
 from daemon.store.db import Store
 
@@ -17,7 +18,7 @@ def cli_config(ctx: click.Context) -> Config:
     try:
         cfg: Config = load_config(ctx.find_root().obj["config_path"])
     except ConfigError as exc:
-        click.echo(f"ringi: configuration error: {exc}", err=True)
+        echo(f"ringi: configuration error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     return cfg
 

@@ -8,8 +8,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from decimal import Decimal
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +18,10 @@ from daemon.cli import systemd
 from daemon.cli.common import EXIT_USAGE
 from daemon.cli.common import cli_config as _config
 from daemon.cli.inspect import print_case, print_status
+from daemon.cli.output import SafeFormatter, echo
 from daemon.cli.partners import partners
 from daemon.cli.records import audit, budget, factor
-from daemon.conditions.budgets import BudgetSpec
+from daemon.cli.rules import rules
 from daemon.config import config_as_dict
 from daemon.directory.loader import DirectoryFileError
 
@@ -48,9 +47,9 @@ def _startup_errors() -> Iterator[None]:
     try:
         yield
     except (InsecureSecretError, CaseTypeError, StartupError, DirectoryFileError) as exc:
-        click.echo(f"ringi: {exc}", err=True)
+        echo(f"ringi: {exc}", err=True)
         for line in [*getattr(exc, "errors", []), *getattr(exc, "problems", [])]:
-            click.echo(f"  {line}", err=True)
+            echo(f"  {line}", err=True)
         sys.exit(EXIT_USAGE)
 
 
@@ -68,7 +67,7 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 def check_config(ctx: click.Context) -> None:
     """Print the effective configuration (file + environment + defaults)."""
     cfg = _config(ctx)
-    click.echo(tomli_w.dumps(config_as_dict(cfg)), nl=False)
+    echo(tomli_w.dumps(config_as_dict(cfg)), nl=False)
 
 
 @cli.command()
@@ -76,10 +75,9 @@ def check_config(ctx: click.Context) -> None:
 def run(ctx: click.Context) -> None:
     """Run the daemon until SIGTERM/SIGINT."""
     cfg = _config(ctx)
-    logging.basicConfig(
-        level=cfg.instance.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()  # log text quotes mail: made terminal-safe too
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=cfg.instance.log_level, handlers=[handler])
     if cfg.instance.log_level != "DEBUG":  # aiosmtpd logs every connection at INFO
         logging.getLogger("mail.log").setLevel(logging.WARNING)
     app = _app(ctx, migrate=False)
@@ -126,12 +124,12 @@ def directory_import(ctx: click.Context, file: Path, dry_run: bool) -> None:
         else:
             diff = import_directory_file(app.store, file, app.clock.now()) or DirectoryDiff()
     except DirectoryFileError as exc:
-        click.echo(f"ringi: {file} refused, nothing imported:", err=True)
+        echo(f"ringi: {file} refused, nothing imported:", err=True)
         for line in exc.errors:
-            click.echo(f"  {line}", err=True)
+            echo(f"  {line}", err=True)
         sys.exit(1)
     for line in diff.lines():
-        click.echo(line)
+        echo(line)
 
 
 @cli.group()
@@ -146,7 +144,7 @@ def case_show(ctx: click.Context, number: str) -> None:
     """Print a case's fields and timeline."""
     app = _app(ctx)
     if not print_case(app, number):
-        click.echo(f"ringi: no case {number}", err=True)
+        echo(f"ringi: no case {number}", err=True)
         sys.exit(1)
 
 
@@ -171,15 +169,15 @@ def case_route(ctx: click.Context, number: str, action: str, person: str | None,
         found = s.scalar(select(Case).where(Case.number == number))
         editor = member(s, by)
         if found is None or editor is None:
-            click.echo(f"ringi: no case {number}" if found is None else f"ringi: no person {by}",
+            echo(f"ringi: no case {number}" if found is None else f"ringi: no person {by}",
                        err=True)
             sys.exit(1)
         try:
             asked = RouteEditor(app.workflow).edit(s, found, editor, action, person, reason)
         except RouteEditError as exc:
-            click.echo(f"ringi: {exc}", err=True)
+            echo(f"ringi: {exc}", err=True)
             sys.exit(1)
-    click.echo(f"{number}: {action} done; now asked: {', '.join(m.id for m in asked) or '-'}")
+    echo(f"{number}: {action} done; now asked: {', '.join(m.id for m in asked) or '-'}")
     app.outbox_runner.drain()
 
 
@@ -201,7 +199,7 @@ def case_resume(ctx: click.Context, number: str, by: str) -> None:
     with app.store.transaction() as s:
         found = s.scalar(select(Case).where(Case.number == number))
         if found is None or found.state != CaseState.SUSPENDED:
-            click.echo(f"ringi: no case {number}" if found is None
+            echo(f"ringi: no case {number}" if found is None
                        else f"ringi: {number} is {found.state}, not suspended", err=True)
             sys.exit(1)
         actor = member(s, by)
@@ -211,7 +209,7 @@ def case_resume(ctx: click.Context, number: str, by: str) -> None:
         asked = app.workflow.route(s, found, Pos.of(found.route), False,
                                    last or actor or member(s, found.requester_id))
         state = found.state
-    click.echo(f"{number}: resumed; now {state}"
+    echo(f"{number}: resumed; now {state}"
                + (f", asked: {', '.join(m.id for m in asked)}" if asked else ""))
     app.outbox_runner.drain()
 
@@ -224,73 +222,8 @@ def status(ctx: click.Context) -> None:
 
 
 @cli.group()
-def rules() -> None:
-    """Case types, workflow templates, condition sets, execution destinations and partners."""
-
-
-@rules.command("check")
-@click.pass_context
-def rules_check(ctx: click.Context) -> None:
-    """Validate every rule file (case types, workflows, conditions, destinations, partners);
-    list what applies and run the condition sets' examples."""
-    from daemon.conditions.examine import examine
-    from daemon.publication.partners import PartnerError
-
-    app = _app(ctx)
-    for ct in app.types.all():
-        t = app.registry.templates.for_case_type(ct.name)
-        phases = " → ".join(p.name for p in t.phases)
-        click.echo(f"{ct.name:<16} workflow {t.name} ({t.source}): {phases}")
-    for d in app.executions.destinations.all():
-        types = ", ".join(sorted(d.case_types)) or "any other case"
-        when = f" when {d.when.source}" if d.when else ""
-        click.echo(f"destination {d.name}: {types}{when} -> {d.address} ({d.format}, "
-                   f"{d.locale}, template {d.template}; open {d.calendar.describe()})")
-    failures = 0
-    try:
-        for p in app.partners.check_files(app.cfg.partners_dir):
-            click.echo(f"partner {p.name}: {', '.join(p.case_types)} -> {p.folder} "
-                       f"(RSA-{p.key.bits} key {p.key.fingerprint[:16]}, {p.source})")
-    except PartnerError as exc:
-        for line in exc.errors:
-            click.echo(f"FAIL  {line}")
-        failures += len(exc.errors)
-    kinds_of = {t.name: {f.name: str(f.kind) for f in t.fields} for t in app.types.all()}
-    today = app.clock.now().date().isoformat()
-    sets: list[tuple[str, Any]] = [(cs.name, cs) for cs in app.workflow.conditions.sets]
-    with app.store.transaction() as s:  # sets edited by mail are checked as well
-        sets += app.workflow.library.stored_apart(s)
-    for label, cs in sets:
-        if isinstance(cs, list):  # stored, but no longer valid against today's rules
-            for line in cs:
-                click.echo(f"FAIL  {label}: {line}")
-            failures += len(cs)
-            continue
-        for ex in cs.examples:
-            exam = examine([cs], ex.fields, kinds_of.get(ex.case_type, {}),
-                           {"case_type": ex.case_type, "requester_unit": ex.requester_unit,
-                            "today": ex.today or today},
-                           ex.factors, partial(_example_budget, ex.budgets))
-            got = ("approve" if exam.passed else "ask" if exam.undecidable else "reject")
-            failing = tuple(m.condition for m in exam.missed)
-            ok = got == ex.expect and (not ex.failing or set(failing) == set(ex.failing))
-            failures += not ok
-            why = f" (failing: {', '.join(failing)})" if failing else ""
-            click.echo(f"{'pass' if ok else 'FAIL'}  {label}: {ex.name}: {got}{why}")
-    if failures:
-        click.echo(f"{failures} check(s) failed", err=True)
-        sys.exit(1)
-    click.echo("ok: rules compile" + (" and every example passes" if sets else ""))
-
-
-@cli.group()
 def queue() -> None:
     """Work queue maintenance."""
-
-
-def _example_budget(remaining: dict[str, Any], _cs: object, spec: BudgetSpec) -> Decimal:
-    """What an example says is left of a budget; a fresh period where it says nothing."""
-    return Decimal(str(remaining.get(spec.name, spec.limit)))
 
 
 @queue.command("retry")
@@ -300,12 +233,12 @@ def queue_retry(ctx: click.Context, item_id: int) -> None:
     """Put a dead-letter item back in its queue."""
     app = _app(ctx)
     if not app.queue.retry(item_id):
-        click.echo(f"ringi: item {item_id} is not in the dead-letter state", err=True)
+        echo(f"ringi: item {item_id} is not in the dead-letter state", err=True)
         sys.exit(1)
-    click.echo(f"item {item_id} queued again")
+    echo(f"item {item_id} queued again")
 
 
-for group in (audit, factor, budget, partners):
+for group in (audit, factor, budget, partners, rules):
     cli.add_command(group)
 
 

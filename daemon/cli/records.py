@@ -9,6 +9,7 @@ import click
 from daemon.audit.casechain import case_history_counts, verify_cases
 from daemon.audit.trail import AuditTrail, format_entry
 from daemon.cli.common import cli_config, open_store
+from daemon.cli.output import echo
 from daemon.clock import SystemClock
 from daemon.conditions.budgets import Budgets
 from daemon.conditions.factors import FactorError, Factors, describe
@@ -32,13 +33,13 @@ def audit_verify(ctx: click.Context) -> None:
     store.dispose()
     if problems:
         for line in problems:
-            click.echo(line)
-        click.echo(f"ringi: {len(problems)} problem(s) in the audit trail or case histories",
+            echo(line)
+        echo(f"ringi: {len(problems)} problem(s) in the audit trail or case histories",
                    err=True)
         sys.exit(1)
-    click.echo(f"ok: {seq} entries, chain intact")
-    click.echo(f"head: seq {seq} sha256 {digest}")
-    click.echo(f"case histories: {events} event(s) of {cases} case(s) intact")
+    echo(f"ok: {seq} entries, chain intact")
+    echo(f"head: seq {seq} sha256 {digest}")
+    echo(f"case histories: {events} event(s) of {cases} case(s) intact")
 
 
 @audit.command("show")
@@ -55,9 +56,9 @@ def audit_show(ctx: click.Context, subject: str | None, limit: int) -> None:
         lines = [format_entry(e) for e in entries]
     store.dispose()
     for line in lines:
-        click.echo(line)
+        echo(line)
     if not lines:
-        click.echo("no audit entries" + (f" about {subject!r}" if subject else ""))
+        echo("no audit entries" + (f" about {subject!r}" if subject else ""))
 
 
 @click.group()
@@ -78,11 +79,11 @@ def factor_set(ctx: click.Context, name: str, value: str, by: str | None) -> Non
         with store.transaction() as s:
             parsed = Factors(clock, AuditTrail(clock)).set(s, name, value, by, "cli")
     except FactorError as exc:
-        click.echo(f"ringi: {exc}", err=True)
+        echo(f"ringi: {exc}", err=True)
         sys.exit(1)
     finally:
         store.dispose()
-    click.echo(f"factor.{name} = {describe(parsed)}")
+    echo(f"factor.{name} = {describe(parsed)}")
 
 
 @factor.command("unset")
@@ -97,14 +98,14 @@ def factor_unset(ctx: click.Context, name: str, by: str | None) -> None:
         with store.transaction() as s:
             removed = Factors(clock, AuditTrail(clock)).unset(s, name, by, "cli")
     except FactorError as exc:
-        click.echo(f"ringi: {exc}", err=True)
+        echo(f"ringi: {exc}", err=True)
         sys.exit(1)
     finally:
         store.dispose()
     if not removed:
-        click.echo(f"ringi: no factor {name}", err=True)
+        echo(f"ringi: no factor {name}", err=True)
         sys.exit(1)
-    click.echo(f"factor.{name} removed")
+    echo(f"factor.{name} removed")
 
 
 @factor.command("list")
@@ -118,9 +119,9 @@ def factor_list(ctx: click.Context) -> None:
                 for f in Factors(clock, AuditTrail(clock)).rows(s)]
     store.dispose()
     for name, value, at, by in rows:
-        click.echo(f"{name:<24} {value:<24} set {at:%Y-%m-%d %H:%M} by {by or '-'}")
+        echo(f"{name:<24} {value:<24} set {at:%Y-%m-%d %H:%M} by {by or '-'}")
     if not rows:
-        click.echo("no factors set")
+        echo("no factors set")
 
 
 @click.group()
@@ -141,10 +142,10 @@ def budget_show(ctx: click.Context, all_periods: bool) -> None:
             s, all_periods)
     store.dispose()
     if not lines:
-        click.echo("no budgets yet")
+        echo("no budgets yet")
         return
-    click.echo(f"{'set':<28} {'budget':<14} {'period':<8} {'limit':>18} {'consumed':>18} "
+    echo(f"{'set':<28} {'budget':<14} {'period':<8} {'limit':>18} {'consumed':>18} "
                f"{'remaining':>18}")
     for b in lines:
-        click.echo(f"{b.set_name:<28} {b.budget:<14} {b.period:<8} {b.limit:>18,.2f} "
+        echo(f"{b.set_name:<28} {b.budget:<14} {b.period:<8} {b.limit:>18,.2f} "
                    f"{b.consumed:>18,.2f} {b.remaining:>18,.2f}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from daemon.clock import Clock
-from daemon.conditions.sets import ConditionBook, ConditionSet, ConditionSetError, build_set
+from daemon.conditions.sets import (
+    ConditionBook,
+    ConditionSet,
+    ConditionSetError,
+    build_set,
+    read_condition_files,
+)
+from daemon.rulefiles import BrokenRule, broken_files
 from daemon.store.condition_models import ConditionSetVersion
 
 Audit = Callable[[Session, str, str | None, str, dict[str, Any]], None]
@@ -140,43 +146,36 @@ class ConditionLibrary:
                 "source": source})
         return True
 
-    def sync_files(self, s: Session, directory: Path) -> list[str]:
+    def sync_files(self, s: Session, directory: Path) -> tuple[list[str], list[BrokenRule]]:
         """Import changed files as new versions; a set edited by mail since keeps its mail
-        version until its file changes again. Returns one line per change."""
-        bodies: dict[str, tuple[dict[str, Any], str]] = {}
-        errors: list[str] = []
-        for path in sorted(directory.glob("*.toml")) if directory.is_dir() else []:
-            try:
-                body = tomllib.loads(path.read_text(encoding="utf-8"))
-                cs = build_set(body, str(path), self.fields_of)
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                errors.append(f"{path}: not valid TOML: {exc}")
-                continue
-            except ConditionSetError as exc:
-                errors.extend(exc.errors)
-                continue
-            if cs.name in bodies:
-                errors.append(f"{path}: set name {cs.name!r} is also used by "
-                              f"{bodies[cs.name][1]}")
-            bodies[cs.name] = (body, str(path))
-        if errors:
-            raise ConditionSetError(errors)
+        version until its file changes again. Returns one line per change, and the files
+        refused: a refused file's last good version stays in force (it is not retired)."""
+        good, errors = read_condition_files(directory, self.fields_of)
         if self.lock is not None:
             self.lock(s)  # two daemons starting together import each change once
         changes = []
-        for name, (body, where) in bodies.items():
+        for where, (body, cs) in good.items():
             seen = s.scalar(select(ConditionSetVersion.id).where(
-                ConditionSetVersion.name == name, ConditionSetVersion.case_number == "",
+                ConditionSetVersion.name == cs.name, ConditionSetVersion.case_number == "",
                 ConditionSetVersion.origin == "file",
                 ConditionSetVersion.digest == digest(body)).limit(1))
             if seen is not None:
                 continue  # this file content was imported before
             saved = self.save(s, body, origin="file", source=where, actor=None)
-            changes.append(f"condition set {name}: version {saved.version} from {where}")
+            changes.append(f"condition set {cs.name}: version {saved.version} from {where}")
+        names = {cs.name for _, cs in good.values()}
+        broken = broken_files("condition set", errors)
         for row in s.scalars(select(ConditionSetVersion).where(
                 ConditionSetVersion.active, ConditionSetVersion.origin == "file",
                 ConditionSetVersion.case_number == "")).all():
-            if row.name not in bodies:
+            kept = next((b for b in broken if b.path == row.source), None)
+            if kept is not None and row.name not in names:
+                kept.in_force = (f"its last good version stays in force: {row.name} "
+                                 f"v{row.version} of {row.created_at:%Y-%m-%d %H:%M}")
+            elif row.name not in names:
                 self.retire(s, row.name, actor=None, source="file removed")
                 changes.append(f"condition set {row.name}: retired (its file is gone)")
-        return changes
+        for b in broken:
+            b.in_force = b.in_force or ("no good version of this file is stored: its setter "
+                                        "decides the cases it would cover in person")
+        return changes, broken

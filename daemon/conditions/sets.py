@@ -221,17 +221,39 @@ def _build_set(body: dict[str, Any], source: str, fields_of: dict[str, set[str]]
                         budgets=tuple(budgets))
 
 
-def load_condition_sets(directory: Path, fields_of: dict[str, set[str]]) -> ConditionBook:
-    book = ConditionBook()
-    errors: list[str] = []
+def read_condition_files(directory: Path, fields_of: dict[str, set[str]],
+                         ) -> tuple[dict[str, tuple[dict[str, Any], ConditionSet]],
+                                    dict[str, list[str]]]:
+    """Every file under `directory`, each on its own: the good ones by path (body, set),
+    and the problems of the others by path. One broken file never hides the rest."""
+    good: dict[str, tuple[dict[str, Any], ConditionSet]] = {}
+    broken: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
     for path in sorted(directory.glob("*.toml")) if directory.is_dir() else []:
+        where = str(path)
         try:
             body = tomllib.loads(path.read_text(encoding="utf-8"))
-            book.add(build_set(body, str(path), fields_of))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            errors.append(f"{path}: not valid TOML: {exc}")
+            cs = build_set(body, where, fields_of)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+            broken[where] = [f"{path}: not valid TOML: {exc}"]
+            continue
         except ConditionSetError as exc:
-            errors.extend(exc.errors)
-    if errors:
-        raise ConditionSetError(errors)
+            broken[where] = exc.errors
+            continue
+        if cs.name in names:
+            broken[where] = [f"{path}: set name {cs.name!r} is also used by {names[cs.name]}"]
+            continue
+        names[cs.name] = where
+        good[where] = (body, cs)
+    return good, broken
+
+
+def load_condition_sets(directory: Path, fields_of: dict[str, set[str]]) -> ConditionBook:
+    """All files, or a ConditionSetError naming every problem (for callers that need all)."""
+    good, broken = read_condition_files(directory, fields_of)
+    if broken:
+        raise ConditionSetError([e for errs in broken.values() for e in errs])
+    book = ConditionBook()
+    for _, cs in good.values():
+        book.add(cs)
     return book

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from daemon.clock import Clock
-from daemon.routing.templates import Template, TemplateSet, build_template
+from daemon.routing.templates import (
+    Template,
+    TemplateError,
+    TemplateSet,
+    build_template,
+    claimed_case_types,
+    held_body,
+)
+from daemon.rulefiles import BrokenRule
 from daemon.store.db import Store
 from daemon.store.models import WorkflowVersion
 
@@ -42,6 +52,42 @@ class TemplateRegistry:
                 self._current[t.name] = row.id
                 self._by_version[row.id] = t
         return lines
+
+    def restore(self, broken: list[BrokenRule]) -> None:
+        """Put the last good stored version of each refused file back in force; a file that
+        never had one holds the case types it is for (all those without a template, when
+        it cannot even say which) for the administrator. Sets each file's `in_force`."""
+        with self.store.transaction() as s:
+            for b in broken:
+                last = self._last_good(s, b.path)
+                if last is not None:
+                    row, t = last
+                    for ct in t.case_types:
+                        self.templates.by_case_type.setdefault(ct, t)
+                    b.in_force = (f"its last good version stays in force: workflow {row.name} "
+                                  f"v{row.version} of {row.loaded_at:%Y-%m-%d %H:%M}")
+                    continue
+                claimed = claimed_case_types(Path(b.path)) or list(self.fields_of)
+                held = [ct for ct in claimed
+                        if ct in self.fields_of and ct not in self.templates.by_case_type]
+                if not held:
+                    b.in_force = "nothing, and no case type depends on it"
+                    continue
+                t = build_template(held_body(b.path, held), f"<held: {b.path}>",
+                                   self.fields_of)
+                for ct in held:
+                    self.templates.by_case_type[ct] = t
+                b.in_force = (f"no good version is stored: cases of {', '.join(held)} go to "
+                              "the administrator until it is fixed")
+
+    def _last_good(self, s: Session, path: str) -> tuple[WorkflowVersion, Template] | None:
+        for row in s.scalars(select(WorkflowVersion).where(WorkflowVersion.source == path)
+                             .order_by(WorkflowVersion.id.desc())):
+            try:
+                return row, build_template(row.body, path, self.fields_of)
+            except TemplateError:
+                continue  # valid then, not against today's case types: an older one may be
+        return None
 
     def current(self, case_type: str) -> tuple[int, Template]:
         t = self.templates.for_case_type(case_type)

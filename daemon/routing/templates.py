@@ -227,27 +227,59 @@ class TemplateSet:
         return self.by_case_type.get(case_type, self.default)
 
 
-def load_templates(directory: Path, fields_of: dict[str, set[str]]) -> TemplateSet:
-    """Every *.toml under `directory`; all problems are collected, then raised together."""
-    errors: list[str] = []
+def read_template_files(directory: Path, fields_of: dict[str, set[str]],
+                        ) -> tuple[TemplateSet, dict[str, list[str]]]:
+    """Every *.toml under `directory`, each on its own: the good ones make the set, the
+    problems of the others come back by path (one broken file never hides the rest)."""
+    broken: dict[str, list[str]] = {}
     by_type: dict[str, Template] = {}
     files = sorted(directory.glob("*.toml")) if directory.is_dir() else []
     for path in files:
         try:
             body = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            errors.append(f"{path}: not valid TOML: {exc}")
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+            broken[str(path)] = [f"{path}: not valid TOML: {exc}"]
             continue
         try:
             t = build_template(body, str(path), fields_of)
         except TemplateError as exc:
-            errors.extend(exc.errors)
+            broken[str(path)] = exc.errors
             continue
-        for ct in t.case_types:
-            if ct in by_type:
-                errors.append(f"{path}: case type {ct!r} already has the template "
-                              f"{by_type[ct].source}")
-            by_type[ct] = t
-    if errors:
-        raise TemplateError(errors)
-    return TemplateSet(by_type, build_template(DEFAULT_BODY, "<built-in default>", fields_of))
+        taken = [ct for ct in t.case_types if ct in by_type]
+        if taken:
+            broken[str(path)] = [f"{path}: case type {ct!r} already has the template "
+                                 f"{by_type[ct].source}" for ct in taken]
+            continue
+        by_type.update((ct, t) for ct in t.case_types)
+    return (TemplateSet(by_type, build_template(DEFAULT_BODY, "<built-in default>", fields_of)),
+            broken)
+
+
+def load_templates(directory: Path, fields_of: dict[str, set[str]]) -> TemplateSet:
+    """Every *.toml under `directory`; all problems are collected, then raised together."""
+    templates, broken = read_template_files(directory, fields_of)
+    if broken:
+        raise TemplateError([e for errs in broken.values() for e in errs])
+    return templates
+
+
+def claimed_case_types(path: Path) -> list[str] | None:
+    """The case types a file that failed validation says it is for; None when unknown."""
+    try:
+        cts = tomllib.loads(path.read_text(encoding="utf-8")).get("case_types")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
+        return None
+    if isinstance(cts, list) and cts and all(isinstance(c, str) for c in cts):
+        return cts
+    return None
+
+
+def held_body(path: str, case_types: list[str]) -> dict[str, Any]:
+    """A stand-in for a workflow file that is invalid and has no good version: its one
+    step names nobody, so each case goes to the administrator (who was told why), never
+    through the default rank climbing, which could approve with fewer approvers."""
+    return {"name": f"held: {path}", "case_types": case_types,
+            "title": "Held: the workflow file is invalid", "title_ja": "保留: 承認経路ファイル不正",
+            "phases": [{"name": "held", "title": "Held", "title_ja": "保留", "steps": [{
+                "name": "administrator decides", "resolver": "fixed",
+                "people": [f"(no valid workflow in {path})"]}]}]}
