@@ -168,6 +168,12 @@ class DirectoryConfig(_Section):
 
 class CasesConfig(_Section):
     number_format: str = "R-{year}-{seq:06d}"
+    # Documents sent by mail (request, decision, correct, reapply): larger ones, empty ones
+    # and these file types are not added to the case, and the sender is told which and why.
+    max_document_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    blocked_extensions: list[str] = Field(default_factory=lambda: [
+        "exe", "com", "scr", "pif", "bat", "cmd", "vbs", "vbe", "jse", "wsf", "wsh", "hta",
+        "msi", "msp", "lnk", "cpl", "ps1", "reg"])
 
     @field_validator("number_format")
     @classmethod

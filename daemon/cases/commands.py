@@ -2,7 +2,10 @@
 
 The subject carries the command and case number; for `reapply` and `correct` the body may
 carry corrected "Field: value" lines, validated like a new request and recorded as a
-correction with the old and new values.
+correction with the old and new values, and the mail's attachments are added to the case at
+that stage (daemon.cases.documents). `correct N` with only attachments is how a requester
+adds documents to a case returned to them. Every other command, and a refused one, adds
+none, and its answer names each file as not added.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.cases.casetypes import CaseType
+from daemon.cases.documents import Note, Stage, not_added
 from daemon.cases.routeedit import RouteEditError, RouteEditor
 from daemon.cases.states import OPEN_STATES, CaseState, StepState
 from daemon.cases.workflow import Workflow
@@ -53,16 +57,22 @@ class CaseCommands:
         self.wf = workflow
 
     def reply(self, s: Session, mail: ParsedMail, sender: Member, command: str,
-              outcome: str, case: Case | None = None, **extra: Any) -> str:
+              outcome: str, case: Case | None = None, documents: list[Note] | None = None,
+              **extra: Any) -> str:
+        """Answer the command; `documents` as attached, else the mail's files not added."""
+        if documents is None:
+            documents = not_added(mail.attachments,
+                                  "not_done" if outcome != "ok" else "no_documents")
         self.wf.notifier.to_address(
             s, "command_reply", mail.from_addr, sender.locale,
-            {"command": command, "outcome": outcome,
+            {"command": command, "outcome": outcome, "documents": documents,
              "number": case.number if case else extra.pop("number", ""), **extra},
             case, in_reply_to=mail.message_id)
         return f"{command}: {outcome}"
 
     def run(self, s: Session, mail: ParsedMail, sender: Member, command: str,
-            number: str) -> str:
+            number: str, inbound_id: int | None = None) -> str:
+        """`inbound_id`: the stored input, recorded with the documents it brings."""
         if command == "pending":
             return self.pending(s, mail, sender)
         if command == "route":
@@ -78,8 +88,10 @@ class CaseCommands:
             return self.status(s, mail, sender, case)
         if sender.id not in (case.requester_id, case.entered_by_id):
             return self.reply(s, mail, sender, command, "requester_only", case)
-        return {"cancel": self.cancel, "reapply": self.reapply,
-                "correct": self.correct}[command](s, mail, sender, case)
+        if command == "cancel":
+            return self.cancel(s, mail, sender, case)
+        handler = self.reapply if command == "reapply" else self.correct
+        return handler(s, mail, sender, case, inbound_id)
 
     def route(self, s: Session, mail: ParsedMail, sender: Member, number: str, action: str,
               person: str | None = None) -> str:
@@ -152,7 +164,8 @@ class CaseCommands:
             case.fields = values
             self.wf.record(s, case, "corrected", sender, detail="; ".join(changes))
 
-    def reapply(self, s: Session, mail: ParsedMail, sender: Member, case: Case) -> str:
+    def reapply(self, s: Session, mail: ParsedMail, sender: Member, case: Case,
+                inbound_id: int | None = None) -> str:
         if case.state not in (CaseState.REJECTED, CaseState.RETURNED):
             return self.reply(s, mail, sender, "reapply", "wrong_state", case, state=case.state)
         got = self._corrections(s, mail, sender, case, "reapply")
@@ -163,23 +176,31 @@ class CaseCommands:
         case.round += 1
         self.wf.record(s, case, "reapplied", sender,
                        detail=f"round {case.round}: routing restarts from the beginning")
+        notes = self.wf.documents.attach(s, self.wf, case, mail.attachments,
+                                         Stage("reapply", sender, inbound_id=inbound_id))
         requester = member(s, case.requester_id) or sender
         asked = self.wf.route(s, case, Pos(), False, requester, announce=False)
-        self.wf.tell_requester(s, case, "ack", {"reapplied": True}, asked=asked)
+        self.wf.tell_requester(s, case, "ack", {"reapplied": True, "documents": notes},
+                               asked=asked)
         if case.state == CaseState.APPROVED:
             self.wf.tell_requester(s, case, "approved")
         return f"reapply: {case.number} round {case.round}"
 
-    def correct(self, s: Session, mail: ParsedMail, sender: Member, case: Case) -> str:
+    def correct(self, s: Session, mail: ParsedMail, sender: Member, case: Case,
+                inbound_id: int | None = None) -> str:
         if case.state != CaseState.RETURNED:
             return self.reply(s, mail, sender, "correct", "wrong_state", case, state=case.state)
         got = self._corrections(s, mail, sender, case, "correct")
         if isinstance(got, str):
             return got
         values, changes = got
-        if not changes:
+        if not changes and not self.wf.documents.fresh(s, case, mail.attachments):
             return self.reply(s, mail, sender, "correct", "no_changes", case)
         self._apply(s, case, sender, values, changes)
+        notes = self.wf.documents.attach(s, self.wf, case, mail.attachments,
+                                         Stage("correct", sender, inbound_id=inbound_id))
+        news = changes + [f"new document: {n['filename']}" for n in notes
+                          if n["outcome"] == "added"]
         route = case.route or {}
         back = member(s, str(route.get("returned_by")))
         returned = s.get(CaseStep, route.get("step_id")) if route.get("step_id") else None
@@ -194,5 +215,6 @@ class CaseCommands:
                                    mode="single", phase=returned.phase,
                                    step_name=returned.step_name, pos=returned.pos,
                                    kind="corrected", resolver=returned.resolver)
-            self.wf.ask(s, case, new, back, note="corrected", note_detail="; ".join(changes))
-        return self.reply(s, mail, sender, "correct", "ok", case, changes=changes)
+            self.wf.ask(s, case, new, back, note="corrected", note_detail="; ".join(news))
+        return self.reply(s, mail, sender, "correct", "ok", case, documents=notes,
+                          changes=changes)

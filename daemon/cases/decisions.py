@@ -6,9 +6,12 @@ others' requests are withdrawn; with "all" every one must approve and any reject
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from daemon.cases.documents import Note
 from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
 from daemon.directory.lookup import Member, member
@@ -26,15 +29,17 @@ class Decisions:
                 and o.id != step.id]
 
     def decide(self, s: Session, case: Case, step: CaseStep, actor: Member, decision: str,
-               reason: str, proxy_for: Member | None = None) -> None:
+               reason: str, proxy_for: Member | None = None,
+               documents: Sequence[Note] = ()) -> None:
+        """`documents`: the reply's files as attached (daemon.cases.documents), listed in
+        the approver's confirmation."""
         wf = self.wf
         on_behalf = f" on behalf of {proxy_for.person.name}" if proxy_for else ""
         if decision == "hold":
             case.state = CaseState.ON_HOLD
             wf.record(s, case, "hold", actor, decision="hold", reason=reason or None,
                       detail=f"{step.phase}/{step.step_name}{on_behalf}; the request stays open")
-            wf.send(s, "decision_confirmed", actor, case, {"decision": "hold",
-                                                           "reason": reason, "next": None})
+            self._confirm(s, case, actor, documents, decision="hold", reason=reason, next=None)
             wf.tell_requester(s, case, "hold", {"reason": reason}, by=actor)
             return
         step.decided_at = wf.clock.now()
@@ -43,14 +48,19 @@ class Decisions:
         wf.record(s, case, "decision", actor, decision=decision, reason=reason or None,
                   detail=f"{step.phase}/{step.step_name} (ask {step.slot}){on_behalf}")
         if decision == "approve":
-            self._approve(s, case, step, actor, reason, proxy_for)
+            self._approve(s, case, step, actor, reason, proxy_for, documents)
         elif decision == "reject":
-            self._reject(s, case, step, actor, reason)
+            self._reject(s, case, step, actor, reason, documents)
         else:
-            self._return(s, case, step, actor, reason)
+            self._return(s, case, step, actor, reason, documents)
+
+    def _confirm(self, s: Session, case: Case, actor: Member, documents: Sequence[Note],
+                 **ctx: object) -> None:
+        self.wf.send(s, "decision_confirmed", actor, case, {**ctx, "documents": documents})
 
     def _approve(self, s: Session, case: Case, step: CaseStep, actor: Member,
-                 reason: str, proxy_for: Member | None = None) -> None:
+                 reason: str, proxy_for: Member | None = None,
+                 documents: Sequence[Note] = ()) -> None:
         wf = self.wf
         step.state = StepState.APPROVED
         wf.charge_budgets(s, case, proxy_for or actor, step)
@@ -60,8 +70,8 @@ class Decisions:
             waiting = ", ".join(o.approver_id for o in others)
             wf.record(s, case, "waiting", None, detail=f"all must approve; still waiting for "
                       f"{waiting}")
-            wf.send(s, "decision_confirmed", actor, case,
-                    {"decision": "approve", "reason": reason, "next": None})
+            self._confirm(s, case, actor, documents, decision="approve", reason=reason,
+                          next=None)
             return
         for o in others:
             wf.close_step(s, o, StepState.SUPERSEDED)
@@ -86,14 +96,13 @@ class Decisions:
         else:
             start, inside = after_approval(template, Pos.of(step.pos))
         asked = wf.route(s, case, start, inside, last)
-        wf.send(s, "decision_confirmed", actor, case, {
-            "decision": "approve", "reason": reason,
-            "next": ", ".join(who(m, actor.locale) for m in asked) if asked else None})
+        self._confirm(s, case, actor, documents, decision="approve", reason=reason,
+                      next=", ".join(who(m, actor.locale) for m in asked) if asked else None)
         if case.state != CaseState.APPROVED and asked:
             wf.tell_requester(s, case, "progress", by=actor, asked=asked)
 
     def _reject(self, s: Session, case: Case, step: CaseStep, actor: Member,
-                reason: str) -> None:
+                reason: str, documents: Sequence[Note] = ()) -> None:
         wf = self.wf
         step.state = StepState.REJECTED
         for o in self._others(s, case, step):
@@ -118,8 +127,8 @@ class Decisions:
                           "approver", reason=reason or None)
                 wf.ask(s, case, new, back_to, note="returned",
                        note_detail=f"{actor.person.name}: {reason or '-'}")
-                wf.send(s, "decision_confirmed", actor, case, {
-                    "decision": "reject", "reason": reason, "next": who(back_to, actor.locale)})
+                self._confirm(s, case, actor, documents, decision="reject", reason=reason,
+                              next=who(back_to, actor.locale))
                 return
         wf.release_budgets(s, case, "the case was rejected")
         case.state = CaseState.REJECTED
@@ -127,8 +136,7 @@ class Decisions:
         wf.record(s, case, "rejected", actor, reason=reason or None,
                   detail="returned to the requester, who may reapply or cancel"
                   + ("; business phase: every earlier approver is told" if business else ""))
-        wf.send(s, "decision_confirmed", actor, case,
-                {"decision": "reject", "reason": reason, "next": None})
+        self._confirm(s, case, actor, documents, decision="reject", reason=reason, next=None)
         wf.tell_requester(s, case, "rejected", {"reason": reason}, by=actor)
         if business:
             earlier = s.scalars(select(CaseStep).where(
@@ -141,7 +149,7 @@ class Decisions:
                             {"by": who(actor, person.locale), "reason": reason})
 
     def _return(self, s: Session, case: Case, step: CaseStep, actor: Member,
-                reason: str) -> None:
+                reason: str, documents: Sequence[Note] = ()) -> None:
         wf = self.wf
         step.state = StepState.RETURNED
         for o in self._others(s, case, step):
@@ -150,6 +158,5 @@ class Decisions:
         case.route = {**(step.pos or {}), "returned_by": actor.id, "step_id": step.id}
         wf.record(s, case, "returned", actor, reason=reason or None,
                   detail="changes requested; the requester may send corrected fields")
-        wf.send(s, "decision_confirmed", actor, case,
-                {"decision": "return", "reason": reason, "next": None})
+        self._confirm(s, case, actor, documents, decision="return", reason=reason, next=None)
         wf.tell_requester(s, case, "returned", {"reason": reason}, by=actor)

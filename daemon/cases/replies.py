@@ -7,6 +7,7 @@ import logging
 from sqlalchemy.orm import Session
 
 from daemon.cases.decisions import Decisions
+from daemon.cases.documents import Stage, not_added
 from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
 from daemon.directory.lookup import member, member_by_email, proxies_of
@@ -26,8 +27,13 @@ class ReplyHandler:
         self.wf = workflow
         self.decisions = decisions
 
-    def handle(self, s: Session, mail: ParsedMail, token: str) -> str:
-        """Apply the decision or send a clear error; returns the intake outcome line."""
+    def handle(self, s: Session, mail: ParsedMail, token: str,
+               inbound_id: int | None = None) -> str:
+        """Apply the decision or send a clear error; returns the intake outcome line.
+
+        The reply's attachments are added to the case only with a decision that counts;
+        a refused reply's error mail names each of them as not added.
+        """
         now = self.wf.clock.now()
         sender = member_by_email(s, mail.from_addr) if mail.from_addr else None
         locale = sender.locale if sender else "en"
@@ -39,7 +45,9 @@ class ReplyHandler:
             case = s.get(Case, row.case_id) if row else None
             self.wf.notifier.to_address(
                 s, "reply_error", mail.from_addr, locale,
-                {"problem": problem, "number": case.number if case else None, **extra},
+                {"problem": problem, "number": case.number if case else None,
+                 "documents": not_added(mail.attachments, "refused"),
+                 **extra},
                 None, in_reply_to=mail.message_id,
             )
             return f"reply refused: {problem}"
@@ -73,8 +81,10 @@ class ReplyHandler:
         # HOLD keeps the request open: the same mail can still be answered later.
         if parsed.decision != Decision.HOLD and not self.wf.tokens.consume(s, row, now):
             return refuse("moved_on", **self._moved_on(s, case, step, locale))
+        notes = self.wf.documents.attach(s, self.wf, case, mail.attachments, Stage(
+            f"decision:{parsed.decision.value}", sender, step.id, inbound_id))
         self.decisions.decide(s, case, step, sender, parsed.decision.value, parsed.reason,
-                              proxy_for=proxy_for)
+                              proxy_for=proxy_for, documents=notes)
         by = f" (proxy for {proxy_for.id})" if proxy_for else ""
         return f"{case.number}: {parsed.decision.value} by {sender.id}{by}"
 

@@ -63,7 +63,7 @@ class RequestHandler:
         form = parse_form_text(mail.text)
         case_cmd = parse_case_command(mail.subject)
         if case_cmd is not None and not form.type_key:
-            return self.commands.run(s, mail, sender, *case_cmd)
+            return self.commands.run(s, mail, sender, *case_cmd, inbound_id=inbound_id)
         cmd = None if form.type_key else self.command(mail)
         if cmd is not None:
             return self.run_command(s, mail, locale, *cmd)

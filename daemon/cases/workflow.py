@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 from daemon.audit.casechain import chain_event
 from daemon.cases.blobs import BlobStore
 from daemon.cases.casetypes import CaseType, CaseTypeRegistry
+from daemon.cases.documents import Documents, Stage, describe
+from daemon.cases.documents import StoredDocument as StoredDocument  # (drop folders use it)
 from daemon.cases.examination import Examiner
 from daemon.cases.numbering import next_number
 from daemon.cases.states import CaseState, StepState
@@ -37,23 +39,13 @@ from daemon.routing.engine import Facts, Next, Pos, after_approval, next_step, w
 from daemon.routing.registry import TemplateRegistry
 from daemon.routing.templates import SYSTEM_ACTIONS, Template
 from daemon.security.tokens import TokenService
-from daemon.store.models import Attachment, Case, CaseEvent, CaseStep
+from daemon.store.models import Case, CaseEvent, CaseStep
 
 if TYPE_CHECKING:
     from daemon.execution.executor import Executions
     from daemon.publication.publisher import Publisher
 
 DECISION_WORDS = ("APPROVE", "REJECT", "RETURN", "HOLD")
-
-
-@dataclass(frozen=True)
-class StoredDocument:
-    """A document already written to the blob store (e.g. a drop-folder bundle's file)."""
-
-    filename: str
-    content_type: str
-    size: int
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -82,6 +74,7 @@ class Workflow:
         self.notifier = notifier
         self.registry = registry
         self.blobs = blobs
+        self.documents = Documents(cfg.cases, clock, blobs)  # documents at every stage
         self.conditions = ConditionBook()  # as loaded from files (for `rules check`)
         self.library = ConditionLibrary(clock, {})  # in force: the database's versions
         self.examiner = Examiner(self)
@@ -162,18 +155,17 @@ class Workflow:
         )
         s.add(case)
         s.flush()
-        docs = [StoredDocument(a.filename, a.content_type, len(a.data), self.blobs.put(a.data))
-                for a in req.attachments]
-        for doc in [*docs, *req.documents]:
-            s.add(Attachment(case_id=case.id, added_at=now, filename=doc.filename,
-                             content_type=doc.content_type, size=doc.size, sha256=doc.sha256))
-        count = len(docs) + len(req.documents)
+        notes = self.documents.add(s, case, req.attachments, Stage(
+            "request", req.entered_by or req.requester, inbound_id=req.inbound_id),
+            req.documents)
+        count = sum(n["outcome"] == "added" for n in notes)
         self.record(s, case, "received", req.entered_by or req.requester,
                     detail=f"{req.case_type.name} request received by {req.channel}"
                     + (f" with {count} attachment(s)" if count else "")
-                    + f"; workflow {self.registry.version_label(s, version_id)}")
+                    + f"; workflow {self.registry.version_label(s, version_id)}"
+                    + (f"; {describe(notes)}" if len(notes) > count else ""))
         asked = self.route(s, case, Pos(), False, req.requester, announce=False)
-        self.tell_requester(s, case, "ack", asked=asked)
+        self.tell_requester(s, case, "ack", {"documents": notes}, asked=asked)
         if case.state == CaseState.APPROVED:
             self.tell_requester(s, case, "approved")
         return case

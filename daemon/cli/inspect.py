@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from daemon.notify.views import case_view, snapshot_name
+from daemon.cases.documents import case_documents, superseded_by
+from daemon.cli.output import echo
+from daemon.notify.views import case_view, person_name, snapshot_name
 from daemon.store.condition_models import Execution
 from daemon.store.models import Case, CaseEvent, CaseStep, WorkItem
 from daemon.store.publication_models import Delivery
@@ -32,8 +35,7 @@ def print_case(app: App, number: str) -> bool:
         click.echo(f"  created:   {view['created']}")
         for f in view["fields"]:
             click.echo(f"  {f['label']}: {f['value']}")
-        for a in view["attachments"]:
-            click.echo(f"  attachment: {a['filename']} ({a['size']} bytes, sha256 {a['sha256']})")
+        print_documents(s, case)
         click.echo("timeline:")
         for e in s.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id)
                            .order_by(CaseEvent.seq, CaseEvent.id)):
@@ -59,6 +61,21 @@ def print_case(app: App, number: str) -> bool:
         print_executions(s.scalars(select(Execution).where(Execution.case_id == case.id)
                                    .order_by(Execution.id)).all())
     return True
+
+
+def print_documents(s: Session, case: Case) -> None:
+    """Every document with who added it, when, at which stage and round; one replaced by
+    a later document of the same name says so (it is no longer stamped or delivered)."""
+    docs = case_documents(s, case.id)
+    replaced = superseded_by(docs)
+    for a in docs:
+        who = person_name(s, a.added_by, "en") if a.added_by else "ringi"
+        later = replaced.get(a.id)
+        note = (f"; replaced by the {later.stage} document of "
+                f"{later.added_at:%Y-%m-%d %H:%M:%S} (not stamped or delivered)") if later else ""
+        echo(f"  attachment: {a.filename} ({a.size} bytes, sha256 {a.sha256})")
+        echo(f"      added by {who} at {a.added_at:%Y-%m-%d %H:%M:%S} UTC with {a.stage}, "
+             f"round {a.round}{note}")
 
 
 def print_executions(rows: Sequence[Execution]) -> None:

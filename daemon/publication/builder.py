@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from daemon.cases.documents import current_documents
 from daemon.clock import Clock
 from daemon.publication.archive import ArchiveError, Document, build_archive, new_password
 from daemon.publication.envelope import wrap_password
@@ -38,7 +39,7 @@ from daemon.publication.partners import PartnerView
 from daemon.publication.publisher import QUEUE, Publisher, clear_staging, folder_rule
 from daemon.publication.stamp import StampError, StampKey, sha256_file
 from daemon.store.db import Store
-from daemon.store.models import Attachment, Case
+from daemon.store.models import Case
 from daemon.store.publication_models import Delivery, Stamp
 from daemon.workqueue.queue import Claimed, PermanentError, TemporaryError, WorkQueue
 
@@ -102,8 +103,8 @@ class DeliveryBuilder:
                 stamp_problem: str | None = str(exc)
             else:
                 stamp_problem = None
-            docs = list(s.scalars(select(Attachment).where(Attachment.case_id == case.id)
-                                  .order_by(Attachment.id)))
+            # Documents of every stage; of two with one name, the later (daemon.cases.documents).
+            docs = current_documents(s, case.id)
             rows = s.scalars(select(Stamp).where(
                 Stamp.case_id == case.id, Stamp.key_fingerprint == self.key.fingerprint)).all()
             stamps = {st.attachment_id: base64.b64decode(st.signature) for st in rows}

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from daemon.cases.documents import current_documents
 from daemon.cases.states import CaseState
 from daemon.directory.lookup import Member, member
 from daemon.publication.folders import FolderError, FolderRule, remove_delivery
@@ -28,7 +29,7 @@ from daemon.publication.partners import PartnerRegistry, PartnerView
 from daemon.publication.stamp import Stamper, StampError
 from daemon.routing.templates import Step
 from daemon.store.db import Store, rowcount
-from daemon.store.models import Attachment, Case, CaseEvent
+from daemon.store.models import Case, CaseEvent
 from daemon.store.publication_models import Delivery
 from daemon.workqueue.queue import WorkQueue
 
@@ -115,7 +116,7 @@ class Publisher:
         if p.document_classes and doc_class not in p.document_classes:
             return (f"{p.title} may receive document classes "
                     f"{', '.join(p.document_classes)}, not {doc_class or '(none given)'}")
-        docs = s.scalars(select(Attachment).where(Attachment.case_id == case.id)).all()
+        docs = current_documents(s, case.id)  # what a delivery would carry
         if not docs:
             return "the case has no documents to publish"
         size = sum(d.size for d in docs)

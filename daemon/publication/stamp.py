@@ -25,10 +25,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.cases.blobs import BlobStore
+from daemon.cases.documents import current_documents
 from daemon.clock import Clock
 from daemon.publication.keys import fingerprint, short, spki_pem
 from daemon.security.secrets import check_private
-from daemon.store.models import Attachment, Case
+from daemon.store.models import Case
 from daemon.store.publication_models import Stamp
 
 CHUNK = 1024 * 1024
@@ -176,8 +177,8 @@ class Stamper:
         stamped, so the workflow must not go on. Returns all of the case's stamps with this
         key."""
         done = {st.attachment_id for st in self.stamps(s, case)}
-        todo = [a for a in s.scalars(select(Attachment).where(Attachment.case_id == case.id)
-                                     .order_by(Attachment.id)) if a.id not in done]
+        # The current documents: one replaced by a later one of its name is not stamped anew.
+        todo = [a for a in current_documents(s, case.id) if a.id not in done]
         digests: dict[int, bytes] = {}
         problems: list[str] = []
         for doc in todo:

@@ -272,6 +272,14 @@ class Attachment(Base):
     content_type: Mapped[str] = mapped_column(String(200))
     size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # Where in the case it came in (daemon.cases.documents): who sent it, at which stage
+    # ("request", "decision:approve", "correct", "reapply"...), round and step, and the
+    # stored input (inbound_messages.id) it came with.
+    added_by: Mapped[str | None] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String(40), server_default="request")
+    round: Mapped[int] = mapped_column(Integer, server_default="1")
+    step_id: Mapped[int | None] = mapped_column(Integer)
+    inbound_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class ReplyToken(Base):
