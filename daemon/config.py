@@ -76,6 +76,9 @@ class MailConfig(_Section):
     # "authentication-results": require an aligned DMARC/DKIM/SPF pass from a trusted server.
     sender_auth: Literal["none", "authentication-results"] = "none"
     trusted_authserv_ids: list[str] = Field(default_factory=list)
+    # How long a stored mail is remembered, so a resend of it (an MTA that lost our 250, the
+    # same mail by SMTP and by IMAP) is acknowledged and recorded but not acted on again.
+    duplicate_window_days: int = Field(default=7, ge=1, le=3650)
 
     @field_validator("request_address")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import click
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from daemon.cases.documents import case_documents, superseded_by
 from daemon.cli.output import echo
+from daemon.intake.store import recent_duplicates
 from daemon.notify.views import case_view, person_name, snapshot_name
 from daemon.store.condition_models import Execution
 from daemon.store.models import Case, CaseEvent, CaseStep, WorkItem
@@ -118,3 +120,9 @@ def print_status(app: App) -> None:
             first = (w.last_error or "").splitlines()[0][:160]
             dead = " (dead letter: `ringi queue retry ID`)" if w.state == State.DEAD else ""
             click.echo(f"  item {w.id} {w.queue} {w.state} attempts={w.attempts}{dead}: {first}")
+        days = app.cfg.mail.duplicate_window_days
+        dups, latest = recent_duplicates(s, now - timedelta(days=days))
+        if latest is not None:  # resends recognised: stored and acknowledged, acted on once
+            click.echo(f"duplicate deliveries in the last {days} days: {dups} (latest: intake "
+                       f"{latest.id} = intake {latest.duplicate_of}, "
+                       f"{latest.received_at:%Y-%m-%d %H:%M:%S})")

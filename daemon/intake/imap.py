@@ -20,6 +20,7 @@ from collections.abc import Callable
 from imapclient import IMAPClient
 
 from daemon.config import ImapAccount
+from daemon.intake.duplicates import Dedupe
 from daemon.intake.store import store_inbound
 from daemon.security.secrets import check_private
 from daemon.workqueue.queue import WorkQueue
@@ -50,11 +51,13 @@ class ImapChannel:
     """One thread per configured mailbox."""
 
     def __init__(
-        self, account: ImapAccount, queue: WorkQueue, on_stored: Callable[[], None]
+        self, account: ImapAccount, queue: WorkQueue, on_stored: Callable[[], None],
+        dedupe: Dedupe | None = None,
     ) -> None:
         self.account = account
         self.queue = queue
         self.on_stored = on_stored
+        self.dedupe = dedupe  # recognises a mail already stored (another UID, SMTP, ...)
         check_private(account.password_file)
         self.password = account.password_file.read_text(encoding="utf-8").strip()
         self.stopping = threading.Event()
@@ -153,8 +156,12 @@ class ImapChannel:
             key = f"imap:{acc.name}:{acc.mailbox}:{uidvalidity}:{uid}"
             stored = store_inbound(self.queue, "imap", sender, rcpts, raw, source_key=key,
                                    meta={"account": acc.name, "mailbox": acc.mailbox,
-                                         "uidvalidity": uidvalidity, "uid": uid})
-            if stored.new:
+                                         "uidvalidity": uidvalidity, "uid": uid},
+                                   dedupe=self.dedupe)
+            if stored.duplicate_of is not None:
+                log.info("imap %s: uid %s is a duplicate of intake %s; acknowledging",
+                         acc.name, uid, stored.duplicate_of)
+            elif stored.new:
                 self.on_stored()
             else:
                 log.info("imap %s: uid %s was stored before (intake %s); acknowledging",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
 from daemon.config import MailConfig, SmtpConfig
+from daemon.intake.duplicates import Dedupe
 from daemon.intake.store import store_inbound
 from daemon.security.tokens import is_token
 from daemon.workqueue.queue import WorkQueue
@@ -41,6 +43,7 @@ class IntakeHandler:
         self.mail = mail
         self.lmtp = lmtp
         self.on_stored = on_stored
+        self.dedupe = Dedupe.from_config(mail)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -59,16 +62,20 @@ class IntakeHandler:
         sender = "" if sender in ("<>", "") else sender
         loop = asyncio.get_running_loop()
         try:
-            stored = await loop.run_in_executor(
-                None, store_inbound, self.queue, "lmtp" if self.lmtp else "smtp", sender,
-                list(envelope.rcpt_tos), raw,
-            )
+            stored = await loop.run_in_executor(None, functools.partial(
+                store_inbound, self.queue, "lmtp" if self.lmtp else "smtp", sender,
+                list(envelope.rcpt_tos), raw, dedupe=self.dedupe,
+            ))
         except Exception:
             log.exception("could not store a message from %s", sender)
             reply = "451 4.3.0 could not store the message; try again later"
         else:
-            self.on_stored()
-            reply = f"250 2.0.0 stored as intake {stored.id}"
+            if stored.duplicate_of is not None:  # a resend: accepted again, acted on once
+                reply = (f"250 2.0.0 duplicate of intake {stored.duplicate_of}, already "
+                         f"stored; recorded as intake {stored.id}, not acted on again")
+            else:
+                self.on_stored()
+                reply = f"250 2.0.0 stored as intake {stored.id}"
         if self.lmtp:  # LMTP answers once per recipient
             return "\r\n".join([reply] * len(envelope.rcpt_tos))
         return reply

@@ -113,6 +113,11 @@ class InboundMessage(Base):
     # that crashed between storing and acknowledging stores it again as the same row.
     source_key: Mapped[str | None] = mapped_column(String(500), unique=True)
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # A retried delivery (daemon/intake/duplicates.py): the first copy holds dedupe_key while
+    # the window lasts; a later copy is stored with duplicate_of and never queued.
+    dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    message_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    duplicate_of: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class OutboundMail(Base):
