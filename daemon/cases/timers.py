@@ -57,7 +57,7 @@ class Timers:
         """One pass over every waiting step and case; returns how many actions were taken."""
         done = 0
         # Each duty on its own: one that fails must not stop reminders or the others.
-        duties = [self._revision_waits, self._budget_periods, self.anchor_histories]
+        duties = [self._revision_waits, self._budget_periods]
         if self.wf.publisher is not None:
             duties.append(self.wf.publisher.purge_expired)
         for duty in duties:
@@ -65,6 +65,10 @@ class Timers:
                 done += duty()
             except Exception:
                 log.exception("timers: %s failed; the other duties go on", duty.__name__)
+        try:  # bookkeeping, not an action on a case: not counted
+            self.anchor_histories()
+        except Exception:
+            log.exception("timers: case histories could not be anchored; next pass retries")
         with self.store.transaction() as s:
             ids = s.scalars(select(CaseStep.id).join(Case, Case.id == CaseStep.case_id).where(
                 CaseStep.state == StepState.PENDING,
