@@ -73,7 +73,7 @@ class TemplateRegistry:
                 if not held:
                     b.in_force = "nothing, and no case type depends on it"
                     continue
-                t = build_template(held_body(b.path, held), f"<held: {b.path}>",
+                t = build_template(held_body(b.path, held), f"<held: {b.path}>"[:500],
                                    self.fields_of)
                 for ct in held:
                     self.templates.by_case_type[ct] = t

@@ -278,7 +278,7 @@ def held_body(path: str, case_types: list[str]) -> dict[str, Any]:
     """A stand-in for a workflow file that is invalid and has no good version: its one
     step names nobody, so each case goes to the administrator (who was told why), never
     through the default rank climbing, which could approve with fewer approvers."""
-    return {"name": f"held: {path}", "case_types": case_types,
+    return {"name": f"held: {Path(path).name}"[:64], "case_types": case_types,
             "title": "Held: the workflow file is invalid", "title_ja": "保留: 承認経路ファイル不正",
             "phases": [{"name": "held", "title": "Held", "title_ja": "保留", "steps": [{
                 "name": "administrator decides", "resolver": "fixed",
