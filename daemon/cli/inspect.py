@@ -6,12 +6,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.cases.documents import case_documents, superseded_by
-from daemon.cli.output import echo
+from daemon.cli.output import echo, inline
 from daemon.intake.store import recent_duplicates
 from daemon.notify.views import case_view, person_name, snapshot_name
 from daemon.store.condition_models import Execution
@@ -29,36 +28,36 @@ def print_case(app: App, number: str) -> bool:
         if case is None:
             return False
         view = case_view(s, case, app.types, "en")
-        click.echo(f"{view['number']}  {view['title']}")
-        click.echo(f"  type:      {view['type_title']} ({view['type']})")
-        click.echo(f"  requester: {view['requester']}")
-        click.echo(f"  state:     {view['state']} (round {case.round})")
-        click.echo(f"  workflow:  {app.registry.version_label(s, case.workflow_version_id)}")
-        click.echo(f"  created:   {view['created']}")
+        echo(f"{view['number']}  {inline(view['title'])}")
+        echo(f"  type:      {view['type_title']} ({view['type']})")
+        echo(f"  requester: {inline(view['requester'])}")
+        echo(f"  state:     {view['state']} (round {case.round})")
+        echo(f"  workflow:  {app.registry.version_label(s, case.workflow_version_id)}")
+        echo(f"  created:   {view['created']}")
         for f in view["fields"]:
-            click.echo(f"  {f['label']}: {f['value']}")
+            echo(f"  {inline(f['label'])}: {inline(f['value'])}")
         print_documents(s, case)
-        click.echo("timeline:")
+        echo("timeline:")
         for e in s.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id)
                            .order_by(CaseEvent.seq, CaseEvent.id)):
-            who = snapshot_name(e.actor, "en") if e.actor else "ringi"
-            unit = f", {e.actor['unit_name']}" if e.actor.get("unit_name") else ""
+            who = inline(snapshot_name(e.actor, "en")) if e.actor else "ringi"
+            unit = f", {inline(e.actor['unit_name'])}" if e.actor.get("unit_name") else ""
             line = f"  {e.at:%Y-%m-%d %H:%M:%S}  {e.kind:<9} {who}{unit}"
             if e.decision:
                 line += f"  -> {e.decision.upper()}"
             if e.reason:
-                line += f"  reason: {e.reason}"
+                line += f"  reason: {inline(e.reason)}"
             if e.detail:
-                line += f"  [{e.detail}]"
-            click.echo(line)
+                line += f"  [{inline(e.detail)}]"
+            echo(line)
         steps = s.scalars(select(CaseStep).where(CaseStep.case_id == case.id)
                           .order_by(CaseStep.seq)).all()
         if steps:
-            click.echo("steps:")
+            echo("steps:")
             for st in steps:
                 extra = f", {st.kind}" if st.kind != "approver" else ""
                 mode = f", {st.mode} of ask {st.slot}" if st.mode != "single" else ""
-                click.echo(f"  {st.seq}. {st.phase}/{st.step_name}: {st.approver_id} via "
+                echo(f"  {st.seq}. {st.phase}/{st.step_name}: {st.approver_id} via "
                            f"{st.resolver}{extra}{mode}: {st.state}")
         print_executions(s.scalars(select(Execution).where(Execution.case_id == case.id)
                                    .order_by(Execution.id)).all())
@@ -75,21 +74,21 @@ def print_documents(s: Session, case: Case) -> None:
         later = replaced.get(a.id)
         note = (f"; replaced by the {later.stage} document of "
                 f"{later.added_at:%Y-%m-%d %H:%M:%S} (not stamped or delivered)") if later else ""
-        echo(f"  attachment: {a.filename} ({a.size} bytes, sha256 {a.sha256})")
-        echo(f"      added by {who} at {a.added_at:%Y-%m-%d %H:%M:%S} UTC with {a.stage}, "
+        echo(f"  attachment: {inline(a.filename)} ({a.size} bytes, sha256 {a.sha256})")
+        echo(f"      added by {inline(who)} at {a.added_at:%Y-%m-%d %H:%M:%S} UTC with {a.stage}, "
              f"round {a.round}{note}")
 
 
 def print_executions(rows: Sequence[Execution]) -> None:
     if rows:
-        click.echo("executions:")
+        echo("executions:")
     for ex in rows:
         if ex.state == "not_executed":
-            click.echo(f"  not executed ({ex.reason}): {ex.detail}")
+            echo(f"  not executed ({ex.reason}): {inline(ex.detail)}")
             continue
         sent = f", sent {ex.sent_at:%Y-%m-%d %H:%M} UTC" if ex.sent_at else ""
-        click.echo(f"  {ex.state}: {ex.destination} <{ex.address}>, due "
-                   f"{ex.due_at:%Y-%m-%d %H:%M} UTC{sent} [{ex.detail}]")
+        echo(f"  {ex.state}: {ex.destination} <{ex.address}>, due "
+                   f"{ex.due_at:%Y-%m-%d %H:%M} UTC{sent} [{inline(ex.detail)}]")
 
 
 def print_status(app: App) -> None:
@@ -100,29 +99,29 @@ def print_status(app: App) -> None:
         if qs.oldest_waiting is not None:
             age = (now - qs.oldest_waiting).total_seconds()
             oldest = f"{qs.oldest_waiting:%Y-%m-%d %H:%M:%S} ({age:.0f}s ago)"
-        click.echo(f"{qs.queue:<9} {counts}  oldest waiting: {oldest}")
+        echo(f"{qs.queue:<9} {counts}  oldest waiting: {oldest}")
     with app.store.transaction() as s:
         building = s.scalars(select(Delivery).where(Delivery.state.in_(("queued", "building")))
                              .order_by(Delivery.id)).all()
         if building:
-            click.echo("deliveries in progress:")
+            echo("deliveries in progress:")
         for d in building:
             pct = f"{100 * d.done_bytes // d.total_bytes}%" if d.total_bytes else "-"
-            click.echo(f"  {d.name} {d.state}: {d.done_bytes:,} of {d.total_bytes:,} bytes "
+            echo(f"  {inline(d.name)} {d.state}: {d.done_bytes:,} of {d.total_bytes:,} bytes "
                        f"({pct}), updated {d.updated_at:%Y-%m-%d %H:%M:%S}")
         errors = s.scalars(
             select(WorkItem).where(WorkItem.last_error.is_not(None))
             .order_by(WorkItem.updated_at.desc()).limit(5)
         ).all()
         if errors:
-            click.echo("recent errors:")
+            echo("recent errors:")
         for w in errors:
             first = (w.last_error or "").splitlines()[0][:160]
             dead = " (dead letter: `ringi queue retry ID`)" if w.state == State.DEAD else ""
-            click.echo(f"  item {w.id} {w.queue} {w.state} attempts={w.attempts}{dead}: {first}")
+            echo(f"  item {w.id} {w.queue} {w.state} attempts={w.attempts}{dead}: {first}")
         days = app.cfg.mail.duplicate_window_days
         dups, latest = recent_duplicates(s, now - timedelta(days=days))
         if latest is not None:  # resends recognised: stored and acknowledged, acted on once
-            click.echo(f"duplicate deliveries in the last {days} days: {dups} (latest: intake "
+            echo(f"duplicate deliveries in the last {days} days: {dups} (latest: intake "
                        f"{latest.id} = intake {latest.duplicate_of}, "
                        f"{latest.received_at:%Y-%m-%d %H:%M:%S})")

@@ -40,6 +40,11 @@ def safe(text: object, *, one_line: bool = False) -> str:
     return pattern.sub(_visible, str(text))
 
 
+def inline(text: object) -> str:
+    """A value from mail or a file inside one line of output (a title, a reason, a name)."""
+    return safe(text, one_line=True)
+
+
 def echo(message: Any = None, *, err: bool = False, nl: bool = True) -> None:
     """`click.echo` for every `ringi` command: the text is made terminal-safe first."""
     click.echo(None if message is None else safe(message), err=err, nl=nl)
