@@ -17,7 +17,9 @@ import click
 from daemon.audit.trail import AuditTrail
 from daemon.cases.casetypes import CaseTypeError, load_case_types
 from daemon.cli.common import EXIT_USAGE, cli_config
+from daemon.cli.output import echo
 from daemon.clock import SystemClock
+from daemon.publication.partnercheck import check_target, summary, targets
 from daemon.publication.partners import PartnerError, PartnerRegistry, PartnerView
 from daemon.publication.stamp import StampKey, StampKeyError
 from daemon.security.secrets import InsecureSecretError
@@ -144,6 +146,38 @@ def partners_rotate_key(ctx: click.Context, name: str, key_file: Path, by: str |
             _fail(exc.errors, "key not changed:")
     click.echo(f"partner {name}: key {old} retired")
     click.echo(f"partner {name}: key {new} in force")
+
+
+@partners.command("check")
+@click.argument("name", required=False)
+@click.pass_context
+def partners_check(ctx: click.Context, name: str | None) -> None:
+    """Can THIS process deliver to every partner (or NAME)? Checks each key, each folder
+    (no link on the way, owner, group, mode) and writes a probe entry there; prints what to
+    fix. Exit 0 when all is well, 1 otherwise. Run it as the service's user, e.g.
+    `sudo -u ringi ringi partners check` (the unit adds SupplementaryGroups= on top)."""
+    cfg = cli_config(ctx)
+    with _registry(ctx) as (store, registry, _), store.transaction() as s:
+        try:
+            found = targets(s, registry, cfg.partners_dir)
+        except PartnerError as exc:
+            _fail(exc.errors, "partner files are invalid:", code=1)
+    if name is not None:
+        found = [t for t in found if t.name == name]
+        if not found:
+            _fail([f"no active partner {name}"], code=1)
+    if not found:
+        echo("no partners")
+    reports = [check_target(t) for t in found]
+    for r in reports:
+        echo(f"{r.name}: {'ok' if not r.problems else 'PROBLEMS'}  ({r.source})")
+        for line in r.problems:
+            echo(f"  problem: {line}")
+        for line in r.notes:
+            echo(f"  note: {line}")
+    if (fix := summary(reports)) is not None:
+        echo(fix)
+    sys.exit(1 if any(r.problems for r in reports) else 0)
 
 
 @partners.command("stamp-key")

@@ -1,30 +1,51 @@
 """Partners' receiving folders: checked before every write, published into atomically.
 
 A delivery is built in the transmission folder and appears in the partner's folder by one
-rename, so a partner never sees half of it. Nothing here follows a symlink: the folder
-itself, every path component and every name inside it are checked with lstat or opened
-with O_NOFOLLOW relative to a directory descriptor. A folder that is group- or
-world-writable, or owned by someone other than configured, is refused rather than fixed.
+rename, so a partner never sees half of it. Nothing here follows a symlink: every path
+component is opened with O_NOFOLLOW relative to the descriptor of the one before
+(`fsaccess`), and every name inside the folder is handled relative to the folder's
+descriptor. A folder that is group- or world-writable, or owned by someone other than
+configured, is refused rather than fixed; the one exception is a folder ringi itself left
+half set up (created, still private, but without its group or mode), which is finished.
+
+The supported model needs no capabilities: the folder is owned by the user ringi runs as,
+its group is the partner's group (ringi a member of it, `SupplementaryGroups=`), mode 0750
+(or 2750). ringi writes; the partner's accounts read through the group.
 """
 
 from __future__ import annotations
 
 import errno
-import grp
+import logging
 import os
-import pwd
 import shutil
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon.publication.fsaccess import (
+    DIR_FLAGS,
+    UNIT,
+    FolderError,
+    FolderUnavailable,
+    gid_of,
+    group_name,
+    me,
+    open_folder,
+    open_in,
+    open_parent,
+    privilege_problems,
+    readable,
+    uid_of,
+    user_name,
+)
 
-class FolderError(Exception):
-    """Why a receiving folder cannot be used (said to the administrator as it is)."""
+__all__ = ["FolderError", "FolderRule", "FolderUnavailable", "check_folder", "ensure_folder",
+           "gid_of", "publish", "published_manifest", "remove_delivery", "seal", "uid_of"]
 
-
-class FolderUnavailable(FolderError):
-    """The share is not there right now (not mounted, I/O error): worth retrying later."""
+log = logging.getLogger(__name__)
+OURS = ".ringi-"  # hidden names ringi uses inside a receiving folder and next to it
 
 
 @dataclass(frozen=True)
@@ -35,73 +56,184 @@ class FolderRule:
     mode: int  # exact permission bits the folder must have, e.g. 0o750
 
 
-def uid_of(owner: str) -> int:
-    if owner in ("", "self"):
-        return os.geteuid()
-    if owner.isdigit():
-        return int(owner)
+def chown_args(uid: int, gid: int) -> tuple[int, int]:
+    """fchown arguments that change only what must change (-1: leave as it is), so an
+    unprivileged ringi never asks for a change of owner it could not make."""
+    return (-1 if uid == os.geteuid() else uid), gid
+
+
+def folder_problems(rule: FolderRule, st: os.stat_result) -> list[str]:
+    """What is wrong with the folder as found, each with the command that fixes it."""
+    path = rule.path
+    if not stat.S_ISDIR(st.st_mode):
+        return [f"{path} is not a folder"]
+    uid, gid = uid_of(rule.owner), gid_of(rule.group)
+    mode = stat.S_IMODE(st.st_mode)
+    problems = []
+    if mode & 0o022:
+        problems.append(f"{path} is writable by group or others (mode {mode:04o}); refusing "
+                        f"to publish into it; fix: `chmod {rule.mode:04o} {path}`")
+    elif mode != rule.mode:
+        problems.append(f"{path} has mode {mode:04o}, configured {rule.mode:04o}; fix: "
+                        f"`chmod {rule.mode:04o} {path}`")
+    if st.st_uid != uid:
+        problems.append(f"{path} is owned by uid {st.st_uid}, not {rule.owner or uid}; fix "
+                        f"(as root): `chown {user_name(uid)} {path}`")
+    if st.st_gid != gid:
+        problems.append(f"{path} has group gid {st.st_gid}, not {rule.group or gid}; fix "
+                        f"(as root): `chgrp {group_name(gid)} {path}`")
+    return problems
+
+
+def _entries(fd: int) -> list[str]:
+    rfd = readable(fd)
     try:
-        return pwd.getpwnam(owner).pw_uid
-    except KeyError:
-        raise FolderError(f"no such user {owner!r}") from None
+        return os.listdir(rfd)
+    finally:
+        os.close(rfd)
 
 
-def gid_of(group: str) -> int:
-    if group in ("", "self"):
-        return os.getegid()
-    if group.isdigit():
-        return int(group)
+def half_set_up(rule: FolderRule, fd: int, st: os.stat_result) -> bool:
+    """A folder an interrupted or refused creation left behind: ringi's own, still private
+    (nobody else could have entered it), holding nothing but ringi's hidden leftovers.
+    Finishing it (group, mode) exposes nothing that was not meant for the partner."""
+    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() == uid_of(rule.owner)
+            and not stat.S_IMODE(st.st_mode) & 0o077
+            and all(n.startswith(OURS) for n in _entries(fd)))
+
+
+def _finish(fd: int, rule: FolderRule) -> None:
+    rfd = readable(fd)
     try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise FolderError(f"no such group {group!r}") from None
+        os.fchown(rfd, *chown_args(uid_of(rule.owner), gid_of(rule.group)))
+        os.fchmod(rfd, rule.mode)  # after the group: a chown may clear set-id bits
+    finally:
+        os.close(rfd)
 
 
-def _no_symlinks_on_the_way(path: Path) -> None:
-    path = path.absolute()  # a relative folder is relative to the working directory
-    current = Path(path.anchor)
-    for part in path.parts[1:]:
-        current = current / part
-        try:
-            if stat.S_ISLNK(os.lstat(current).st_mode):
-                raise FolderError(f"{current} is a symbolic link; ringi does not follow links")
-        except FileNotFoundError:
-            raise FolderError(f"{current} does not exist") from None
+def _open_checked(rule: FolderRule) -> tuple[int, os.stat_result]:
+    """The folder's O_PATH descriptor, checked as it must be before anything is written."""
+    fd = open_folder(rule.path)
+    st = os.fstat(fd)
+    problems = folder_problems(rule, st)
+    if problems:
+        os.close(fd)
+        raise FolderError("; ".join(problems))
+    return fd, st
 
 
 def check_folder(rule: FolderRule) -> os.stat_result:
     """The folder as it must be before anything is written into it."""
-    _no_symlinks_on_the_way(rule.path)
-    st = os.lstat(rule.path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise FolderError(f"{rule.path} is not a folder")
-    uid, gid = uid_of(rule.owner), gid_of(rule.group)
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o022:
-        raise FolderError(f"{rule.path} is writable by group or others (mode {mode:04o}); "
-                          "refusing to publish into it")
-    if st.st_uid != uid:
-        raise FolderError(f"{rule.path} is owned by uid {st.st_uid}, not {rule.owner or uid}")
-    if st.st_gid != gid:
-        raise FolderError(f"{rule.path} has group gid {st.st_gid}, not {rule.group or gid}")
-    if mode != rule.mode:
-        raise FolderError(f"{rule.path} has mode {mode:04o}, configured {rule.mode:04o}")
+    fd, st = _open_checked(rule)
+    os.close(fd)
     return st
 
 
+def os_problem(exc: OSError, what: str, where: Path) -> FolderError:
+    """An operating-system refusal as the change that lets ringi do `what` in `where`."""
+    if exc.errno == errno.EROFS:
+        return FolderError(
+            f"ringi cannot {what}: {where} is read-only for it; fix: add "
+            f"`ReadWritePaths={where}` (or the share above it) to the [Service] section of "
+            f"{UNIT} (`systemctl edit ringi`), then `systemctl restart ringi`")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return FolderError(
+            f"ringi (user {me()}) may not {what}: {where} is not writable for it; fix: "
+            f"`{where}` must be owned by {me()} (as root: `chown {me()} {where}`)")
+    return FolderError(f"ringi cannot {what} in {where}: {exc.strerror or exc}")
+
+
+def creation_problem(exc: OSError, rule: FolderRule) -> FolderError:
+    """Why ringi could not make a folder in the folder's parent, and what to do instead."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return FolderError(
+            f"ringi (user {me()}) may not create {rule.path}: its parent is not writable "
+            f"for it; fix: create the folder once, as root: `install -d -o "
+            f"{user_name(uid_of(rule.owner))} -g {group_name(gid_of(rule.group))} -m "
+            f"{rule.mode:04o} {rule.path}`")
+    return os_problem(exc, f"create {rule.path}", rule.path.absolute().parent)
+
+
+def _create(parent: int, name: str, rule: FolderRule) -> None:
+    """Make the folder under a hidden name, give it its group and mode, then rename it into
+    place: it appears finished or not at all. A refusal removes the hidden folder again."""
+    hidden = f"{OURS}new-{name}"
+    try:
+        os.mkdir(hidden, 0o700, dir_fd=parent)
+    except OSError as exc:
+        raise creation_problem(exc, rule) from None
+    try:
+        fd = os.open(hidden, DIR_FLAGS, dir_fd=parent)
+        try:
+            _finish(fd, rule)
+        except OSError as exc:
+            raise FolderError(
+                f"ringi (user {me()}) may not give {rule.path} the group "
+                f"{group_name(gid_of(rule.group))} and mode {rule.mode:04o}: "
+                f"{exc.strerror or exc}") from None
+        finally:
+            os.close(fd)
+        os.rename(hidden, name, src_dir_fd=parent, dst_dir_fd=parent)
+    except BaseException:
+        shutil.rmtree(hidden, dir_fd=parent, ignore_errors=True)
+        raise
+    _fsync_dir(parent)
+    log.info("receiving folder %s created (%s:%s, mode %04o)", rule.path,
+             user_name(uid_of(rule.owner)), group_name(gid_of(rule.group)), rule.mode)
+
+
+STALE_SECONDS = 60  # a hidden creation folder older than this was left by a crash
+
+
+def _clear_leftover(parent: int, hidden: str, path: Path) -> None:
+    """Remove ringi's own hidden creation folder left by a crash; a fresh one belongs to a
+    creation under way (another daemon): wait for it rather than pull it away."""
+    try:
+        st = os.stat(hidden, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise FolderError(f"{path.parent / hidden} is in the way and is not ringi's; "
+                          "remove it")
+    if time.time() - st.st_mtime < STALE_SECONDS:
+        raise FolderUnavailable(f"{path} is being created by another attempt")
+    shutil.rmtree(hidden, dir_fd=parent, ignore_errors=True)
+
+
 def ensure_folder(rule: FolderRule) -> None:
-    """Create a missing receiving folder as configured (first delivery on a new share);
-    an existing one is only checked, never changed."""
-    if not os.path.lexists(rule.path):
-        if not rule.path.absolute().parent.is_dir():  # the share itself is missing
-            raise FolderUnavailable(f"{rule.path.parent} is not there (share not mounted?)")
-        os.mkdir(rule.path, 0o700)
-        os.chown(rule.path, uid_of(rule.owner), gid_of(rule.group))
-        os.chmod(rule.path, rule.mode)
-    check_folder(rule)
-
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    """Make the folder usable for a delivery: create a missing one as configured (first
+    delivery on a new share), finish one a refused attempt left half set up, and check
+    every other one, never changing it. Each refusal says what to change."""
+    problems = privilege_problems(rule.path, rule.owner, rule.group)
+    if problems:
+        raise FolderError("; ".join(problems))
+    parent, name = open_parent(rule.path)
+    try:
+        _clear_leftover(parent, f"{OURS}new-{name}", rule.path)
+        try:
+            fd = open_in(parent, name, rule.path.absolute())
+        except FileNotFoundError:
+            try:
+                _create(parent, name, rule)
+            except OSError as exc:
+                raise os_problem(exc, f"create {rule.path}", rule.path) from None
+            return
+    finally:
+        os.close(parent)
+    try:
+        st = os.fstat(fd)
+        problems = folder_problems(rule, st)
+        if problems and half_set_up(rule, fd, st):
+            try:
+                _finish(fd, rule)
+            except OSError as exc:
+                raise os_problem(exc, f"finish setting up {rule.path}", rule.path) from None
+            log.warning("receiving folder %s was left half set up (%s); finished", rule.path,
+                        "; ".join(p.split("; fix")[0] for p in problems))
+        elif problems:
+            raise FolderError("; ".join(problems))
+    finally:
+        os.close(fd)
 
 
 def _file_mode(folder_mode: int) -> int:
@@ -109,7 +241,8 @@ def _file_mode(folder_mode: int) -> int:
     return (folder_mode & 0o750) & ~0o111 | 0o600
 
 
-def _seal_dir(fd: int, where: str, uid: int, gid: int, dir_mode: int, file_mode: int) -> None:
+def _seal_dir(fd: int, where: str, owner: tuple[int, int], dir_mode: int,
+              file_mode: int) -> None:
     """Owners and modes through descriptors opened with O_NOFOLLOW: nothing here can be
     redirected by a link, even one planted while the walk runs."""
     for entry in os.scandir(fd):
@@ -118,9 +251,9 @@ def _seal_dir(fd: int, where: str, uid: int, gid: int, dir_mode: int, file_mode:
             raise FolderError(f"{path} is a symbolic link in a delivery; ringi does not "
                               "follow links")
         if entry.is_dir(follow_symlinks=False):
-            child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+            child = os.open(entry.name, DIR_FLAGS, dir_fd=fd)
             try:
-                _seal_dir(child, path, uid, gid, dir_mode, file_mode)
+                _seal_dir(child, path, owner, dir_mode, file_mode)
             finally:
                 os.close(child)
             continue
@@ -131,32 +264,53 @@ def _seal_dir(fd: int, where: str, uid: int, gid: int, dir_mode: int, file_mode:
         try:
             if not stat.S_ISREG(os.fstat(ffd).st_mode):
                 raise FolderError(f"{path} is not a regular file")
-            os.fchown(ffd, uid, gid)
+            os.fchown(ffd, *owner)
             os.fchmod(ffd, file_mode)
         finally:
             os.close(ffd)
-    os.fchown(fd, uid, gid)
+    os.fchown(fd, *owner)
     os.fchmod(fd, dir_mode)
+
+
+def _seal_fd(fd: int, where: str, rule: FolderRule) -> None:
+    owner = chown_args(uid_of(rule.owner), gid_of(rule.group))
+    _seal_dir(fd, where, owner, rule.mode & 0o750, _file_mode(rule.mode))
 
 
 def seal(staging: Path, rule: FolderRule) -> None:
     """Give a delivery folder the folder's owner and group, read-only for the partner.
 
-    A symlink, at the top or anywhere inside, is refused, never followed: `seal` may run
-    on a folder found in the partner's folder (the crash recovery in the builder).
+    A symlink, at the top, on the way there or anywhere inside, is refused, never
+    followed: `seal` may run on a folder found in the partner's folder (the crash recovery
+    in the builder).
     """
-    uid, gid = uid_of(rule.owner), gid_of(rule.group)
-    st = os.lstat(staging)
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise FolderError(f"{staging} is not a folder (a symbolic link?); not touched")
-    fd = os.open(staging, _DIR_FLAGS)
+    parent, name = open_parent(staging)
     try:
-        _seal_dir(fd, str(staging), uid, gid, rule.mode & 0o750, _file_mode(rule.mode))
+        try:
+            fd = open_in(parent, name, staging, DIR_FLAGS)
+        except (FileNotFoundError, FolderError):
+            raise FolderError(f"{staging} is not a folder (a symbolic link?); not touched") \
+                from None
+    finally:
+        os.close(parent)
+    try:
+        _seal_fd(fd, str(staging), rule)
     finally:
         os.close(fd)
 
 
-def _fsync_tree(root: Path) -> None:
+def _fsync_dir(fd: int) -> None:
+    try:
+        rfd = readable(fd)
+    except OSError:
+        return  # a parent ringi may enter but not read: the rename is durable soon anyway
+    try:
+        os.fsync(rfd)
+    finally:
+        os.close(rfd)
+
+
+def _fsync_tree(root: str) -> None:
     """Everything on disk before the rename makes it visible (a crash must not leave a
     published delivery with missing bytes)."""
     for dirpath, _dirs, files in os.walk(root, followlinks=False):
@@ -179,13 +333,15 @@ def publish(staging: Path, rule: FolderRule, name: str) -> Path:
     Same file system: one rename. Otherwise a private copy inside the folder (mode 0700,
     unreadable to the partner) is renamed into place once complete.
     """
-    st = check_folder(rule)
     if "/" in name or name.startswith("."):
         raise FolderError(f"bad delivery name {name!r}")
-    seal(staging, rule)
-    _fsync_tree(staging)
-    fd = os.open(rule.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    problems = privilege_problems(rule.path, rule.owner, rule.group)
+    if problems:
+        raise FolderError("; ".join(problems))
+    fd, st = _open_checked(rule)
     try:
+        seal(staging, rule)
+        _fsync_tree(str(staging))
         try:
             os.lstat(name, dir_fd=fd)
             raise FolderError(f"{rule.path / name} already exists; a delivery never "
@@ -195,23 +351,34 @@ def publish(staging: Path, rule: FolderRule, name: str) -> Path:
         if os.stat(staging).st_dev == st.st_dev:
             os.rename(staging, name, dst_dir_fd=fd)
         else:
-            # Copied into a private folder (0700 until complete), then renamed into place.
-            hidden = f".ringi-partial-{name}"
-            remove_delivery(rule, hidden)  # left by a crash during an earlier attempt
-            tmp = rule.path / hidden
-            os.mkdir(tmp, 0o700)
-            shutil.copytree(staging, tmp, symlinks=True, dirs_exist_ok=True)
-            os.chmod(tmp, 0o700)
-            seal(tmp, rule)  # owners are not copied: give them again (the folder too)
-            _fsync_tree(tmp)
-            os.rename(hidden, name, src_dir_fd=fd, dst_dir_fd=fd)
+            _copy_in(staging, rule, fd, name)
+    except PermissionError as exc:
+        raise os_problem(exc, "publish", rule.path) from None
     finally:
         try:
-            os.fsync(fd)
+            _fsync_dir(fd)
         finally:
             os.close(fd)
     shutil.rmtree(staging, ignore_errors=True)  # published: leftovers only cost disk
     return rule.path / name
+
+
+def _copy_in(staging: Path, rule: FolderRule, fd: int, name: str) -> None:
+    """Copied into a private folder (0700 until complete), then renamed into place. The copy
+    goes through the hidden folder's descriptor (/proc/self/fd), never a path lookup."""
+    hidden = f"{OURS}partial-{name}"
+    shutil.rmtree(hidden, dir_fd=fd, ignore_errors=True)  # left by an earlier attempt
+    os.mkdir(hidden, 0o700, dir_fd=fd)
+    hfd = os.open(hidden, DIR_FLAGS, dir_fd=fd)
+    try:
+        via = f"/proc/self/fd/{hfd}"
+        shutil.copytree(staging, via, symlinks=True, dirs_exist_ok=True)
+        os.fchmod(hfd, 0o700)
+        _seal_fd(hfd, str(rule.path / hidden), rule)  # owners are not copied: give them
+        _fsync_tree(via)
+    finally:
+        os.close(hfd)
+    os.rename(hidden, name, src_dir_fd=fd, dst_dir_fd=fd)
 
 
 MANIFEST_LIMIT = 16 * 1024 * 1024  # far more than any manifest; never read a planted giant
@@ -223,9 +390,8 @@ def published_manifest(rule: FolderRule, name: str) -> bytes:
     manifest.json. Anything else raises FolderError; nothing is changed either way."""
     if not name or "/" in name or name.startswith("."):
         raise FolderError(f"bad delivery name {name!r}")
-    _no_symlinks_on_the_way(rule.path)
     uid = uid_of(rule.owner)
-    top = os.open(rule.path, _DIR_FLAGS)
+    top = open_folder(rule.path)
     try:
         st = os.stat(name, dir_fd=top, follow_symlinks=False)
         if stat.S_ISLNK(st.st_mode):
@@ -234,7 +400,7 @@ def published_manifest(rule: FolderRule, name: str) -> bytes:
             raise FolderError("it is not a folder")
         if st.st_uid != uid:
             raise FolderError(f"it is owned by uid {st.st_uid}, not {rule.owner or uid}")
-        folder = os.open(name, _DIR_FLAGS, dir_fd=top)
+        folder = os.open(name, DIR_FLAGS, dir_fd=top)
     finally:
         os.close(top)
     try:
@@ -271,15 +437,17 @@ def remove_delivery(rule: FolderRule, name: str) -> bool:
     """
     if not name or "/" in name or name in (".", ".."):
         raise FolderError(f"bad delivery name {name!r}")
-    _no_symlinks_on_the_way(rule.path)
-    path = rule.path / name
+    fd = open_folder(rule.path)
     try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(path)  # a link or file planted in its place: remove it, never follow it
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=fd)  # a link or file planted in its place: never followed
+            return True
+        assert shutil.rmtree.avoids_symlink_attacks  # fd-based on Linux
+        shutil.rmtree(name, dir_fd=fd)
         return True
-    assert shutil.rmtree.avoids_symlink_attacks  # fd-based on Linux
-    shutil.rmtree(path)
-    return True
+    finally:
+        os.close(fd)
