@@ -12,6 +12,7 @@ from daemon.cases.commands import CaseCommands, parse_case_command
 from daemon.cases.conditioncommands import ConditionCommands, parse_conditions_command
 from daemon.cases.workflow import NewRequest, Workflow
 from daemon.directory.lookup import Member, member, member_by_email, proxies_of
+from daemon.notify.compose import clean_line
 from daemon.parsing.message import ParsedMail
 from daemon.parsing.request import RawForm, parse_form_text, render_form, validate_fields
 
@@ -94,7 +95,9 @@ class RequestHandler:
             self.answer(s, mail, locale, "request_error", problem="fields", problems=msgs,
                        form=render_form(ct, locale), type_title=self._title(ct, locale))
             return f"request refused: {len(problems)} field problem(s)"
-        title = mail.subject.strip() or (ct.title_ja if locale == "ja" else ct.title)
+        # The subject is whatever a mail client (or an attacker) sent: keep it readable and
+        # safe for every mail that will carry it (daemon.notify.compose.clean_line).
+        title = clean_line(mail.subject) or (ct.title_ja if locale == "ja" else ct.title)
         case = self.wf.open_case(s, NewRequest(
             requester=requester, case_type=ct, title=title, fields=values,
             attachments=mail.attachments, message_id=mail.message_id, inbound_id=inbound_id,

@@ -171,7 +171,7 @@ class ExecutionSender:
                 self._give_up(s, item, exc)
         if last:
             self.on_done()
-            raise PermanentError(f"not executed: {exc}") from exc
+            raise PermanentError(f"not executed: {exc}", told=True) from exc
         raise TemporaryError(f"{type(exc).__name__}: {exc}") from exc
 
     def _give_up(self, s: Session, item: Claimed, exc: Exception) -> None:

@@ -1,10 +1,18 @@
-"""Build outgoing messages: threading, auto-submitted marking, reply tokens in Reply-To."""
+"""Build outgoing messages: threading, auto-submitted marking, reply tokens in Reply-To.
+
+Composing never raises for any text: titles, names and template values come from mail and
+files, and a mail that cannot be built would cost the whole intake item (and retry it to
+the dead-letter state). Every text is cleaned here for the header or body it goes into.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -13,6 +21,45 @@ from urllib.parse import quote
 from daemon.clock import Clock
 from daemon.config import MailConfig
 from daemon.notify.templates import Rendered
+from daemon.outbox.addresses import Unsendable, envelope
+
+log = logging.getLogger(__name__)
+
+TITLE_MAX = 200  # characters of a case title (a subject is the usual source)
+HEADER_MAX = 1000  # characters of any header text we write (folded on the wire)
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Line breaks of every kind (str.splitlines' set) become spaces in one-line texts.
+_BREAKS = re.compile(r"[\t\n\r\x0b\x0c\x1c-\x1f\x85\u2028\u2029]")
+# Other C0/C1 controls and DEL; bidi embeddings, overrides and isolates, which can make a
+# title read differently from what it is; the byte-order mark.
+_INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069\ufeff]")
+_SPACES = re.compile(r"[^\S\u3000]+")
+_BODY_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# "=?" in a header text would be read as the start of an RFC 2047 encoded word by Python's
+# header parser and by every receiving client: a title `=?utf-8?q?a=0D=0ABcc:...?=` would
+# otherwise be decoded into new header lines. A WORD JOINER keeps the text as written.
+_EW_START = re.compile(r"=(?=\?)")
+
+
+def clean_line(text: str, limit: int = TITLE_MAX) -> str:
+    """One line of readable text: no surrogates (U+FFFD instead), no control or bidi
+    override characters, whitespace collapsed, at most `limit` characters."""
+    text = _SURROGATE.sub("\ufffd", text)
+    text = _INVISIBLE.sub("", _BREAKS.sub(" ", text))
+    text = _SPACES.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
+def header_text(text: str, limit: int = HEADER_MAX) -> str:
+    """Text for a header (Subject, a display name): a clean line no parser decodes."""
+    return _EW_START.sub("=\u2060", clean_line(text, limit))
+
+
+def body_text(text: str) -> str:
+    """A body for set_content: surrogates replaced, controls other than tab/newline gone."""
+    text = _SURROGATE.sub("\ufffd", text).replace("\r\n", "\n").replace("\r", "\n")
+    return _BODY_CONTROLS.sub("", text)
 
 
 @dataclass(frozen=True)
@@ -63,9 +110,9 @@ class Composer:
         attachments: Sequence[OutgoingFile] = (),
     ) -> EmailMessage:
         msg = EmailMessage()
-        msg["From"] = Address(self.cfg.from_name, addr_spec=self.cfg.request_address)
-        msg["To"] = Address(to_name, addr_spec=to_addr) if to_name else to_addr
-        msg["Subject"] = rendered.subject
+        msg["From"] = _address(self.cfg.from_name, self.cfg.request_address)
+        msg["To"] = _address(to_name, to_addr)
+        msg["Subject"] = header_text(rendered.subject)
         msg["Date"] = format_datetime(self.clock.now())
         msg["Message-ID"] = self.new_message_id()
         refs = [r for r in (*references, thread) if r]
@@ -75,14 +122,45 @@ class Composer:
             msg["References"] = " ".join(refs)
         if reply_token:
             msg["Reply-To"] = reply_address(self.cfg, reply_token)
-        elif reply_to:
-            msg["Reply-To"] = reply_to
+        elif reply_to and _sendable(reply_to):
+            msg["Reply-To"] = _address("", reply_to)
         # Loop protection: tell other robots (vacation responders, Exchange) not to answer.
         msg["Auto-Submitted"] = "auto-generated"
         msg["X-Auto-Response-Suppress"] = "All"
-        msg.set_content(rendered.body, charset="utf-8")
+        msg.set_content(body_text(rendered.body), charset="utf-8")
         for f in attachments:
             msg.add_attachment(f.data, maintype=f.maintype, subtype=f.subtype,
-                               filename=f.filename,
+                               filename=clean_line(f.filename, HEADER_MAX) or "data",
                                params={"charset": f.charset} if f.charset else {})
         return msg
+
+
+def _sendable(addr: str) -> bool:
+    try:
+        envelope(addr)
+    except Unsendable:
+        return False
+    return True
+
+
+def _address(name: str, addr: str) -> Address | str:
+    """A To/From value that serialises whatever the directory holds.
+
+    An address no relay could take still gets a mail (stored, then failed at once as
+    permanent by the outbox, which records it on the case and tells the administrator), so
+    it is written as an empty group here. A non-ASCII local part is written bare (the mail is
+    then serialised for SMTPUTF8).
+    """
+    try:
+        env = envelope(addr)
+    except Unsendable as exc:
+        log.warning("composing a mail to an unsendable address: %s", exc)
+        return "undisclosed-recipients:;"
+    if env.utf8:
+        return env.address
+    local, _, domain = env.address.rpartition("@")
+    try:
+        return Address(header_text(name), local, domain)
+    except (ValueError, TypeError, MessageError) as exc:  # defects are ValueErrors
+        log.warning("display name %r dropped for %s: %s", name, env.address, exc)
+        return env.address

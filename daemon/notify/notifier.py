@@ -87,7 +87,7 @@ class Notifier:
             references=refs,
             reply_token=reply_token,
         )
-        store_mail(s, self.queue, msg, template, case.id if case else None)
+        store_mail(s, self.queue, msg, template, case.id if case else None, recipient=address)
         return True
 
     def _over_limit(self, s: Session, address: str) -> bool:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, SMTPUTF8
 
 from sqlalchemy.orm import Session
 
 from daemon.clock import Clock
+from daemon.outbox.returnpath import ReturnPaths
 from daemon.outbox.transport import Transport
 from daemon.store.db import Store
 from daemon.store.models import OutboundMail
@@ -17,19 +18,37 @@ from daemon.workqueue.queue import Claimed, PermanentError, Queues, WorkQueue
 log = logging.getLogger(__name__)
 
 
+def wire_bytes(msg: EmailMessage) -> bytes:
+    """The message as sent: 7-bit headers, or UTF-8 ones where an address needs SMTPUTF8
+    (the transport then requires the relay to offer it)."""
+    try:
+        return msg.as_bytes(policy=SMTP)
+    except (UnicodeError, ValueError) as exc:  # a non-ASCII local part cannot be encoded
+        log.debug("message %s serialised for SMTPUTF8: %s", msg["Message-ID"], exc)
+        return msg.as_bytes(policy=SMTPUTF8)
+
+
+def _to_address(msg: EmailMessage) -> str:
+    addresses = getattr(msg["To"], "addresses", ())
+    return str(addresses[0].addr_spec) if addresses else ""
+
+
 def store_mail(
     s: Session, queue: WorkQueue, msg: EmailMessage, template: str, case_id: int | None,
-    queued: bool = True,
+    queued: bool = True, recipient: str | None = None,
 ) -> OutboundMail:
-    """Keep the exact bytes; `queued=False` when the caller sends them itself (executions)."""
+    """Keep the exact bytes; `queued=False` when the caller sends them itself (executions).
+
+    `recipient` is the envelope address as the directory has it (the To header may hold
+    none when the address cannot be written; sending then fails as permanent)."""
     row = OutboundMail(
         created_at=queue.clock.now(),
         case_id=case_id,
         template=template,
-        recipient=str(msg["To"].addresses[0].addr_spec).lower(),
+        recipient=(recipient if recipient is not None else _to_address(msg)).lower()[:320],
         subject=str(msg["Subject"]),
         message_id=str(msg["Message-ID"]),
-        raw=msg.as_bytes(policy=SMTP),
+        raw=wire_bytes(msg),
     )
     s.add(row)
     s.flush()
@@ -43,11 +62,13 @@ class OutboxRunner:
 
     queue_name: str = Queues.OUTBOUND
 
-    def __init__(self, store: Store, queue: WorkQueue, transport: Transport, clock: Clock) -> None:
+    def __init__(self, store: Store, queue: WorkQueue, transport: Transport, clock: Clock,
+                 return_paths: ReturnPaths | None = None) -> None:
         self.store = store
         self.queue = queue
         self.transport = transport
         self.clock = clock
+        self.return_paths = return_paths  # VERP: a bounce names the mail it is about
 
     def process(self, item: Claimed) -> None:
         with self.store.transaction() as s:
@@ -56,7 +77,8 @@ class OutboxRunner:
                 raise PermanentError(f"outbound mail {item.ref_id} is missing")
             message_id, recipient, raw = mail.message_id, mail.recipient, mail.raw
         try:
-            self.transport.send(recipient, raw)
+            self.transport.send(recipient, raw, sender=self.return_paths.address(item.ref_id)
+                                if self.return_paths else None)
         except PermanentError as exc:
             log.error("mail %s to %s failed permanently: %s", message_id, recipient, exc)
             raise

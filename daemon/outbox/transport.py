@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Protocol
 
 from daemon.config import Config, RelayConfig
+from daemon.outbox.addresses import Envelope, Unsendable, envelope
 from daemon.security.secrets import check_private
 from daemon.workqueue.queue import PermanentError, TemporaryError
 
 
 class Transport(Protocol):
-    def send(self, recipient: str, raw: bytes) -> None: ...
+    # `sender`: the envelope MAIL FROM (a VERP return path naming this mail), or the default.
+    def send(self, recipient: str, raw: bytes, sender: str | None = None) -> None: ...
 
 
 class FileTransport:
@@ -26,11 +28,14 @@ class FileTransport:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / ".tmp").mkdir(exist_ok=True)
 
-    def send(self, recipient: str, raw: bytes) -> None:
+    def send(self, recipient: str, raw: bytes, sender: str | None = None) -> None:
+        recipient = checked(recipient).address
         name = f"{uuid.uuid4().hex}.eml"
         tmp = self.folder / ".tmp" / name
+        # The return path rides along for whatever submits the file (sendmail -f).
+        envelope_from = f"X-Ringi-Envelope-From: {sender}\r\n" if sender else ""
         with open(tmp, "wb") as fh:
-            fh.write(f"X-Ringi-Envelope-To: {recipient}\r\n".encode() + raw)
+            fh.write(f"X-Ringi-Envelope-To: {recipient}\r\n{envelope_from}".encode() + raw)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.folder / name)
@@ -45,7 +50,8 @@ class SmtpTransport:
             check_private(cfg.password_file)
             self.password = cfg.password_file.read_text(encoding="utf-8").strip()
 
-    def send(self, recipient: str, raw: bytes) -> None:
+    def send(self, recipient: str, raw: bytes, sender: str | None = None) -> None:
+        env = checked(recipient)
         try:
             with smtplib.SMTP(self.cfg.host, self.cfg.port, timeout=self.cfg.timeout_seconds) as c:
                 if self.cfg.starttls:
@@ -53,7 +59,8 @@ class SmtpTransport:
                         cafile=str(self.cfg.ca_file) if self.cfg.ca_file else None))
                 if self.cfg.username:
                     self._login(c)
-                c.sendmail(self.sender, [recipient], raw)
+                c.sendmail(sender or self.sender, [env.address], raw,
+                           mail_options=self._options(c, env))
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             raise _classify(code, text) from exc
@@ -63,6 +70,17 @@ class SmtpTransport:
             raise TemporaryError(f"relay {self.cfg.host}:{self.cfg.port}: {exc}") from exc
 
 
+    def _options(self, c: smtplib.SMTP, env: Envelope) -> list[str]:
+        """SMTPUTF8 when the address needs it; a relay without it can never take the mail."""
+        if not env.utf8:
+            return []
+        c.ehlo_or_helo_if_needed()
+        if not c.has_extn("smtputf8"):
+            raise PermanentError(f"the relay {self.cfg.host}:{self.cfg.port} does not offer "
+                                 f"SMTPUTF8, which mail to {env.address} (a non-ASCII local "
+                                 "part) needs")
+        return ["SMTPUTF8"]
+
     def _login(self, c: smtplib.SMTP) -> None:
         """AUTH PLAIN when offered: one clear 535 instead of smtplib trying every mechanism."""
         c.ehlo_or_helo_if_needed()
@@ -71,6 +89,14 @@ class SmtpTransport:
             c.auth("PLAIN", c.auth_plain)
         else:
             c.login(self.cfg.username, self.password)
+
+
+def checked(recipient: str) -> Envelope:
+    """The envelope for `recipient`, or PermanentError: no relay takes a malformed address."""
+    try:
+        return envelope(recipient)
+    except Unsendable as exc:
+        raise PermanentError(f"unsendable address: {exc}") from None
 
 
 def _classify(code: int, text: bytes | str) -> Exception:

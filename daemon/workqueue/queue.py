@@ -8,6 +8,8 @@ at once by the same instance on restart.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -19,6 +21,8 @@ from daemon.clock import Clock
 from daemon.config import QueueConfig
 from daemon.store.db import Store, rowcount
 from daemon.store.models import WorkItem
+
+log = logging.getLogger(__name__)
 
 
 class State(StrEnum):
@@ -39,7 +43,15 @@ class TemporaryError(Exception):
 
 
 class PermanentError(Exception):
-    """Retrying cannot help (e.g. SMTP 5xx): goes straight to the dead-letter state."""
+    """Retrying cannot help (e.g. SMTP 5xx): goes straight to the dead-letter state.
+
+    `told`: the processor has already told the administrator about this item (with the
+    retry command), so the generic dead-letter alert would be a second mail.
+    """
+
+    def __init__(self, message: str, *, told: bool = False) -> None:
+        super().__init__(message)
+        self.told = told
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,24 @@ class Claimed:
     queue: str
     ref_id: int
     attempts: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An item that has just moved to the dead-letter state, and why."""
+
+    id: int
+    queue: str
+    ref_id: int
+    attempts: int
+    error: str
+    permanent: bool
+
+
+# Called in the transaction that marks the item dead (so whatever it queues, e.g. the mail
+# to the administrator, exists iff the item is dead). The queue knows nothing of mail: the
+# app passes this in.
+DeadLetterHook = Callable[[Session, DeadLetter], None]
 
 
 def enqueue(session: Session, queue: str, ref_id: int, now: datetime, max_attempts: int,
@@ -151,8 +181,13 @@ class WorkQueue:
         row = session.get(WorkItem, item.id)
         return row.max_attempts if row is not None else self.cfg.max_attempts
 
-    def fail(self, item: Claimed, error: str, permanent: bool = False) -> str:
-        """Record the error; retry with back-off or move to the dead-letter state."""
+    def fail(self, item: Claimed, error: str, permanent: bool = False,
+             on_dead: DeadLetterHook | None = None) -> str:
+        """Record the error; retry with back-off or move to the dead-letter state.
+
+        `on_dead` runs when the item dies, inside a savepoint of the same transaction: if it
+        fails, the item is dead all the same and the failure is logged.
+        """
         now = self.clock.now()
         with self.store.transaction() as s:
             row = s.get(WorkItem, item.id)
@@ -168,6 +203,15 @@ class WorkQueue:
             row.last_error = error[:4000]
             row.lease_until = None
             row.updated_at = now
+            if dead and on_dead is not None:
+                letter = DeadLetter(item.id, item.queue, item.ref_id, row.attempts,
+                                    error[:4000], permanent)
+                try:
+                    with s.begin_nested():
+                        on_dead(s, letter)
+                except Exception:
+                    log.exception("%s item %s is dead; telling the administrator failed",
+                                  item.queue, item.id)
             return row.state
 
     def reclaim(self, at_start: bool = False) -> int:

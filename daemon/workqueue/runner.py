@@ -7,7 +7,14 @@ import threading
 import traceback
 from typing import Protocol
 
-from daemon.workqueue.queue import Claimed, PermanentError, State, TemporaryError, WorkQueue
+from daemon.workqueue.queue import (
+    Claimed,
+    DeadLetterHook,
+    PermanentError,
+    State,
+    TemporaryError,
+    WorkQueue,
+)
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +27,15 @@ class Processor(Protocol):
 
 
 class Runner:
-    def __init__(self, queue: WorkQueue, processor: Processor, poll_seconds: float) -> None:
+    """`on_dead` is told about every item that goes to the dead-letter state here (the app
+    passes one that mails the administrator), unless the processor already told them."""
+
+    def __init__(self, queue: WorkQueue, processor: Processor, poll_seconds: float,
+                 on_dead: DeadLetterHook | None = None) -> None:
         self.queue = queue
         self.processor = processor
         self.poll_seconds = poll_seconds
+        self.on_dead = on_dead
         self.wakeup = threading.Event()
         self.stopping = threading.Event()
         self.thread = threading.Thread(
@@ -46,15 +58,17 @@ class Runner:
         try:
             self.processor.process(item)
         except TemporaryError as exc:
-            state = self.queue.fail(item, str(exc))
+            state = self.queue.fail(item, str(exc), on_dead=self.on_dead)
             log.warning("%s item %s: temporary failure (%s), now %s",
                         item.queue, item.id, exc, state)
         except PermanentError as exc:
-            self.queue.fail(item, str(exc), permanent=True)
+            self.queue.fail(item, str(exc), permanent=True,
+                            on_dead=None if exc.told else self.on_dead)
             log.error("%s item %s: permanent failure: %s", item.queue, item.id, exc)
         except Exception as exc:  # a bug must cost one item, never the daemon
             detail = "".join(traceback.format_exception(exc))
-            state = self.queue.fail(item, f"{type(exc).__name__}: {exc}\n{detail}")
+            state = self.queue.fail(item, f"{type(exc).__name__}: {exc}\n{detail}",
+                                    on_dead=self.on_dead)
             log.error("%s item %s failed (%s):\n%s", item.queue, item.id, state, detail)
             if state == State.DEAD:
                 log.error("%s item %s moved to the dead-letter state", item.queue, item.id)
