@@ -17,6 +17,7 @@ from daemon.cases.casetypes import CaseType
 from daemon.cases.workflow import NewRequest, StoredDocument, Workflow
 from daemon.config import DropFolder
 from daemon.directory.lookup import Member, member
+from daemon.notify.compose import clean_line
 from daemon.parsing.formfile import FormFileError, parse_form_file
 from daemon.parsing.request import render_form, validate_fields
 from daemon.store.models import InboundMessage, OrgUnit
@@ -108,7 +109,8 @@ class DropRequestHandler:
             raise RequestRefused("\n".join(f"- {p.message}" for p in problems), requester,
                                  render_form(ct, requester.locale),
                                  "\n".join(f"- {p.message_ja}" for p in problems))
-        title = parsed.title or (ct.title_ja if requester.locale == "ja" else ct.title)
+        title = clean_line(parsed.title) or (ct.title_ja if requester.locale == "ja"
+                                             else ct.title)
         return CheckedRequest(requester, ct, title, values)
 
     def handle(self, s: Session, row: InboundMessage) -> str:

@@ -131,6 +131,10 @@ class OutboundMail(Base):
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     sent_at: Mapped[datetime | None]
+    # Set when the mail became a dead letter (a relay 5xx, an unsendable address, retries
+    # used up); `error` is the last error.
+    failed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class AdminAlert(Base):
