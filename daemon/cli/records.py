@@ -9,7 +9,7 @@ import click
 from daemon.audit.casechain import case_history_counts, verify_cases
 from daemon.audit.trail import AuditTrail, format_entry
 from daemon.cli.common import cli_config, open_store
-from daemon.cli.output import echo
+from daemon.cli.output import echo, inline
 from daemon.clock import SystemClock
 from daemon.conditions.budgets import Budgets
 from daemon.conditions.factors import FactorError, Factors, describe
@@ -53,7 +53,7 @@ def audit_show(ctx: click.Context, subject: str | None, limit: int) -> None:
     store = open_store(ctx)
     with store.transaction() as s:
         entries = AuditTrail(SystemClock()).recent(s, subject, limit)
-        lines = [format_entry(e) for e in entries]
+        lines = [inline(format_entry(e)) for e in entries]  # one entry, one line
     store.dispose()
     for line in lines:
         echo(line)
@@ -119,7 +119,7 @@ def factor_list(ctx: click.Context) -> None:
                 for f in Factors(clock, AuditTrail(clock)).rows(s)]
     store.dispose()
     for name, value, at, by in rows:
-        echo(f"{name:<24} {value:<24} set {at:%Y-%m-%d %H:%M} by {by or '-'}")
+        echo(f"{name:<24} {inline(value):<24} set {at:%Y-%m-%d %H:%M} by {inline(by or '-')}")
     if not rows:
         echo("no factors set")
 
