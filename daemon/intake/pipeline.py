@@ -17,6 +17,7 @@ from daemon.cases.replies import ReplyHandler
 from daemon.cases.requests import RequestHandler, looks_japanese
 from daemon.config import MailConfig
 from daemon.directory.lookup import member_by_email
+from daemon.intake.bounces import BounceHandler
 from daemon.parsing.authresults import verify_message
 from daemon.parsing.message import ParsedMail, parse_mail
 from daemon.security.tokens import is_token, token_from_subject
@@ -57,6 +58,7 @@ class InboundProcessor:
         self.replies = replies
         self.drops = drops
         self.on_done: Callable[[], None] = lambda: None
+        self.bounces: BounceHandler | None = None  # set by the app (daemon/intake/bounces.py)
 
     def process(self, item: Claimed) -> None:
         with self.store.transaction() as s:
@@ -81,6 +83,11 @@ class InboundProcessor:
             # since every address in this mail is one we could not attribute.
             log.warning("intake refused, sender unclear: %s", mail.sender_problem)
             return f"refused, not answered: {mail.sender_problem}"
+        if self.bounces is not None and (mail.auto_reason or self.bounces.addressed(rcpts)):
+            # A bounce of ringi's own mail: matched, recorded, acted on; never answered.
+            bounce_outcome = self.bounces.handle(s, mail, rcpts, inbound_id)
+            if bounce_outcome is not None:
+                return bounce_outcome
         if mail.auto_reason:
             return f"ignored, not answered: {mail.auto_reason}"
         if not mail.from_addr:

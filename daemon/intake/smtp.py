@@ -16,6 +16,7 @@ from aiosmtpd.smtp import SMTP
 from daemon.config import MailConfig, SmtpConfig
 from daemon.intake.duplicates import Dedupe
 from daemon.intake.store import store_inbound
+from daemon.outbox.returnpath import bounce_tag_shape
 from daemon.security.tokens import is_token
 from daemon.workqueue.queue import WorkQueue
 
@@ -23,14 +24,15 @@ log = logging.getLogger(__name__)
 
 
 def accepts(cfg: MailConfig, address: str) -> bool:
-    """The request address, or a reply address local+TOKEN@domain."""
+    """The request address, a reply address local+TOKEN@domain, or a return path
+    local+bounce-ID-MAC@domain (its MAC is checked in intake, where a forged one is ignored)."""
     local, sep, domain = address.lower().rpartition("@")
     if not sep or domain != cfg.domain:
         return False
     if local == cfg.local_part:
         return True
     base, plus, token = local.partition("+")
-    return bool(plus) and base == cfg.local_part and is_token(token)
+    return bool(plus) and base == cfg.local_part and (is_token(token) or bounce_tag_shape(token))
 
 
 class IntakeHandler:

@@ -147,6 +147,27 @@ class AdminAlert(Base):
     suppressed: Mapped[int] = mapped_column(Integer, default=0)  # repeats since last mail
 
 
+class Bounce(Base):
+    """A delivery report about a mail ringi sent (daemon/intake/bounces.py): one row per mail
+    and action, so a repeated bounce is recorded and acted on once."""
+
+    __tablename__ = "bounces"
+    __table_args__ = (
+        UniqueConstraint("outbound_mail_id", "action", name="uq_bounces_mail_action"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime]
+    inbound_id: Mapped[int] = mapped_column(Integer)
+    outbound_mail_id: Mapped[int] = mapped_column(Integer, index=True)
+    case_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    recipient: Mapped[str] = mapped_column(String(320))  # as reported (or the mail's own)
+    action: Mapped[str] = mapped_column(String(16))  # failed, delayed, delivered...
+    status: Mapped[str] = mapped_column(String(32))
+    diagnostic: Mapped[str] = mapped_column(Text)
+    reporter: Mapped[str] = mapped_column(String(200))
+    matched_by: Mapped[str] = mapped_column(String(16))  # "return-path" or "message-id"
+    outcome: Mapped[str] = mapped_column(Text)
+
+
 class WorkItem(Base):
     """A durable job: explicit state, attempts, next attempt, lease, last error."""
 
