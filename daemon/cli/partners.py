@@ -28,9 +28,9 @@ from daemon.store.db import Store
 
 def _fail(lines: list[str], headline: str | None = None, code: int = EXIT_USAGE) -> NoReturn:
     if headline:
-        click.echo(f"ringi: {headline}", err=True)
+        echo(f"ringi: {headline}", err=True)
     for line in lines:
-        click.echo(f"  {line}" if headline else f"ringi: {line}", err=True)
+        echo(f"  {line}" if headline else f"ringi: {line}", err=True)
     sys.exit(code)
 
 
@@ -74,7 +74,7 @@ def partners_add(ctx: click.Context, file: Path, by: str | None) -> None:
                 view = registry.add(s, spec, origin="cli", actor=by)
         except PartnerError as exc:
             _fail(exc.errors, f"{file} refused, nothing added:")
-    click.echo(f"partner {view.name} added: key RSA-{view.bits} sha256 {view.fingerprint}")
+    echo(f"partner {view.name} added: key RSA-{view.bits} sha256 {view.fingerprint}")
 
 
 @partners.command("list")
@@ -85,10 +85,10 @@ def partners_list(ctx: click.Context) -> None:
         views = registry.all(s)
     for p in views:
         state = "active" if p.active else "inactive"
-        click.echo(f"{p.name:<24} {state:<8} key {p.fingerprint[:16]}  "
+        echo(f"{p.name:<24} {state:<8} key {p.fingerprint[:16]}  "
                    f"{', '.join(p.case_types)}  ({p.origin}) {p.title}")
     if not views:
-        click.echo("no partners")
+        echo("no partners")
 
 
 @partners.command("show")
@@ -101,7 +101,7 @@ def partners_show(ctx: click.Context, name: str) -> None:
     if view is None:
         _fail([f"no partner {name}"], code=1)
     for line in describe(view):
-        click.echo(line)
+        echo(line)
 
 
 def describe(p: PartnerView) -> list[str]:
@@ -144,8 +144,8 @@ def partners_rotate_key(ctx: click.Context, name: str, key_file: Path, by: str |
                 old, new = registry.rotate_key(s, name, pem, by, source=str(key_file))
         except PartnerError as exc:
             _fail(exc.errors, "key not changed:")
-    click.echo(f"partner {name}: key {old} retired")
-    click.echo(f"partner {name}: key {new} in force")
+    echo(f"partner {name}: key {old} retired")
+    echo(f"partner {name}: key {new} in force")
 
 
 @partners.command("check")
@@ -189,5 +189,5 @@ def partners_stamp_key(ctx: click.Context) -> None:
         key = StampKey.load_or_create(cfg.stamp_key_path)
     except (InsecureSecretError, StampKeyError) as exc:
         _fail([str(exc)], "the stamp key is refused:")
-    click.echo(key.public_pem(), nl=False)
-    click.echo(f"stamp key {key.algorithm}, sha256 {key.fingerprint}", err=True)
+    echo(key.public_pem(), nl=False)
+    echo(f"stamp key {key.algorithm}, sha256 {key.fingerprint}", err=True)
