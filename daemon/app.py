@@ -25,6 +25,7 @@ from daemon.directory.importer import DirectoryDiff, import_directory_file, last
 from daemon.execution.destinations import DestinationError, load_destinations
 from daemon.execution.executor import Executions
 from daemon.execution.sender import ExecutionSender
+from daemon.intake.bounces import BounceHandler
 from daemon.intake.dropfolder import DropScanner, DropWatcher, Taker
 from daemon.intake.droptakers import DirectoryTaker, RequestTaker
 from daemon.intake.duplicates import Dedupe
@@ -37,6 +38,7 @@ from daemon.notify.deadletters import DeadLetters
 from daemon.notify.notifier import REQUIRED_TEMPLATES, Notifier
 from daemon.notify.templates import Templates
 from daemon.outbox.outbox import OutboxRunner
+from daemon.outbox.returnpath import ReturnPaths
 from daemon.outbox.transport import Transport, make_transport
 from daemon.publication.builder import DeliveryBuilder
 from daemon.publication.partnercheck import check_at_start
@@ -124,8 +126,12 @@ class App:
             self.store, self.queue, cfg.mail, RequestHandler(self.workflow),
             ReplyHandler(self.workflow, self.decisions), self.drops,
         )
+        # Bounces: every mail leaves with a signed return path naming it (VERP).
+        self.return_paths = ReturnPaths(load_or_create_key(cfg.token_key_path), cfg.mail)
+        self.inbound.bounces = BounceHandler(self.workflow, self.alerts, self.return_paths)
         transport = transport or make_transport(cfg)
-        self.outbox = OutboxRunner(self.store, self.queue, transport, self.clock)
+        self.outbox = OutboxRunner(self.store, self.queue, transport, self.clock,
+                                   self.return_paths)
         self.execution_sender = ExecutionSender(
             self.store, self.queue, self.executions, self.destination_templates,
             self.notifier.composer, transport, self.clock,
@@ -160,13 +166,13 @@ class App:
         d = self.cfg.drop
         takers: list[tuple[Path, Taker]] = [
             (f.path, RequestTaker(f, d, self.queue, self.drops, self.workflow.blobs,
-                                  self.wake_inbound))
+                                  self.wake_inbound, self.cfg.cases.blocked_extensions))
             for f in d.folders
         ]
         if d.admin_folder is not None:
             takers.append((d.admin_folder, DirectoryTaker(self.store, self.clock, d.max_bytes)))
         return [DropScanner(path, taker, self.clock, d.stable_seconds, d.rescan_seconds,
-                            d.max_bytes) for path, taker in takers]
+                            d.max_bytes, self.store, self.alerts) for path, taker in takers]
 
     def prepare(self) -> None:
         """Migrate, sync rule and partner files, load the configured directory if it changed,

@@ -2,35 +2,60 @@
 
 An input is taken once it has stopped changing for `stable_seconds`, stored durably, and
 only then moved to processed/. A refused input moves to rejected/ with NAME.error.txt.
+
+Nothing may loop and nothing may flood the log, whatever sits in the folder: every input
+gets one try and ends in processed/ or rejected/ (an unexpected error rejects it with a
+reason too); only an unavailable store leaves inputs where they are, retried at the rescan
+pace. A folder whose processed/ or rejected/ cannot be used is disabled with one ERROR and
+one mail to the administrator, looked at again every `RETRY_UNUSABLE` (or ten rescans,
+whichever is longer) and resumes by itself when fixed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import os
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from daemon.clock import Clock
+from daemon.intake.droplog import QuietLog, error_text
 from daemon.intake.dropsafety import (
     Entry,
+    OpenFolder,
     Refused,
+    Unsettled,
+    Unusable,
     display_name,
-    ensure_dir,
     examine,
     ignored,
+    open_folder,
     unique_target,
     unsafe_name,
     write_atomic,
 )
 
+if TYPE_CHECKING:
+    from daemon.notify.alerts import AdminAlerts
+    from daemon.store.db import Store
+
 log = logging.getLogger(__name__)
+
+RETRY_UNUSABLE = timedelta(minutes=5)
+# A bundle that still holds a temporary, lock or hidden file unchanged for this long (or
+# ten times stable_seconds, if longer) was abandoned by its writer: refused whole.
+ABANDONED = timedelta(hours=1)
+# The store is down, not the input's fault: the input stays and is tried again.
+TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, TimeoutError)
 
 
 class Taker(Protocol):
@@ -48,14 +73,23 @@ class Taker(Protocol):
 
 class DropScanner:
     def __init__(self, path: Path, taker: Taker, clock: Clock, stable_seconds: float,
-                 rescan_seconds: float, max_bytes: int) -> None:
+                 rescan_seconds: float, max_bytes: int, store: Store | None = None,
+                 alerts: AdminAlerts | None = None) -> None:
         self.path = path
         self.taker = taker
         self.clock = clock
         self.stable = timedelta(seconds=stable_seconds)
         self.rescan_seconds = rescan_seconds
         self.max_bytes = max_bytes
+        self.store = store
+        self.alerts = alerts
+        self.abandoned = max(ABANDONED, self.stable * 10)
+        self.retry_unusable = max(RETRY_UNUSABLE, timedelta(seconds=rescan_seconds * 10))
         self.seen: dict[str, tuple[tuple[object, ...], Any]] = {}
+        self.stuck: dict[str, datetime] = {}  # could not be moved: try again at this time
+        self.disabled: str = ""  # why the folder cannot be used ("" when it can)
+        self.retry_at: datetime | None = None
+        self.quiet = QuietLog(log, clock, timedelta(seconds=rescan_seconds))
         self.wakeup = threading.Event()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name=f"drop-{path.name}", daemon=True)
@@ -73,97 +107,191 @@ class DropScanner:
         while not self.stopping.is_set():
             try:
                 pending = self.scan()
-            except Exception:
-                log.exception("drop folder %s: scan failed; retrying", self.path)
-                pending = 1
+            except Exception:  # a bug: say so once per interval, never spin
+                self.quiet.exception("scan", "drop folder %s: scan failed; will retry",
+                                     self.path)
+                pending = 0
             wait = max(self.stable.total_seconds() / 2, 0.1) if pending else self.rescan_seconds
             self.wakeup.wait(wait)
             self.wakeup.clear()
 
     def scan(self) -> int:
         """One pass over the folder. Returns how many inputs are still settling."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        processed, rejected = self.path / "processed", self.path / "rejected"
-        ensure_dir(processed)
-        ensure_dir(rejected)
         now = self.clock.now()
+        self.quiet.forget_old()
+        if self.disabled and self.retry_at is not None and now < self.retry_at:
+            return 0
+        try:
+            folder = open_folder(self.path)
+        except Unusable as exc:
+            self._disable(str(exc), now)
+            return 0
+        try:
+            if self.disabled:
+                log.info("drop folder %s: usable again; taking inputs", self.path)
+                self.disabled, self.retry_at = "", None
+            return self._scan(folder, now)
+        except Unusable as exc:
+            self._disable(str(exc), now)
+            return 0
+        finally:
+            folder.close()
+
+    def _scan(self, folder: OpenFolder, now: datetime) -> int:
         pending = 0
-        names = sorted(os.listdir(self.path))
+        names = sorted(os.listdir(folder.fd))
         for name in names:
             if self.stopping.is_set():
                 break
-            path = self.path / name
             if ignored(name) and not unsafe_name(name):
                 continue
-            try:
-                entry = examine(path, self.max_bytes)
-            except FileNotFoundError:
+            if name in self.stuck and now < self.stuck[name]:
                 continue
-            except Refused as exc:
-                self.reject(path, name, str(exc))
-                continue
-            if not self._settled(entry, now):
-                pending += 1
-                continue
-            self.seen.pop(name, None)
-            try:
-                result = self.taker.take(entry)
-            except FileNotFoundError:
-                continue
-            except Refused as exc:
-                self.reject(path, name, str(exc), getattr(exc, "form", ""), exc)
-                continue
-            except Exception:  # store down, bug: leave it for the next scan, never lose it
-                log.exception("drop folder %s: could not take %s; will retry", self.path, name)
-                pending += 1
-                continue
-            target = unique_target(processed, name, self._stamp())
-            if result is not None:
-                write_atomic(target.with_name(target.name + ".result.txt"), result)
-            os.rename(path, target)
-            log.info("drop folder %s: took %s", self.path, display_name(name))
+            outcome = self._one(folder, name, now)
+            if outcome == "store down":
+                return 0  # every input would fail alike; the next rescan tries again
+            pending += outcome == "pending"
         for gone in set(self.seen) - set(names):
             del self.seen[gone]
+        for gone in set(self.stuck) - set(names):
+            del self.stuck[gone]
         return pending
+
+    def _one(self, folder: OpenFolder, name: str, now: datetime) -> str:
+        """Settle, take or reject one input. Never raises, except Unusable."""
+        try:
+            entry = examine(folder.fd, name, self.max_bytes, self.path)
+        except (FileNotFoundError, Unsettled):
+            self.seen.pop(name, None)
+            return "gone"
+        except Refused as exc:
+            return self.reject(folder, name, str(exc))
+        except PermissionError as exc:
+            return self.reject(folder, name, _unreadable(exc))
+        except Exception as exc:
+            return self._unexpected(folder, name, exc)
+        if not self._settled(entry, now):
+            return "pending"
+        if entry.incomplete:
+            return self.reject(folder, name, (
+                f"the folder still holds {entry.incomplete!r}, which looks like a file being "
+                "written or a lock or hidden file, and nothing in it changed for "
+                f"{self.abandoned.total_seconds() / 60:.0f} minutes; remove that file and "
+                "put the folder back"))
+        self.seen.pop(name, None)
+        try:
+            result = self.taker.take(entry)
+        except (FileNotFoundError, Unsettled):
+            return "gone"
+        except Refused as exc:
+            return self.reject(folder, name, str(exc), getattr(exc, "form", ""), exc)
+        except TRANSIENT as exc:
+            self.quiet.warning("store", "drop folder %s: the store is unavailable (%s); "
+                               "inputs stay in the folder and are tried again", self.path,
+                               type(exc).__name__)
+            return "store down"
+        except PermissionError as exc:
+            return self.reject(folder, name, _unreadable(exc))
+        except Exception as exc:
+            return self._unexpected(folder, name, exc)
+        try:
+            target = unique_target(folder.processed, name, self._stamp())
+            if result is not None:
+                write_atomic(folder.processed, target + ".result.txt", result)
+            os.rename(name, target, src_dir_fd=folder.fd, dst_dir_fd=folder.processed)
+        except FileNotFoundError:
+            return "gone"
+        except OSError as exc:
+            return self._unmovable(folder, name, "processed", exc, now)
+        log.info("drop folder %s: took %s", self.path, display_name(name))
+        return "taken"
 
     def _settled(self, entry: Entry, now: Any) -> bool:
         before = self.seen.get(entry.name)
         if before is None or before[0] != entry.signature:
             self.seen[entry.name] = (entry.signature, now)
-            return self.stable.total_seconds() == 0
-        return bool(now - before[1] >= self.stable)
+            return self.stable.total_seconds() == 0 and not entry.incomplete
+        wait = self.abandoned if entry.incomplete else self.stable
+        return bool(now - before[1] >= wait)
 
-    def reject(self, path: Path, name: str, reason: str, form: str = "",
-               cause: Exception | None = None) -> None:
+    def _unexpected(self, folder: OpenFolder, name: str, exc: Exception) -> str:
+        """A failure nobody foresaw: reject the input once with the reason, never retry."""
+        log.error("drop folder %s: could not take %s", self.path, display_name(name),
+                  exc_info=exc)
+        self._alert(f"drop-unexpected:{self.path}", f"drop folder {self.path}: an input "
+                    "could not be taken", f"{display_name(name)} was moved to rejected/ "
+                    f"after an unexpected error ({type(exc).__name__}: {exc}). The log has "
+                    "the details.")
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        return self.reject(folder, name, f"ringi could not read this input ({why}); the "
+                           "administrator has been told")
+
+    def reject(self, folder: OpenFolder, name: str, reason: str, form: str = "",
+               cause: Exception | None = None) -> str:
+        target = ""
         try:
-            owner: int | None = os.lstat(path).st_uid
-        except FileNotFoundError:
-            return
-        target = unique_target(self.path / "rejected", name, self._stamp())
-        write_atomic(target.with_name(target.name + ".error.txt"),
-                     error_text(display_name(name), self.taker.label, reason, form))
-        os.rename(path, target)
+            owner: int | None = os.stat(name, dir_fd=folder.fd, follow_symlinks=False).st_uid
+            target = unique_target(folder.rejected, name, self._stamp())
+            write_atomic(folder.rejected, target + ".error.txt",
+                         error_text(display_name(name), self.taker.label, reason, form))
+            os.rename(name, target, src_dir_fd=folder.fd, dst_dir_fd=folder.rejected)
+        except OSError as exc:
+            if target:  # no reason left behind for an input that is not there
+                with contextlib.suppress(OSError):
+                    os.unlink(target + ".error.txt", dir_fd=folder.rejected)
+            if isinstance(exc, FileNotFoundError):
+                self.seen.pop(name, None)
+                return "gone"
+            return self._unmovable(folder, name, "rejected", exc, self.clock.now())
         self.seen.pop(name, None)
         log.warning("drop folder %s: refused %s: %s", self.path, display_name(name), reason)
         try:
             self.taker.refused(display_name(name), owner, reason, form, cause)
         except Exception:
-            log.exception("drop folder %s: could not notify about %s", self.path, name)
+            self.quiet.exception(f"notify:{name}", "drop folder %s: could not notify about %s",
+                                 self.path, display_name(name))
+        return "rejected"
+
+    def _unmovable(self, folder: OpenFolder, name: str, where: str, exc: OSError,
+                   now: datetime) -> str:
+        """The move failed: the bookkeeping folder's fault disables the folder; the input's
+        own (immutable file, say) leaves it where it is, tried again slowly."""
+        if exc.errno in (errno.EXDEV, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+            raise Unusable(f"{where}/ cannot take inputs ({exc.strerror})")
+        self.stuck[name] = now + self.retry_unusable
+        self.seen.pop(name, None)
+        self.quiet.error(f"stuck:{name}", "drop folder %s: cannot move %s to %s/ (%s); "
+                         "trying again in %s", self.path, display_name(name), where,
+                         exc.strerror, self.retry_unusable)
+        self._alert(f"drop-stuck:{self.path}:{name}", f"drop folder {self.path}: "
+                    f"{display_name(name)} cannot be moved",
+                    f"ringi cannot move {display_name(name)} to {where}/ ({exc.strerror}). "
+                    "Move it away by hand or fix its permissions.")
+        return "stuck"
+
+    def _disable(self, why: str, now: datetime) -> None:
+        self.retry_at = now + self.retry_unusable
+        if self.disabled == why:
+            return
+        self.disabled = why
+        log.error("drop folder %s is disabled: %s; looking again every %s", self.path, why,
+                  self.retry_unusable)
+        self._alert(f"drop-folder:{self.path}", f"drop folder {self.path} is disabled",
+                    f"ringi takes nothing from {self.path}: {why}.\nFix it; ringi looks "
+                    f"again every {self.retry_unusable} and resumes by itself.")
+
+    def _alert(self, key: str, subject: str, body: str) -> None:
+        if self.alerts is None or self.store is None:
+            return
+        try:
+            with self.store.transaction() as s:
+                self.alerts.tell(s, key, subject, body)
+        except Exception:
+            self.quiet.exception("alert", "drop folder %s: could not queue the administrator "
+                                 "alert %r", self.path, subject)
 
     def _stamp(self) -> str:
         return self.clock.now().strftime("%Y%m%dT%H%M%S")
-
-
-def error_text(entry: str, folder: str, reason: str, form: str = "") -> str:
-    """The NAME.error.txt beside a refused input, in plain words (English and Japanese)."""
-    text = (f"ringi could not accept {entry!r} from the drop folder {folder!r}.\n"
-            f"ringi はドロップフォルダ {folder!r} の {entry!r} を受け付けられませんでした。\n\n"
-            f"Reason / 理由:\n{reason}\n\n"
-            "Nothing was registered. Correct the problem and put the request in the folder "
-            "again.\n何も登録されていません。問題を直して、もう一度フォルダに置いてください。\n")
-    if form:
-        text += f"\nForm / 書式:\n\n{form}\n"
-    return text
 
 
 class _Hint(FileSystemEventHandler):
@@ -182,12 +310,15 @@ class DropWatcher:
         self.observer: Any = None
 
     def start(self) -> None:
-        for sc in self.scanners:
-            sc.path.mkdir(parents=True, exist_ok=True)
         if self.scanners:
             self.observer = Observer()
             for sc in self.scanners:
-                self.observer.schedule(_Hint(sc), str(sc.path), recursive=True)
+                try:  # a folder that cannot be watched is still rescanned (and reported)
+                    sc.path.mkdir(parents=True, exist_ok=True)
+                    self.observer.schedule(_Hint(sc), str(sc.path), recursive=True)
+                except OSError as exc:
+                    log.warning("drop folder %s: no file-system events (%s); rescans only",
+                                sc.path, exc)
             self.observer.start()
         for sc in self.scanners:
             sc.start()
@@ -200,5 +331,13 @@ class DropWatcher:
             self.observer.join(10)
 
 
+def _unreadable(exc: OSError) -> str:
+    return (f"ringi may not read it ({exc.strerror}); make it readable by ringi (the "
+            "folder's group), then put it back")
+
+
 def signature_key(entry: Entry) -> str:
     return hashlib.sha256(repr(entry.signature).encode()).hexdigest()[:24]
+
+
+__all__ = ["DropScanner", "DropWatcher", "Taker", "error_text", "signature_key"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from daemon.cases.blobs import BlobStore
@@ -16,13 +16,18 @@ from daemon.directory.importer import import_directory_data
 from daemon.directory.loader import DirectoryFileError, format_for, parse_directory
 from daemon.directory.lookup import member
 from daemon.intake.dropfolder import signature_key
-from daemon.intake.dropsafety import Entry, Refused, display_name, ignored, read_exact
+from daemon.intake.dropsafety import Entry, Refused, display_name, open_bundle, read_exact
 from daemon.intake.store import store_inbound
 from daemon.parsing.formfile import FORM_SUFFIXES
 from daemon.store.db import Store
 from daemon.workqueue.queue import WorkQueue
 
 FORM_STEMS = ("form", "request", "申請")
+
+
+def _extension(name: str) -> str:
+    shown = display_name(name)
+    return shown.rsplit(".", 1)[-1].strip().lower() if "." in shown else ""
 
 
 class _Refused(Refused):
@@ -37,8 +42,10 @@ class _Refused(Refused):
 class RequestTaker:
     def __init__(self, folder: DropFolder, cfg: DropConfig, queue: WorkQueue,
                  handler: DropRequestHandler, blobs: BlobStore,
-                 on_stored: Callable[[], None] | None = None) -> None:
+                 on_stored: Callable[[], None] | None = None,
+                 blocked_extensions: Iterable[str] = ()) -> None:
         self.folder = folder
+        self.blocked = {b.lower().lstrip(".") for b in blocked_extensions}
         self.label = folder.name
         self.cfg = cfg
         self.queue = queue
@@ -46,38 +53,50 @@ class RequestTaker:
         self.blobs = blobs
         self.on_stored = on_stored or (lambda: None)
 
-    def _form_of(self, entry: Entry) -> tuple[Path, list[Path]]:
+    def _form_of(self, entry: Entry, names: list[str]) -> tuple[str, list[str]]:
         if not entry.is_bundle:
             if Path(entry.name).suffix.lower() not in FORM_SUFFIXES:
                 raise Refused(f"{display_name(entry.name)} is not a form file; use "
                               f"{', '.join(sorted(FORM_SUFFIXES))}, or a folder with one")
-            return entry.path, []
-        files = sorted(p for p in entry.path.iterdir() if not ignored(p.name))
-        forms = [p for p in files
-                 if p.suffix.lower() in FORM_SUFFIXES and p.stem.lower() in FORM_STEMS]
+            return entry.name, []
+        blocked = [n for n in names if _extension(n) in self.blocked]
+        if blocked:  # refused whole: a request with a document missing is not the request
+            raise Refused(f"{display_name(blocked[0])}: files of type .{_extension(blocked[0])} "
+                          "are not accepted; remove it and put the folder back")
+        forms = [n for n in names
+                 if Path(n).suffix.lower() in FORM_SUFFIXES and Path(n).stem.lower() in FORM_STEMS]
         if len(forms) != 1:
             found = "no form file" if not forms else f"{len(forms)} form files"
             raise Refused(f"the folder has {found}; it needs exactly one file named "
                           "form.toml, form.json or form.yaml (or request.*) plus attachments")
-        return forms[0], [p for p in files if p != forms[0]]
+        return forms[0], [n for n in names if n != forms[0]]
 
     def take(self, entry: Entry) -> str | None:
-        form_path, attachments = self._form_of(entry)
-        form_bytes = read_exact(form_path, self.cfg.max_bytes)
-        owner = os.lstat(entry.path).st_uid
+        fd, names = open_bundle(entry, self.cfg.max_bytes) if entry.is_bundle \
+            else (entry.dir_fd, [])
+        try:
+            return self._take(entry, fd, names)
+        finally:
+            if entry.is_bundle:
+                os.close(fd)
+
+    def _take(self, entry: Entry, fd: int, names: list[str]) -> str | None:
+        form_name, attachments = self._form_of(entry, names)
+        form_bytes = read_exact(fd, form_name, self.cfg.max_bytes,
+                                None if entry.is_bundle else entry.signature)
         with self.queue.store.transaction() as s:
             try:
-                who = self.handler.identify(s, self.folder, owner)
-                self.handler.check(s, who, form_bytes, form_path.suffix, entry.name)
+                who = self.handler.identify(s, self.folder, entry.owner)
+                self.handler.check(s, who, form_bytes, Path(form_name).suffix, entry.name)
             except RequestRefused as exc:
                 raise _Refused(exc) from None
             person = who.id
         documents = []
-        for path in attachments:
-            data = read_exact(path, self.cfg.max_bytes)
+        for name in attachments:
+            data = read_exact(fd, name, self.cfg.max_bytes)
             documents.append({
-                "filename": display_name(path.name),
-                "content_type": mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+                "filename": display_name(name),
+                "content_type": mimetypes.guess_type(name)[0] or "application/octet-stream",
                 "size": len(data),
                 "sha256": self.blobs.put(data),
             })
@@ -86,7 +105,7 @@ class RequestTaker:
         stored = store_inbound(
             self.queue, "drop", f"drop:{self.folder.name}", [], form_bytes, source_key=key,
             meta={"folder": self.folder.name, "entry": display_name(entry.name),
-                  "person": person, "suffix": form_path.suffix.lower(),
+                  "person": person, "suffix": Path(form_name).suffix.lower(),
                   "documents": documents},
         )
         if stored.new:
@@ -124,7 +143,7 @@ class DirectoryTaker:
             raise Refused("put directory files directly in the admin folder, not in a folder")
         try:
             fmt = format_for(entry.path)
-            data = read_exact(entry.path, self.max_bytes)
+            data = read_exact(entry.dir_fd, entry.name, self.max_bytes, entry.signature)
             parsed = parse_directory(data, fmt, display_name(entry.name))
         except DirectoryFileError as exc:
             raise Refused("\n".join(exc.errors)) from None

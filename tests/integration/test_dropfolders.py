@@ -201,9 +201,13 @@ def test_stability_and_crash_between_store_and_move(tmp_path: Path, db_url: str)
     assert not (base / "rejected").exists() or not list((base / "rejected").iterdir())
     clock.advance(timedelta(seconds=1))
     # Simulate a crash after the store but before the move: take it, leave the file.
-    from daemon.intake.dropsafety import examine
+    from daemon.intake.dropsafety import examine, open_folder
 
-    scanner.taker.take(examine(base / "a.toml", cfg.drop.max_bytes))
+    opened = open_folder(base)
+    try:
+        scanner.taker.take(examine(opened.fd, "a.toml", cfg.drop.max_bytes, base))
+    finally:
+        opened.close()
     assert scanner.scan() == 0
     assert not (base / "a.toml").exists()
     with app.store.transaction() as s:
