@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.publication.envelope import wrap_password
-from daemon.publication.folders import (
+from daemon.publication.folderprep import (
     OURS,
     FolderRule,
     chown_args,
