@@ -87,7 +87,9 @@ def test_starttls_and_login(tmp_path: Path, db_url: str, password: str) -> None:
             app.notifier.to_address(s, "help", "smith@example.com", "en", {"types": []})
         app.outbox_runner.run_once()
         if password == "s3cret":
-            assert handler.received == [("ringi@example.com", ["smith@example.com"])]
+            # MAIL FROM is the mail's own signed return path (bounces name the mail).
+            assert handler.received == [(app.return_paths.address(1), ["smith@example.com"])]
+            assert handler.received[0][0].startswith("ringi+bounce-1-")
         else:  # a refused login is a permanent failure: dead letter, recorded error
             assert handler.received == []
             with app.store.transaction() as s:

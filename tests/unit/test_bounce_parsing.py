@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from daemon.config import MailConfig
 from daemon.intake.smtp import accepts
 from daemon.outbox.returnpath import ReturnPaths
+from daemon.outbox.transport import FileTransport
 from daemon.parsing.dsn import BounceReport, parse_bounce
 from tests.support import ROOT
 
@@ -117,3 +119,13 @@ def test_listener_accepts_return_paths_by_shape_only() -> None:
     assert not accepts(CFG, "ringi+bounce-7-aaaa@example.com")
     assert not accepts(CFG, "other+bounce-7-aaaaaaaaaaaaaaaa@example.com")
     assert not accepts(CFG, address.replace("example.com", "evil.example"))
+
+
+def test_outbox_files_carry_the_return_path(tmp_path: Path) -> None:
+    """The embedded default: whatever submits the .eml files learns the envelope sender."""
+    path = ReturnPaths(b"k" * 64, CFG).address(5)
+    FileTransport(tmp_path).send("smith@example.com", b"Subject: x\r\n\r\nbody\r\n", path)
+    (written,) = tmp_path.glob("*.eml")
+    head = written.read_bytes().split(b"\r\n")[:2]
+    assert head == [b"X-Ringi-Envelope-To: smith@example.com",
+                    f"X-Ringi-Envelope-From: {path}".encode()]
