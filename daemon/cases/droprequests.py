@@ -104,7 +104,13 @@ class DropRequestHandler:
             known = ", ".join(t.name for t in self.wf.types.all())
             what = f"the type {key!r} is not known" if key else "the form has no 'type' entry"
             raise RequestRefused(f"{what}; use one of: {known}", requester)
-        values, problems = validate_fields(ct, parsed.form)
+        try:
+            values, problems = validate_fields(ct, parsed.form)
+        except Exception as exc:  # a value the field readers choke on: refuse, never retry
+            why = str(exc).split(";")[0][:200] or type(exc).__name__
+            raise RequestRefused(f"a value in the form cannot be read ({why})", requester,
+                                 render_form(ct, requester.locale),
+                                 f"フォームの値を読み取れません（{why}）") from None
         if problems:
             raise RequestRefused("\n".join(f"- {p.message}" for p in problems), requester,
                                  render_form(ct, requester.locale),

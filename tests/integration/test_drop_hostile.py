@@ -44,6 +44,8 @@ HOSTILE_FILES: dict[str, tuple[bytes, str]] = {
     "empty.json": (b"", "not valid JSON"),
     LONG: (b"type = ", "not valid TOML"),
     "bad\x9bname.toml": (FORM.format(n=0).encode(), "control character"),
+    "receipts.toml": ((FORM.format(n=0) + f"receipts = '{'9' * 5000}'\n").encode(),
+                      "a value in the form cannot be read (Exceeds the limit"),
 }
 HOSTILE_BUNDLES: dict[str, tuple[dict[str, bytes], str]] = {
     "sub": ({"form.toml": FORM.format(n=0).encode(), "inner/x.pdf": b"%PDF"}, "sub-folder"),
