@@ -78,16 +78,18 @@ class InboundProcessor:
         self.on_done()
 
     def dispatch(self, s: Session, mail: ParsedMail, rcpts: list[str], inbound_id: int) -> str:
+        if self.bounces is not None and (mail.auto_reason or self.bounces.addressed(rcpts)):
+            # A bounce of ringi's own mail: matched, recorded, acted on; never answered.
+            # First: a bounce is matched by its return path or the mail it quotes, never by
+            # its From (MTAs write `From: MAILER-DAEMON` without a domain, or none at all).
+            bounce_outcome = self.bounces.handle(s, mail, rcpts, inbound_id)
+            if bounce_outcome is not None:
+                return bounce_outcome
         if mail.sender_problem:
             # From/Sender name nobody (or more than one): nothing is decided, nothing is sent,
             # since every address in this mail is one we could not attribute.
             log.warning("intake refused, sender unclear: %s", mail.sender_problem)
             return f"refused, not answered: {mail.sender_problem}"
-        if self.bounces is not None and (mail.auto_reason or self.bounces.addressed(rcpts)):
-            # A bounce of ringi's own mail: matched, recorded, acted on; never answered.
-            bounce_outcome = self.bounces.handle(s, mail, rcpts, inbound_id)
-            if bounce_outcome is not None:
-                return bounce_outcome
         if mail.auto_reason:
             return f"ignored, not answered: {mail.auto_reason}"
         if not mail.from_addr:
