@@ -182,10 +182,9 @@ def _original_ids(msg: email.message.Message) -> list[str]:
 
 # --------------------------------------------------------------------------- kinds
 
-def _from_robot(msg: email.message.Message, envelope_from: str | None) -> bool:
+def _from_daemon(msg: email.message.Message) -> bool:
     sender = _raw_header(msg, "from").lower()
-    null = envelope_from is not None and envelope_from.strip() in ("", "<>")
-    return null or any(f"{r}@" in sender for r in _ROBOT_LOCALS)
+    return any(re.search(rf"(?<![\w.+-]){r}(?:@|>|\s*$)", sender) for r in _ROBOT_LOCALS)
 
 
 def _dsn(msg: email.message.Message) -> BounceReport | None:
@@ -252,9 +251,12 @@ def _parse(msg: email.message.Message, subject: str,
     report = _dsn(msg) if ctype == "multipart/report" or ndr_header else None
     if report is None:
         prose = "\n".join(_text(p) for p in _parts(msg) if _ctype(p) == "text/plain")[:20000]
-        robot = _from_robot(msg, envelope_from)
-        worded = bool(_BOUNCE_SUBJECT.search(subject)) or bool(_BOUNCE_TEXT.search(prose))
-        if not (ndr_header or ctype == "multipart/report" or (robot and worded)):
+        null = envelope_from is not None and envelope_from.strip() in ("", "<>")
+        subject_says = bool(_BOUNCE_SUBJECT.search(subject))
+        # A vacation reply also comes from <>; only a mail daemon's wording in the subject,
+        # or a mail daemon's From, makes prose a bounce.
+        daemon = _from_daemon(msg) and (subject_says or bool(_BOUNCE_TEXT.search(prose)))
+        if not (ndr_header or ctype == "multipart/report" or daemon or (null and subject_says)):
             return None
         report = _prose(msg, subject)
     ids = _original_ids(msg)

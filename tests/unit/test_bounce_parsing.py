@@ -72,12 +72,18 @@ def test_prose_delay_warning_is_a_delay_and_diagnostics_are_sanitised() -> None:
     # An out-of-office reply from a person.
     b"From: Kato <kato@example.com>\r\nSubject: Out of office\r\nAuto-Submitted: "
     b"auto-replied\r\n\r\nI am away until Monday.\r\n",
+    # A vacation reply comes from <> too, whatever its text says.
+    b"From: Kato <kato@example.com>\r\nSubject: Re: [R-2026-000001] Approval needed\r\n"
+    b"In-Reply-To: <0f1e2d3c4b5a69788796a5b4c3d2e1f0@example.com>\r\n\r\n"
+    b"I am away; mail to kato@example.com could not be delivered to me until Monday.\r\n",
     # A person writing about an undeliverable mail is not a mail server's report.
     b"From: Kato <kato@example.com>\r\nSubject: Undeliverable mail?\r\n\r\n"
     b"My mail to ito@example.com could not be delivered, 550 5.1.1.\r\n",
 ])
 def test_not_bounces(raw: bytes) -> None:
     assert parse(raw, "kato@example.com") is None
+    if b"Subject: Undeliverable" not in raw:  # (a robot's wording from <> would be a bounce)
+        assert parse(raw, "") is None  # not even from the null sender
 
 
 @settings(max_examples=150, deadline=None)
