@@ -156,11 +156,12 @@ def folder_report(rule: FolderRule, report: Report, probe: bool = True) -> None:
     try:
         st = os.fstat(fd)
         found = folder_problems(rule, st)
-        if found and not report.problems and half_set_up(rule, fd, st):
+        if found and half_set_up(rule, fd, st):
             report.notes.append(
                 f"{path} was left half set up by an earlier attempt "
                 f"({'; '.join(p.split('; fix')[0] for p in found)}): ringi finishes it "
-                "at the next delivery")
+                "at the next delivery" + (" once the problems above are fixed"
+                                          if report.problems else ""))
             found = []
         report.problems += found
         if probe and not report.problems:
@@ -176,26 +177,26 @@ def check_target(t: Target, probe: bool = True) -> Report:
     return report
 
 
-def targets(s: Session, registry: PartnerRegistry, directory: Path | None) -> list[Target]:
-    """The partners deliveries will use once the partner files are applied: a file that is
-    new or changed since it was applied is checked as written, every other active partner
-    as stored (with its key in force, which `rotate-key` may have changed). Raises
+def targets(s: Session, registry: PartnerRegistry, directory: Path) -> list[Target]:
+    """The partners deliveries will use once the partner files are applied (as the next
+    start applies them): a file that is new or changed is checked as written, every other
+    active partner as stored, with its key in force (`rotate-key` may have changed it); a
+    partner whose file is gone is left out (the next start deactivates it). Raises
     PartnerError for broken files."""
-    specs = registry.check_files(directory) if directory is not None and \
-        directory.is_dir() else []
-    digests = dict(s.execute(select(Partner.name, Partner.digest)).tuples().all())
-    by_name: dict[str, Target] = {}
-    file_names = {spec.name for spec in specs}
-    for spec in specs:
-        if digests.get(spec.name) != spec.digest:
-            by_name[spec.name] = target_of(spec, f"{spec.source} (applied at the next start)")
+    specs = {spec.name: spec for spec in registry.check_files(directory)}
+    digests = {name: digest for name, digest in s.execute(select(Partner.name,
+                                                                  Partner.digest))}
+    found: dict[str, Target] = {}
     for view in registry.all(s):
-        if view.name in by_name or not view.active:
-            continue
-        if view.origin == "file" and view.name not in file_names and directory is not None:
-            continue  # its file is gone: the next start deactivates it
-        by_name[view.name] = target_of(view, view.source)
-    return [by_name[n] for n in sorted(by_name)]
+        spec = specs.get(view.name)
+        if not view.active or (view.origin == "file" and spec is None):
+            continue  # inactive, or its file is gone (the next start deactivates it)
+        if spec is None or (view.origin == "file" and digests.get(view.name) == spec.digest):
+            found[view.name] = target_of(view, view.source)
+    for name, spec in specs.items():
+        if name not in found:
+            found[name] = target_of(spec, f"{spec.source} (applied at the next start)")
+    return [found[n] for n in sorted(found)]
 
 
 def summary(reports: list[Report]) -> str | None:

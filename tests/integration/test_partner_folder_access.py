@@ -22,15 +22,21 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     PublicFormat,
     load_pem_private_key,
 )
 
+from daemon.cli.main import cli
+from daemon.clock import SystemClock
 from daemon.config import config_as_dict
 from daemon.publication.folders import FolderError, FolderRule, ensure_folder
+from daemon.publication.partners import PartnerRegistry
+from daemon.store.db import Store
 from tests.integration.test_crash_recovery import DaemonProcess
+from tests.integration.test_operations import write_config
 from tests.integration.test_outcomes import World
 from tests.integration.test_publication import PARTNER, PARTNER_MAIL, release
 from tests.support import ROOT, CapturingRelay, free_port, make_config, stamp_key_pem, wait_until
@@ -104,6 +110,8 @@ ENSURE = """
 import sys
 from pathlib import Path
 from daemon.publication.folders import FolderError, FolderRule, ensure_folder
+from daemon.publication.partners import PartnerRegistry
+from daemon.store.db import Store
 try:
     ensure_folder(FolderRule(Path(sys.argv[1]), sys.argv[2], sys.argv[3], 0o750))
 except FolderError as exc:
@@ -164,6 +172,44 @@ def test_parent_ringi_may_not_write_names_the_install_command(base: Path) -> Non
     subprocess.run(["install", "-d", "-o", USER, "-g", GROUP, "-m", "0750",
                     str(share / "kobe")], check=True)
     assert ensure_as_user(share / "kobe", groups=(GROUP,)).returncode == 0
+
+
+CHECK = """
+import sys
+from pathlib import Path
+from daemon.publication.folderprep import FolderRule
+from daemon.publication.partnercheck import Report, folder_report
+for path in sys.argv[3:]:
+    report = Report("kobe", "test")
+    folder_report(FolderRule(Path(path), sys.argv[1], sys.argv[2], 0o750), report)
+    print(path, "|", " || ".join(report.problems) or "ok")
+"""
+
+
+def test_a_read_only_share_names_read_write_paths(base: Path) -> None:
+    """ProtectSystem=strict without the share in ReadWritePaths=, as a read-only bind mount
+    in a private mount namespace: the probe finds it and names the unit line."""
+    share = base / "share"
+    share.mkdir()
+    chown(share, USER, USER, 0o755)
+    subprocess.run(["install", "-d", "-o", USER, "-g", GROUP, "-m", "0750",
+                    str(share / "kobe")], check=True)
+    probe = as_user_argv([sys.executable, "-c", CHECK, USER, GROUP, str(share / "kobe"),
+                          str(share / "osaka")], groups=(GROUP,))
+    script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+    out = subprocess.run(["unshare", "--mount", "sh", "-c", script, str(share), *probe],
+                         capture_output=True, text=True, check=False, cwd=ROOT)
+    if "mount:" in out.stderr or "unshare:" in out.stderr:
+        pytest.skip(f"cannot make a read-only mount here: {out.stderr.strip()}")
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(" | ", 1) for line in out.stdout.splitlines())
+    assert f"add `ReadWritePaths={share / 'kobe'}`" in lines[str(share / "kobe")]
+    assert f"add `ReadWritePaths={share}`" in lines[str(share / "osaka")]
+    # The same share writable: both are fine (osaka would be created by ringi).
+    fine = as_user([sys.executable, "-c", CHECK, USER, GROUP, str(share / "kobe"),
+                    str(share / "osaka")], groups=(GROUP,))
+    assert fine.stdout.count("| ok") == 2, fine.stdout + fine.stderr
+    assert os.listdir(share) == ["kobe"] and os.listdir(share / "kobe") == []
 
 
 def test_a_link_anywhere_in_the_path_is_refused_and_nothing_goes_through_it(
@@ -245,6 +291,50 @@ def test_partners_check_names_the_fix_and_probes_as_the_service_user(base: Path)
     assert with_group.returncode == 0, with_group.stdout + with_group.stderr
     assert "kobe-precision: ok" in with_group.stdout and "osaka" not in with_group.stdout
     assert os.listdir(kobe) == []  # the probe entry was removed again
+
+
+def test_partners_check_sees_the_partners_as_the_next_start_applies_them(
+        tmp_path: Path, db_url: str) -> None:
+    share = tmp_path / "share"
+    (share / "kobe").mkdir(parents=True, mode=0o750)
+    os.chmod(share / "kobe", 0o750)
+    (tmp_path / "via").symlink_to(share)
+    files = tmp_path / "partners"
+    files.mkdir()
+    key = load_pem_private_key(stamp_key_pem(), None)
+    (files / "kobe.pub.pem").write_bytes(key.public_key().public_bytes(
+        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    values = "\n".join(f"{k} = {v}" for k, v in PARTNER.items())
+
+    def partner_file(folder: Path) -> None:
+        (files / "kobe-precision.toml").write_text(PARTNER_FILE.format(
+            name="kobe-precision", mail=PARTNER_MAIL, folder=folder, owner="0", group="0",
+            values=values))
+
+    partner_file(share / "kobe")
+    cfg = make_config(tmp_path, db_url, None, free_port(),
+                      publication={"partners_dir": str(files)})
+    argv = ["--config", str(write_config(cfg, tmp_path)), "partners", "check"]
+    new = CliRunner().invoke(cli, argv)  # before any start: the file as written
+    assert new.exit_code == 0, new.output
+    assert "kobe-precision: ok" in new.output and "(applied at the next start)" in new.output
+    store = Store(db_url)
+    try:
+        with store.transaction() as s:  # what a start does
+            PartnerRegistry(SystemClock()).sync_files(s, files)
+    finally:
+        store.dispose()
+    applied = CliRunner().invoke(cli, argv)
+    assert applied.exit_code == 0, applied.output
+    assert f"kobe-precision: ok  ({files / 'kobe-precision.toml'})" in applied.output
+    partner_file(tmp_path / "via" / "kobe")  # edited: checked as the next start takes it
+    edited = CliRunner().invoke(cli, argv)
+    assert edited.exit_code == 1
+    assert f"{tmp_path / 'via'} is a symbolic link" in edited.output
+    assert "(applied at the next start)" in edited.output
+    os.unlink(files / "kobe-precision.toml")  # gone: deactivated at the next start
+    gone = CliRunner().invoke(cli, argv)
+    assert gone.exit_code == 0 and "no partners" in gone.output, gone.output
 
 
 class Remote(World):
