@@ -195,7 +195,8 @@ class CaseCommands:
             return got
         values, changes = got
         if not changes and not self.wf.documents.fresh(s, case, mail.attachments):
-            return self.reply(s, mail, sender, "correct", "no_changes", case)
+            return self.reply(s, mail, sender, "correct", "no_changes", case,
+                              self.wf.documents.judged(mail.attachments))
         self._apply(s, case, sender, values, changes)
         notes = self.wf.documents.attach(s, self.wf, case, mail.attachments,
                                          Stage("correct", sender, inbound_id=inbound_id))

@@ -156,6 +156,11 @@ class Documents:
             return "blocked", ext
         return None
 
+    def judged(self, files: Sequence[MailAttachment]) -> list[Note]:
+        """The files of a mail that changed nothing, each with why it was not added."""
+        return [note(f.filename, len(f.data), "", "refused",
+                     *(self.refusal(f) or ("not_done", ""))) for f in files]
+
     def fresh(self, s: Session, case: Case,
               files: Sequence[MailAttachment]) -> list[MailAttachment]:
         """The files `add` would attach: accepted, and not the current document already."""

@@ -155,6 +155,12 @@ def test_return_correct_reject_reapply(w: World, tmp_path: Path) -> None:
            {"markup.pdf": markup})
     w.new(TAKAHASHI)
     assert "Changes requested" in w.one(SMITH).subject
+    # Only a file that cannot be added: nothing changes, and the answer says why.
+    mail_with(w, SMITH, f"correct {number}", "", {"run.bat": b"@echo off"})
+    nothing = w.one(SMITH)
+    assert "not done" in nothing.subject and "no new document" in nothing.body
+    assert "  - run.bat (9 bytes): files of type .bat are not accepted" in nothing.body
+    assert w.case(number).state == "returned"
     # `correct N` with only a file (no field lines) is how documents are added.
     mid = mail_with(w, SMITH, f"correct {number}", "Updated quotation attached.\n",
                     {"quote.pdf": v2})
