@@ -222,3 +222,17 @@ def test_a_workflow_file_broken_from_the_first_start_holds_its_cases_for_the_adm
         w.nothing_more(TAKAHASHI)  # the line manager is not asked by rank climbing
     finally:
         w.app.stop()
+
+
+def test_rules_check_without_a_reachable_database_says_so_and_checks_the_files(
+        tmp_path: Path) -> None:
+    dead = f"postgresql+psycopg://ringi@127.0.0.1:{free_port()}/ringi"  # nothing listens
+    cfg = make_config(tmp_path, dead, None, free_port())
+    out = check(tmp_path, cfg)
+    assert out.exit_code == 1
+    assert "FAIL  database: cannot be reached (" in out.output
+    assert "sets stored by mail, the stored directory and the versions in force are not " \
+        "checked" in out.output
+    assert "pass  watanabe-sales-purchases: inside every condition: approve" in out.output
+    assert "1 check(s) failed" in out.output
+    assert "Traceback" not in out.output
