@@ -231,9 +231,10 @@ def fit_name(name: str, room: int) -> str:
 def unique_target(dir_fd: int, name: str, stamp: str) -> str:
     """processed/ and rejected/ keep every input: prefix a time stamp, never overwrite.
 
-    The result leaves room for `.error.txt` and the temporary name of `write_atomic`.
+    The result leaves room for `.result.txt` (or `.error.txt`) and the temporary name of
+    `write_atomic`.
     """
-    room = NAME_MAX - len(".error.txt") - len("..tmp") - len(stamp) - len("-999-")
+    room = NAME_MAX - len(".result.txt") - len("..tmp") - len(stamp) - len("-999-")
     base = fit_name(name, room)
     target, n = f"{stamp}-{base}", 1
     while _exists(dir_fd, target):
