@@ -13,6 +13,13 @@ if ! command -v dovecot >/dev/null 2>&1 || [ ! -x /usr/lib/dovecot/imap ]; then
 fi
 command -v 7zz >/dev/null 2>&1 || pkgs+=(7zip)
 command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
+# Postfix writes real DSNs in the bounce test (a private instance of its own; the package is
+# installed unconfigured, so no system mail server starts).
+if [ ! -x /usr/sbin/postfix ]; then
+  pkgs+=(postfix)
+  if [ "$(id -u)" = 0 ]; then preseed=(debconf-set-selections); else preseed=(sudo -n debconf-set-selections); fi
+  echo "postfix postfix/main_mailer_type select No configuration" | "${preseed[@]}"
+fi
 if [ "${#pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then apt=(apt-get); else apt=(sudo -n apt-get); fi
   "${apt[@]}" update -qq >/dev/null
