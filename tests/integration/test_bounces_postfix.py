@@ -70,7 +70,8 @@ inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject
 recipient_delimiter = +
-transport_maps = inline:{{ ringi@example.com=smtp:[127.0.0.1]:{ringi_port}, example.com=smtp:[127.0.0.1]:{relay_port} }}
+transport_maps = inline:{{ ringi@example.com=smtp:[127.0.0.1]:{ringi_port},
+    example.com=smtp:[127.0.0.1]:{relay_port} }}
 default_transport = error:no mail leaves the test
 smtp_dns_support_level = disabled
 smtp_tls_security_level = none
