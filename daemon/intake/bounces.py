@@ -56,8 +56,9 @@ class BounceHandler:
                        f"report ({mail.auto_reason or 'not automatic'})"
             return None
         found = self._match(s, report, rcpts)
-        if isinstance(found, str):
-            log.warning("bounce from %s ignored: %s", sanitise(report.reporter, 100), found)
+        if isinstance(found, str):  # the intake's own log line says why; a forgery is louder
+            if "wrong" in found:
+                log.warning("bounce from %s ignored: %s", sanitise(report.reporter, 100), found)
             return f"ignored, not answered: bounce {found}"
         out, by = found
         entry = self._entry(report, out, by)
