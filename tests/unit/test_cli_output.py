@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
+from pathlib import Path
 
 import click
 from click.testing import CliRunner
@@ -64,3 +66,12 @@ def test_log_lines_of_the_daemon_are_neutralised_too() -> None:
     record = logging.LogRecord("daemon", logging.INFO, __file__, 1, "subject %s", ("\x1b[2J",),
                                None)
     assert SafeFormatter("%(message)s").format(record) == "subject \\x1b[2J"
+
+
+def test_every_cli_module_prints_through_the_safe_echo() -> None:
+    """A new command that calls click.echo or print directly would bypass the mechanism."""
+    cli_dir = Path(__file__).resolve().parents[2] / "daemon" / "cli"
+    direct = re.compile(r"click\.(?:echo|secho)\(|(?<![\w.])print\(|sys\.std(?:out|err)\.write")
+    offenders = [f"{p.name}:{n}" for p in sorted(cli_dir.glob("*.py")) if p.name != "output.py"
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if direct.search(line)]
+    assert offenders == []
