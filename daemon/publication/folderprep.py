@@ -77,8 +77,11 @@ def folder_problems(rule: FolderRule, st: os.stat_result) -> list[str]:
     return problems
 
 
-def _entries(fd: int) -> list[str]:
-    rfd = readable(fd)
+def _entries(fd: int) -> list[str] | None:
+    try:
+        rfd = readable(fd)
+    except OSError:
+        return None
     try:
         return os.listdir(rfd)
     finally:
@@ -89,9 +92,11 @@ def half_set_up(rule: FolderRule, fd: int, st: os.stat_result) -> bool:
     """A folder an interrupted or refused creation left behind: ringi's own, still private
     (nobody else could have entered it), holding nothing but ringi's hidden leftovers.
     Finishing it (group, mode) exposes nothing that was not meant for the partner."""
-    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() == uid_of(rule.owner)
-            and not stat.S_IMODE(st.st_mode) & 0o077
-            and all(n.startswith(OURS) for n in _entries(fd)))
+    if not (stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() == uid_of(rule.owner)
+            and not stat.S_IMODE(st.st_mode) & 0o077):
+        return False
+    entries = _entries(fd)
+    return entries is not None and all(n.startswith(OURS) for n in entries)
 
 
 def _finish(fd: int, rule: FolderRule) -> None:
@@ -177,18 +182,23 @@ def _create(parent: int, name: str, rule: FolderRule) -> None:
 STALE_SECONDS = 60  # a hidden creation folder older than this was left by a crash
 
 
-def _clear_leftover(parent: int, hidden: str, path: Path) -> None:
+def _clear_leftover(parent: int, hidden: str, path: Path, needed: bool) -> None:
     """Remove ringi's own hidden creation folder left by a crash; a fresh one belongs to a
-    creation under way (another daemon): wait for it rather than pull it away."""
+    creation under way (another daemon): wait for it rather than pull it away. Anything
+    else under that name stops a creation (`needed`) and is otherwise left alone."""
     try:
         st = os.stat(hidden, dir_fd=parent, follow_symlinks=False)
     except FileNotFoundError:
         return
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
-        raise FolderError(f"{path.parent / hidden} is in the way and is not ringi's; "
-                          "remove it")
+        if needed:
+            raise FolderError(f"{path.parent / hidden} is in the way and is not ringi's; "
+                              "remove it")
+        return
     if time.time() - st.st_mtime < STALE_SECONDS:
-        raise FolderUnavailable(f"{path} is being created by another attempt")
+        if needed:
+            raise FolderUnavailable(f"{path} is being created by another attempt")
+        return
     shutil.rmtree(hidden, dir_fd=parent, ignore_errors=True)
 
 
@@ -201,10 +211,17 @@ def ensure_folder(rule: FolderRule) -> None:
         raise FolderError("; ".join(problems))
     parent, name = open_parent(rule.path)
     try:
-        _clear_leftover(parent, f"{OURS}new-{name}", rule.path)
         try:
             fd = open_in(parent, name, rule.path.absolute())
         except FileNotFoundError:
+            fd = -1
+        try:
+            _clear_leftover(parent, f"{OURS}new-{name}", rule.path, needed=fd < 0)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            raise
+        if fd < 0:
             try:
                 _create(parent, name, rule)
             except OSError as exc:
