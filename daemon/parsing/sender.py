@@ -212,8 +212,10 @@ def _visible(text: str) -> str:
 
 def _hides_address(addr: str, texts: list[str]) -> bool:
     """True when a display name or comment shows an address other than the real one."""
+    # Only the whole address counts as "the same": "xtaro@corp.example" is another one.
+    own = re.compile(rf"(?<![^\s<>()\[\]\"',;:]){re.escape(addr)}(?![^\s<>()\[\]\"',;:])")
     for text in texts:
-        seen = _visible(text).lower().replace(addr, "")
+        seen = own.sub("", _visible(text).lower())
         if any(c in _AT_LIKE for c in seen):
             return True
     return False

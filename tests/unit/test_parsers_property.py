@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email.headerregistry
 import email.policy
+import re
 import time
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -99,7 +100,8 @@ def test_read_sender_is_one_address_or_a_reason(froms: list[str], senders: list[
         assert len(froms) == 1 and len(senders) <= 1
         assert sender.addr.count("@") == 1
         # Whatever the name shows, it shows no address but the sender's own.
-        assert "@" not in visible(sender.name).lower().replace(sender.addr, "")
+        pieces = re.split(r"[\s<>()\[\]\"',;:]+", visible(sender.name).lower())
+        assert all(piece == sender.addr for piece in pieces if "@" in piece)
     else:
         assert (sender.addr, sender.name) == ("", "")
 
@@ -126,7 +128,8 @@ def test_display_names_written_by_a_mail_library(name: str, addr: str) -> None:
         raise
     with quick():
         mail = parse_mail(raw)
-    hidden = "@" in visible(name).lower().replace(addr, "")
+    pieces = re.split(r"[\s<>()\[\]\"',;:]+", visible(name).lower())
+    hidden = any("@" in piece and piece != addr for piece in pieces)
     if hidden:
         assert mail.from_addr == "" and mail.sender_problem is not None
     else:

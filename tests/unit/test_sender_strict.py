@@ -72,6 +72,8 @@ FORGED = [
     ("Boss (boss@corp.example) <eve@evil.example>", "shows an address"),
     ("<eve(boss@corp.example)@evil.example>", "shows an address"),
     ('"taro@corp.example, boss@corp.example" <taro@corp.example>', "shows an address"),
+    ('"xtaro@corp.example" <taro@corp.example>', "shows an address"),  # not the same address
+    ('"taro@corp.example.evil.example" <taro@corp.example>', "shows an address"),
     # unparsable
     ("just some words", "exactly one @"),
     ("", "no address"),
