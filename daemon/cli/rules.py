@@ -25,6 +25,7 @@ from daemon.conditions.check import (
     directory_problems,
     example_kinds,
     example_problems,
+    template_problems,
 )
 from daemon.conditions.examine import examine
 from daemon.conditions.sets import ConditionSet
@@ -172,8 +173,18 @@ def rules_check(ctx: click.Context) -> None:
     if reachable:
         with app.store.transaction() as s:  # sets edited by mail are checked as well
             sets += app.workflow.library.stored_apart(s)
-    directory, missing = _directory(app, reachable) if sets else (None, 0)
+    templates = [t for t in {id(t): t for t in (*app.registry.templates.by_case_type.values(),
+                                                 app.registry.templates.default)}.values()
+                 if not t.source.startswith("<held:")]  # a stand-in names nobody on purpose
+    names_people = any(st.people or st.unit or st.groups
+                       for t in templates for ph in t.phases for st in ph.steps)
+    directory, missing = _directory(app, reachable) if sets or names_people else (None, 0)
     failures += missing
+    if directory is not None:
+        where = directory.source
+        for t in templates:
+            failures += sum(_fail(f"workflow {t.name} ({t.source}): {p} ({where})")
+                            for p in template_problems(t, directory))
     today = app.clock.now().date().isoformat()
     for label, cs in sets:
         if isinstance(cs, list):  # stored, but no longer valid against today's rules

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from daemon.conditions.sets import ConditionSet, Example
 from daemon.directory.importer import read_directory_file
+from daemon.routing.templates import Template
 from daemon.store.models import OrgUnit, Person
 
 
@@ -63,6 +64,25 @@ def directory_problems(cs: ConditionSet, d: Directory) -> list[str]:
                  for pid in sorted(cs.people) if pid not in d.people]
     problems += [f"subject unit {uid!r} is not in the directory"
                  for uid in sorted(cs.units) if uid not in d.units]
+    return problems
+
+
+def template_problems(t: Template, d: Directory) -> list[str]:
+    """Fixed approvers and units a workflow template names that the directory lacks: such a
+    step finds nobody and every case reaching it goes to the administrator."""
+    problems = []
+    for phase in t.phases:
+        for step in phase.steps:
+            where = f"phase {phase.name}, step {step.name}"
+            for pid in step.people:
+                if pid not in d.people:
+                    problems.append(f"{where}: approver {pid!r} is not in the directory")
+                elif not d.people[pid]:
+                    problems.append(f"{where}: approver {pid!r} is inactive in the directory")
+            units = [step.unit] if step.unit else []
+            units += [g["unit"] for g in step.groups.values() if isinstance(g.get("unit"), str)]
+            problems += [f"{where}: unit {u!r} is not in the directory"
+                         for u in units if u not in d.units]
     return problems
 
 

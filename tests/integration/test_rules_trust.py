@@ -121,10 +121,21 @@ def test_rules_check_reads_examples_by_kind_and_names_what_the_directory_lacks(
     path = rules / "conditions" / "watanabe-purchase.toml"
     path.write_text(path.read_text().replace('expect = "approve"',
                                              'expect = "approve"\ncase_type = "travel"', 1))
+    for wf, old, new in (("travel", 'unit = "accounting"', 'unit = "acounting"'),
+                         ("purchase", 'people = ["yamamoto"]', 'people = ["yamamoto", "ghost"]')):
+        text = (rules / "workflows" / f"{wf}.toml").read_text()
+        assert old in text
+        (rules / "workflows" / f"{wf}.toml").write_text(text.replace(old, new))
     cfg = make_config(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", None, free_port(),
                       paths={"rules": str(rules)})
     out = check(tmp_path, cfg)
     assert out.exit_code == 1
+    directory = ROOT / "samples" / "organisation.toml"
+    assert f"FAIL  workflow travel ({rules / 'workflows' / 'travel.toml'}): phase accounting, " \
+        f"step accounting: unit 'acounting' is not in the directory ({directory})" in out.output
+    assert "FAIL  workflow purchase (" in out.output
+    assert f"approver 'ghost' is not in the directory ({directory})" in out.output
+    assert "'yamamoto'" not in out.output
     for name in ("several", "none"):
         assert f"pass  {name}: text values: approve" in out.output
         assert f"pass  {name}: text over the limit: reject (failing: amount)" in out.output
@@ -133,7 +144,7 @@ def test_rules_check_reads_examples_by_kind_and_names_what_the_directory_lacks(
             in out.output, problem
     assert "FAIL  watanabe-sales-purchases: example inside every condition: case type " \
         "'travel' is not one the set covers (purchase)" in out.output
-    assert "6 check(s) failed" in out.output
+    assert "8 check(s) failed" in out.output
     # An empty database and a directory file that cannot be read: said plainly, a failure.
     for extra in ("strangers.toml", "several.toml", "none.toml"):
         (rules / "conditions" / extra).unlink()
