@@ -185,8 +185,9 @@ def _mailbox(toks: list[_Tok]) -> tuple[str, list[_Tok]]:
         raise _Bad("text after the address")
     phrase = toks[:opens[0]]
     # An unquoted "@" is tolerated only if the name turns out to be the address itself
-    # ('taro@corp.example' <taro@corp.example>); _read_one checks that.
-    if any(t.kind == "special" and t.text not in ".@" for t in phrase):
+    # ('taro@corp.example' <taro@corp.example>); _read_one checks that. Brackets and dots
+    # are harmless text some clients leave unquoted ("Taro [Sales]", "John Q. Public").
+    if any(t.kind == "special" and t.text not in ".@[]" for t in phrase):
         raise _Bad("the display name contains an unquoted special character")
     inner = toks[opens[0] + 1:closes[0]]
     if any(t.kind == "special" and t.text == ":" for t in inner):

@@ -34,6 +34,7 @@ def ew(text: str, charset: str = "UTF-8", codec: str = "utf-8") -> str:
         ("=?utf-8?q?Fran=C3=A7ois_Dupont?= <f@corp.example>", "f@corp.example",
          "François Dupont"),
         ("John Q. Public <john@corp.example>", "john@corp.example", "John Q. Public"),
+        ("Taro Yamada [Sales] <taro@corp.example>", "taro@corp.example", "Taro Yamada [Sales]"),
         ("山田\u3000太郎 <taro@corp.example>", "taro@corp.example", "山田\u3000太郎"),
         # Comments (RFC 5322 CFWS) and folding.
         ("taro@corp.example (Taro Yamada)", "taro@corp.example", "Taro Yamada"),
