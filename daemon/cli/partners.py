@@ -6,6 +6,7 @@ audit trail, not the whole daemon: they work while it runs.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -168,6 +169,10 @@ def partners_check(ctx: click.Context, name: str | None) -> None:
             _fail([f"no active partner {name}"], code=1)
     if not found:
         echo("no partners")
+    if os.geteuid() == 0:
+        echo("note: run as root, this shows what root can do; the service runs as its own "
+             "user: run the check as that user with its groups (docs/operations.md, "
+             "\"Partner folders\")", err=True)
     reports = [check_target(t) for t in found]
     for r in reports:
         echo(f"{r.name}: {'ok' if not r.problems else 'PROBLEMS'}  ({r.source})")
