@@ -25,7 +25,7 @@ from daemon.parsing.charsets import decode_bytes
 
 DIAGNOSTIC_MAX = 500
 MAX_PARTS = 200  # a bounce has a handful; a hostile one may have thousands
-_MSG_ID = re.compile(r"<[^<>\s]{1,250}>")
+_MSG_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")  # printable ASCII: safe to look up
 _ADDR = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})")
 _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _REPLY_CODE = re.compile(r"(?<![\d.])([45])\d\d(?=[\s-])")
@@ -209,7 +209,7 @@ def _dsn(msg: email.message.Message) -> BounceReport | None:
 
 def _prose(msg: email.message.Message, subject: str) -> BounceReport:
     texts = [_text(p) for p in _parts(msg) if _ctype(p) == "text/plain"]
-    full = "\n".join(texts)
+    full = "\n".join(texts)[:200_000]  # a bounce's own words come first
     copy = _COPY_START.search(full)
     own = full[: copy.start()] if copy else full
     addresses = [a.lower().rstrip(".") for a in _ADDR.findall(own)]
@@ -262,7 +262,7 @@ def _parse(msg: email.message.Message, subject: str,
     ids = _original_ids(msg)
     if report.kind == "text" and not ids:  # qmail and friends copy the mail into the text
         full = "\n".join(_text(p) for p in _parts(msg) if _ctype(p) == "text/plain")
-        ids = _ids_in_headers(full)
+        ids = _ids_in_headers(full[:200_000])
     ids += _MSG_ID.findall(_raw_header(msg, "in-reply-to"))
     ids += _MSG_ID.findall(_raw_header(msg, "references"))
     return BounceReport(report.kind, report.reporter, report.recipients,

@@ -135,3 +135,13 @@ def test_outbox_files_carry_the_return_path(tmp_path: Path) -> None:
     head = written.read_bytes().split(b"\r\n")[:2]
     assert head == [b"X-Ringi-Envelope-To: smith@example.com",
                     f"X-Ringi-Envelope-From: {path}".encode()]
+
+
+def test_message_ids_with_control_bytes_are_not_looked_up() -> None:
+    """A NUL or other control byte in a quoted Message-ID must never reach the database
+    (PostgreSQL refuses NUL, which would fail the intake item again and again)."""
+    raw = (b"From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered Mail\r\n"
+           b"In-Reply-To: <a\x00b@example.com>\r\nReferences: <c\x1bd@example.com> <ok@x>\r\n"
+           b"\r\n<brown@corp.test>: 550 5.1.1 user unknown\r\n")
+    report = parse(raw)
+    assert report is not None and report.original_ids == ("<ok@x>",)
