@@ -5,10 +5,11 @@ only then moved to processed/. A refused input moves to rejected/ with NAME.erro
 
 Nothing may loop and nothing may flood the log, whatever sits in the folder: every input
 gets one try and ends in processed/ or rejected/ (an unexpected error rejects it with a
-reason too); only an unavailable store leaves inputs where they are, retried at the rescan
-pace. A folder whose processed/ or rejected/ cannot be used is disabled with one ERROR and
-one mail to the administrator, looked at again every `RETRY_UNUSABLE` (or ten rescans,
-whichever is longer) and resumes by itself when fixed.
+reason too); only an unavailable store (or a process out of descriptors or memory) leaves
+inputs where they are, retried at the rescan pace. A folder whose processed/ or rejected/
+cannot be used is disabled with one ERROR and one mail to the administrator, looked at
+again every `RETRY_UNUSABLE` (or ten rescans, whichever is longer) and resumes by itself
+when fixed.
 """
 
 from __future__ import annotations
@@ -54,8 +55,11 @@ RETRY_UNUSABLE = timedelta(minutes=5)
 # A bundle that still holds a temporary, lock or hidden file unchanged for this long (or
 # ten times stable_seconds, if longer) was abandoned by its writer: refused whole.
 ABANDONED = timedelta(hours=1)
-# The store is down, not the input's fault: the input stays and is tried again.
-TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, TimeoutError)
+# The store is down or the process is short of resources: not the input's fault, so the
+# input stays and is tried again at the next rescan.
+TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, TimeoutError, MemoryError)
+TRANSIENT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN,
+                              errno.EINTR})
 
 
 class Taker(Protocol):
@@ -148,7 +152,7 @@ class DropScanner:
             if name in self.stuck and now < self.stuck[name]:
                 continue
             outcome = self._one(folder, name, now)
-            if outcome == "store down":
+            if outcome == "later":
                 return 0  # every input would fail alike; the next rescan tries again
             pending += outcome == "pending"
         for gone in set(self.seen) - set(names):
@@ -166,10 +170,8 @@ class DropScanner:
             return "gone"
         except Refused as exc:
             return self.reject(folder, name, str(exc))
-        except PermissionError as exc:
-            return self.reject(folder, name, _unreadable(exc))
         except Exception as exc:
-            return self._unexpected(folder, name, exc)
+            return self._failed(folder, name, exc)
         if not self._settled(entry, now):
             return "pending"
         if entry.incomplete:
@@ -181,19 +183,14 @@ class DropScanner:
         self.seen.pop(name, None)
         try:
             result = self.taker.take(entry)
-        except (FileNotFoundError, Unsettled):
+        except FileNotFoundError:
             return "gone"
+        except Unsettled:
+            return "pending"  # it moved since it looked stable: its wait starts again
         except Refused as exc:
             return self.reject(folder, name, str(exc), getattr(exc, "form", ""), exc)
-        except TRANSIENT as exc:
-            self.quiet.warning("store", "drop folder %s: the store is unavailable (%s); "
-                               "inputs stay in the folder and are tried again", self.path,
-                               type(exc).__name__)
-            return "store down"
-        except PermissionError as exc:
-            return self.reject(folder, name, _unreadable(exc))
         except Exception as exc:
-            return self._unexpected(folder, name, exc)
+            return self._failed(folder, name, exc)
         try:
             target = unique_target(folder.processed, name, self._stamp())
             if result is not None:
@@ -205,6 +202,19 @@ class DropScanner:
             return self._unmovable(folder, name, "processed", exc, now)
         log.info("drop folder %s: took %s", self.path, display_name(name))
         return "taken"
+
+    def _failed(self, folder: OpenFolder, name: str, exc: Exception) -> str:
+        """The store is down or the process short of resources: leave every input for the
+        next rescan. Otherwise the input is at fault (or a bug is): reject it once."""
+        if isinstance(exc, TRANSIENT) or (isinstance(exc, OSError)
+                                          and exc.errno in TRANSIENT_ERRNOS):
+            self.quiet.warning("later", "drop folder %s: cannot take inputs now (%s: %s); "
+                               "they stay in the folder and are tried again", self.path,
+                               type(exc).__name__, exc)
+            return "later"
+        if isinstance(exc, PermissionError):
+            return self.reject(folder, name, _unreadable(exc))
+        return self._unexpected(folder, name, exc)
 
     def _settled(self, entry: Entry, now: Any) -> bool:
         before = self.seen.get(entry.name)

@@ -6,6 +6,7 @@ Scans are driven by hand with a FrozenClock, so "many rescans" costs no waiting.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.exc import OperationalError
 
 from daemon.app import App
 from daemon.clock import FrozenClock
@@ -261,3 +263,33 @@ def test_bundle_waits_for_every_file(hostile: tuple[App, FrozenClock, DropScanne
     with app.store.transaction() as s:
         att = s.scalars(select(Attachment)).one()
     assert (att.filename, att.size) == ("a.pdf", len(b"%PDF more"))
+
+
+def test_store_outage_keeps_inputs_and_says_so_rarely(
+        hostile: tuple[App, FrozenClock, DropScanner], caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database going away is the one failure that is not the input's: every input
+    stays in the folder (none rejected), one WARNING per rescan interval, all taken after.
+    The outage is faked (a stopped server cannot be arranged per test); the error is the
+    one SQLAlchemy raises for a lost connection."""
+    app, clock, scanner = hostile
+    base = scanner.path
+    for n in range(5):
+        (base / f"trip{n}.toml").write_text(FORM.format(n=n))
+
+    @contextlib.contextmanager
+    def down() -> Iterator[None]:
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(app.store, "transaction", down)
+    caplog.set_level(logging.INFO, logger="daemon.intake")
+    _rescan(scanner, clock, 40, 0.25)  # 10 s, rescan_seconds = 1
+    warnings = [r for r in caplog.records if "cannot take inputs now" in r.getMessage()]
+    assert 1 <= len(warnings) <= 11, caplog.text
+    assert len(caplog.records) == len(warnings)
+    assert not list((base / "rejected").iterdir()) and not list((base / "processed").iterdir())
+    monkeypatch.undo()
+    _rescan(scanner, clock, 3, 1)
+    assert len(list((base / "processed").iterdir())) == 5
+    assert _count(app, InboundMessage) == 5
