@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import os
 import re
 import smtplib
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from sqlalchemy import func, select
 from daemon.app import App
 from daemon.config import Config
 from daemon.store.models import Case, CaseStep, InboundMessage, OutboundMail
+from tests.imap_server import DovecotServer, dovecot_available
 from tests.support import REQUEST, CapturingRelay, free_port, make_config, send, wait_until
 
 TANAKA, SATO, SMITH = "tanaka@example.com", "sato@example.com", "smith@example.com"
@@ -262,3 +264,49 @@ def config(tmp_path: Path, db_url: str, relay: CapturingRelay) -> Config:
     """The default policy ("none"), with the border MTA's id known for the A-R rows."""
     return make_config(tmp_path, db_url, relay.port, free_port(),
                        mail={"trusted_authserv_ids": [MX]})
+
+
+@pytest.mark.skipif(not dovecot_available(), reason="Dovecot is not installed")
+def test_forged_senders_over_imap_and_lmtp(tmp_path: Path, relay: CapturingRelay) -> None:
+    """The other two channels that read a From share the same check. One backend only: the
+    channels differ, the store path is the one the table above runs on both backends."""
+    server = DovecotServer(tmp_path / "dovecot")
+    server.start()
+    password = tmp_path / "imap.password"
+    password.write_text(server.password)
+    os.chmod(password, 0o600)
+    account = {"name": "corp", "host": server.host, "port": server.port, "security": "none",
+               "username": server.user, "password_file": str(password), "poll_seconds": 0.2}
+    cfg = make_config(tmp_path, f"sqlite:///{tmp_path / 'ringi.db'}", relay.port, free_port(),
+                      smtp={"lmtp": True}, imap=[account])
+    app = App(cfg)
+    app.prepare()
+    app.start()
+    try:
+        def by_imap(sender: str) -> str:
+            msg_id, raw = compose([("Return-Path", f"<{TANAKA}>"), ("Delivered-To", REQUEST),
+                                   ("From", sender)], REQUEST, "Kobe visit (IMAP)",
+                                  TRAVEL.format(purpose="IMAP"))
+            server.append("INBOX", raw)
+            return msg_id
+
+        def by_lmtp(sender: str) -> str:
+            msg_id, raw = compose([("From", sender)], REQUEST, "help", "help\n")
+            with smtplib.LMTP("127.0.0.1", cfg.smtp.port) as client:
+                client.sendmail(SMITH, [REQUEST], raw)
+            return msg_id
+
+        forged = [by_imap(f"{TANAKA}, {EVE}"), by_lmtp(f'"{SMITH}" <{EVE}>')]
+        seen = outcomes(app, 2)
+        assert all(seen[m].startswith("refused, not answered: ") for m in forged), seen
+        assert case_count(app) == 0
+        assert all(queued_to(app, a) == 0 for a in (TANAKA, SMITH, EVE))
+
+        clean = [by_imap(TANAKA), by_lmtp(f'"{SMITH}" <{SMITH}>')]
+        seen = outcomes(app, 4)
+        assert not any("refused" in seen[m] for m in clean), seen
+        relay.wait_for(SMITH)
+        assert case_count(app) == 1 and queued_to(app, EVE) == 0
+    finally:
+        app.stop()
+        server.stop()
