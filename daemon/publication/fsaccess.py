@@ -41,7 +41,8 @@ def uid_of(owner: str) -> int:
     try:
         return pwd.getpwnam(owner).pw_uid
     except KeyError:
-        raise FolderError(f"no such user {owner!r}") from None
+        raise FolderError(f"no such user {owner!r} (folder_owner); fix: name the user ringi "
+                          f"runs as ({me()}), or \"self\"") from None
 
 
 def gid_of(group: str) -> int:
@@ -52,7 +53,9 @@ def gid_of(group: str) -> int:
     try:
         return grp.getgrnam(group).gr_gid
     except KeyError:
-        raise FolderError(f"no such group {group!r}") from None
+        raise FolderError(f"no such group {group!r} (folder_group); fix: create it (`groupadd "
+                          f"{group}`) for the partner's accounts, or name an existing one") \
+            from None
 
 
 def user_name(uid: int) -> str:
