@@ -176,10 +176,9 @@ class DropScanner:
             return "pending"
         if entry.incomplete:
             return self.reject(folder, name, (
-                f"the folder still holds {entry.incomplete!r}, which looks like a file being "
-                "written or a lock or hidden file, and nothing in it changed for "
-                f"{self.abandoned.total_seconds() / 60:.0f} minutes; remove that file and "
-                "put the folder back"))
+                f"{entry.incomplete}, and nothing in it changed for "
+                f"{self.abandoned.total_seconds() / 60:.0f} minutes; put the folder back "
+                "with the form and its documents only"))
         self.seen.pop(name, None)
         try:
             result = self.taker.take(entry)

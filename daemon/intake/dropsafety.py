@@ -48,7 +48,7 @@ class Entry:
     size: int
     owner: int
     signature: tuple[object, ...]  # changes whenever anything in the input changes
-    incomplete: str = ""  # a bundle file that is still being written (or a lock file)
+    incomplete: str = ""  # why a bundle looks unfinished (a file being written, empty)
 
 
 def display_name(name: str) -> str:
@@ -150,7 +150,8 @@ def _open_same_dir(dir_fd: int, name: str, st: os.stat_result) -> int:
 
 def bundle_contents(fd: int, max_bytes: int) -> tuple[list[tuple[object, ...]], int, str]:
     """Each file of the bundle open as `fd` (name, inode, size, mtime), the total size and
-    the first file still being written ("" if none)."""
+    why it looks unfinished ("" if it does not): a file still being written, or nothing
+    in it yet (a folder made first and filled after)."""
     with os.scandir(fd) as it:
         children = sorted(it, key=lambda e: e.name)
     if len(children) > MAX_BUNDLE_FILES:
@@ -167,7 +168,8 @@ def bundle_contents(fd: int, max_bytes: int) -> tuple[list[tuple[object, ...]], 
         if not stat.S_ISREG(cst.st_mode):
             raise Refused(f"{shown} is a device, FIFO or socket; only files are accepted")
         if in_progress(child.name):
-            incomplete = incomplete or shown
+            incomplete = incomplete or (f"the folder still holds {shown!r}, which looks like "
+                                        "a file being written or a lock or hidden file")
         else:
             check_name(child.name)
             _check_file(cst, child.name, max_bytes)
@@ -176,7 +178,7 @@ def bundle_contents(fd: int, max_bytes: int) -> tuple[list[tuple[object, ...]], 
     if total > max_bytes:
         raise Refused(f"the folder's files add up to {total:,} bytes; the limit is "
                       f"{max_bytes:,} bytes")
-    return parts, total, incomplete
+    return parts, total, incomplete or ("" if parts else "the folder is empty")
 
 
 def open_bundle(entry: Entry, max_bytes: int) -> tuple[int, list[str]]:

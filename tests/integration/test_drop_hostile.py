@@ -115,6 +115,8 @@ def test_hostile_folder_ends_bounded_and_complete(
         (base / bundle / "form.toml").write_text(FORM.format(n=2 if bundle == "partial" else 0))
         (base / bundle / extra).write_bytes(b"%PDF half")
     expected["locked"] = "'.~lock.form.toml#', which looks like a file being written"
+    (base / "empty").mkdir()  # made first, to be filled later: waited for, then refused
+    expected["empty"] = "the folder is empty, and nothing in it changed for 60 minutes"
     (base / "good.toml").write_text(FORM.format(n=1))
     (base / "vanish.toml").write_text(FORM.format(n=0))
     (base / "bug.toml").write_text(FORM.format(n=0))
