@@ -137,6 +137,12 @@ def test_approver_documents_and_a_refused_reply(w: World, tmp_path: Path) -> Non
     # The next approver sees it with the case.
     nxt = w.one(BROWN)
     assert "budget-check.pdf" in nxt.body and digest[:16] in nxt.body
+    # The used request answered again: refused, and its file is not attached either.
+    answer(w, request, TAKAHASHI, "承認\n追加資料", {"late.pdf": b"%PDF-1.4 late"})
+    used = w.one(TAKAHASHI)
+    assert "受付できません" in used.subject
+    assert "  - late.pdf（13 バイト）: 返信が受け付けられなかったため" in used.body
+    assert [a.filename for a in docs_of(w, number)] == ["quote.pdf", "budget-check.pdf"]
     text = case_show(w, tmp_path, number)
     assert shown(text, "budget-check.pdf", PDF) == (
         "added by Kenji Takahashi at 2026-11-02 09:00:00 UTC with decision:approve, round 1")
