@@ -189,9 +189,9 @@ class App:
         self.broken_rules = [*(b for b in self.broken_rules if b.kind != "condition set"),
                              *bad_sets]
         self.sync_partners()
-        check_at_start(self.store, self.partners)  # logs what each partner folder needs
         self.sync_directory()
         report_broken(self.store, self.alerts, self.broken_rules)  # after the admin is known
+        check_at_start(self.store, self.partners, self.alerts)  # what each partner needs
         reclaimed = self.queue.reclaim(at_start=True)
         if reclaimed:
             log.warning("requeued %d item(s) interrupted by a previous stop", reclaimed)

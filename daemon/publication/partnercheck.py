@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from daemon.notify.alerts import AdminAlerts
 from daemon.publication.envelope import wrap_password
 from daemon.publication.folderprep import (
     OURS,
@@ -221,10 +222,12 @@ def log_at_start(reports: list[Report]) -> None:
         log.error("%s", fix)
 
 
-def check_at_start(store: Store, registry: PartnerRegistry) -> list[Report]:
-    """Every active partner, checked as this process (probes included) and logged. Never
-    stops the start: approvals go on; a delivery that cannot work fails with the same
-    reason and the administrator is told then."""
+def check_at_start(store: Store, registry: PartnerRegistry,
+                   alerts: AdminAlerts | None = None) -> list[Report]:
+    """Every active partner, checked as this process (probes included), logged, and told
+    to the administrator (one mail per partner and day; a share that is merely not there
+    yet is only logged). Never stops the start: approvals go on; a delivery that cannot
+    work fails with the same reason and the administrator is told then too."""
     try:
         with store.transaction() as s:
             views = [v for v in registry.all(s) if v.active]
@@ -233,4 +236,17 @@ def check_at_start(store: Store, registry: PartnerRegistry) -> list[Report]:
         log.exception("the partners' folders could not be checked")
         return []
     log_at_start(reports)
+    broken = [r for r in reports if r.problems and not r.waiting]
+    if alerts is not None and broken:
+        fix = summary(reports)
+        try:
+            with store.transaction() as s:
+                for r in broken:
+                    body = "\n".join([
+                        f"ringi cannot deliver to partner {r.name} ({r.source}):",
+                        *(f"- {line}" for line in r.problems), *([fix] if fix else [])])
+                    alerts.tell(s, f"partner-folder:{r.name}",
+                                f"Partner {r.name}: deliveries cannot be made", body)
+        except Exception:
+            log.exception("the administrator could not be told about the partners' folders")
     return reports

@@ -37,7 +37,7 @@ from daemon.publication.partners import PartnerRegistry
 from daemon.store.db import Store
 from tests.integration.test_crash_recovery import DaemonProcess
 from tests.integration.test_operations import write_config
-from tests.integration.test_outcomes import World
+from tests.integration.test_outcomes import ADMIN, World
 from tests.integration.test_publication import PARTNER, PARTNER_MAIL, release
 from tests.support import ROOT, CapturingRelay, free_port, make_config, stamp_key_pem, wait_until
 
@@ -360,10 +360,13 @@ def test_delivery_works_under_the_units_user_with_its_supplementary_group(
     try:
         wait_until(lambda: f"SupplementaryGroups={GROUP}" in log.read_text(), 10,
                    "the start-up message")
+        [alert] = relay.wait_for(ADMIN)  # and the administrator is told by mail
     finally:
         daemon.terminate()
     assert f"partner kobe-precision cannot receive deliveries: ringi (user {USER}) is not " \
         f"a member of the partner's group {GROUP}" in log.read_text()
+    assert "Partner kobe-precision: deliveries cannot be made" in alert.subject
+    assert f"add `SupplementaryGroups={GROUP}` to the [Service] section" in alert.body
     # With SupplementaryGroups=: a real delivery, readable by the partner's account only.
     _start_as(daemon, env, groups=(GROUP,))
     try:
