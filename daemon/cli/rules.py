@@ -106,10 +106,9 @@ def _broken_files(app: App, reachable: bool) -> int:
                 kept = s.scalar(select(ConditionSetVersion).where(
                     ConditionSetVersion.active, ConditionSetVersion.origin == "file",
                     ConditionSetVersion.source == b.path).limit(1))
-                b.in_force = (f"its last good version stays in force: {kept.name} "
-                              f"v{kept.version} of {kept.created_at:%Y-%m-%d %H:%M}"
-                              if kept else "no good version of this file is stored: its "
-                              "setter decides the cases it would cover in person")
+                b.in_force = (app.workflow.library.kept(kept) if kept else
+                              "no good version of this file is stored: its setter decides "
+                              "the cases it would cover in person")
         echo(f"      {b.path}: in force instead: {b.in_force or 'unknown (no database)'}")
     return failures
 

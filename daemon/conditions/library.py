@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from daemon.conditions.sets import (
 )
 from daemon.rulefiles import BrokenRule, broken_files
 from daemon.store.condition_models import ConditionSetVersion
+
+log = logging.getLogger(__name__)
 
 Audit = Callable[[Session, str, str | None, str, dict[str, Any]], None]
 
@@ -73,7 +76,13 @@ class ConditionLibrary:
                                            ConditionSetVersion.case_number)).all()
                 book = ConditionBook()
                 for r in rows:
-                    book.add(self._build(r))
+                    try:
+                        book.add(self._build(r))
+                    except ConditionSetError as exc:  # e.g. a field its case type lost
+                        # Not in force: its setter decides in person (never approval by a
+                        # set that cannot be read). Logged once per change of the table.
+                        log.error("condition set %s v%s (%s) is not in force: %s", r.name,
+                                  r.version, r.source, "; ".join(exc.errors))
                 self._book, self._generation = book, generation
             return self._book
 
@@ -95,6 +104,16 @@ class ConditionLibrary:
     def _build(self, row: ConditionSetVersion) -> ConditionSet:
         return build_set(row.body, f"{row.source} (v{row.version})", self.fields_of,
                          row.case_number, row.version)
+
+    def kept(self, row: ConditionSetVersion) -> str:
+        """What a refused file leaves in force: its last good version, if that still reads."""
+        try:
+            self._build(row)
+        except ConditionSetError:
+            return (f"its last good version ({row.name} v{row.version}) no longer fits "
+                    "today's case types either: its setter decides those cases in person")
+        return (f"its last good version stays in force: {row.name} v{row.version} of "
+                f"{row.created_at:%Y-%m-%d %H:%M}")
 
     def active(self, s: Session, name: str, case_number: str = "") -> ConditionSetVersion | None:
         return s.scalar(select(ConditionSetVersion).where(
@@ -170,8 +189,7 @@ class ConditionLibrary:
                 ConditionSetVersion.case_number == "")).all():
             kept = next((b for b in broken if b.path == row.source), None)
             if kept is not None and row.name not in names:
-                kept.in_force = (f"its last good version stays in force: {row.name} "
-                                 f"v{row.version} of {row.created_at:%Y-%m-%d %H:%M}")
+                kept.in_force = self.kept(row)
             elif row.name not in names:
                 self.retire(s, row.name, actor=None, source="file removed")
                 changes.append(f"condition set {row.name}: retired (its file is gone)")

@@ -247,3 +247,33 @@ def test_rules_check_without_a_reachable_database_says_so_and_checks_the_files(
     assert "pass  watanabe-sales-purchases: inside every condition: approve" in out.output
     assert "1 check(s) failed" in out.output
     assert "Traceback" not in out.output
+
+
+def test_a_kept_version_that_no_longer_fits_the_case_type_is_not_in_force(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The case type lost a field the set reads: the file and its stored version are both
+    unusable. ringi still starts, and nobody is approved by a set it cannot read."""
+    rules = rules_copy(tmp_path)
+    cfg = make_config(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", None, free_port(),
+                      paths={"rules": str(rules)})
+    good = App(cfg)
+    good.prepare()
+    good.stop()
+    types = rules / "casetypes" / "purchase.toml"
+    text = types.read_text()
+    start = text.index('[[fields]]\nname = "material_code"')
+    types.write_text(text[:start] + text[text.index("[[fields]]", start + 1):])
+    app = App(cfg)
+    try:
+        with caplog.at_level(logging.ERROR):
+            app.prepare()
+            with app.store.transaction() as s:
+                assert app.workflow.library.book(s).named("watanabe-sales-purchases") is None
+        (broken,) = app.broken_rules
+        assert broken.in_force == ("its last good version (watanabe-sales-purchases v1) no "
+                                   "longer fits today's case types either: its setter decides "
+                                   "those cases in person")
+        assert any("watanabe-sales-purchases v1" in r.getMessage() and "not in force" in
+                   r.getMessage() for r in caplog.records if r.name == "daemon.conditions.library")
+    finally:
+        app.stop()
