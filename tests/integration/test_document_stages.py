@@ -15,11 +15,15 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
 from click.testing import CliRunner
 from sqlalchemy import select
 
 from daemon.cases.documents import current_documents
 from daemon.cli.main import cli
+from daemon.store.db import MIGRATIONS, Store, make_engine
 from daemon.store.models import Attachment, Case, CaseStep, InboundMessage
 from tests.integration.test_operations import write_config
 from tests.integration.test_outcomes import (
@@ -216,3 +220,33 @@ def test_return_correct_reject_reapply(w: World, tmp_path: Path) -> None:
     assert shown(text, "markup.pdf", markup).startswith("added by Kenji Takahashi at ")
     assert "setup.exe (file type .exe is not accepted)" in text  # in the history
     assert "late.pdf" not in text and "extra.pdf" not in text
+
+
+def test_migration_records_existing_documents_as_the_requests(db_url: str) -> None:
+    """Documents stored before stages existed came with the request, from whoever sent it
+    (a proxy who entered the case, else the requester)."""
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0008")
+        for cid, entered in ((1, None), (2, "sato")):
+            conn.execute(sa.text(
+                "INSERT INTO cases (id, number, case_type, title, requester_id, entered_by_id, "
+                "state, fields, created_at, updated_at, thread_id, round, source_inbound_id) "
+                "VALUES (:id, :n, 'travel', 't', 'tanaka', :e, 'approved', '{}', "
+                "'2026-11-02 09:00:00+00:00', '2026-11-02 09:00:00+00:00', 'x', 1, :src)"),
+                {"id": cid, "n": f"R-2026-00000{cid}", "e": entered, "src": 40 + cid})
+            conn.execute(sa.text(
+                "INSERT INTO attachments (case_id, added_at, filename, content_type, size, "
+                "sha256) VALUES (:c, '2026-11-02 09:00:00+00:00', 'a.pdf', 'application/pdf', "
+                "1, :h)"), {"c": cid, "h": f"{cid:064x}"})
+        command.upgrade(cfg, "head")
+    engine.dispose()
+    store = Store(db_url)
+    with store.transaction() as s:
+        rows = [(a.case_id, a.added_by, a.stage, a.round, a.step_id, a.inbound_id)
+                for a in s.scalars(select(Attachment).order_by(Attachment.case_id))]
+    store.dispose()
+    assert rows == [(1, "tanaka", "request", 1, None, 41), (2, "sato", "request", 1, None, 42)]
