@@ -151,7 +151,16 @@ class DropScanner:
                 continue
             if name in self.stuck and now < self.stuck[name]:
                 continue
-            outcome = self._one(folder, name, now)
+            try:
+                outcome = self._one(folder, name, now)
+            except Unusable:
+                raise
+            except Exception:  # even rejecting failed (a bug): set it aside, say so rarely
+                self.stuck[name] = now + self.retry_unusable
+                self.quiet.exception(f"stuck:{name}", "drop folder %s: cannot handle %s; "
+                                     "trying again in %s", self.path, display_name(name),
+                                     self.retry_unusable)
+                continue
             if outcome == "later":
                 return 0  # every input would fail alike; the next rescan tries again
             pending += outcome == "pending"

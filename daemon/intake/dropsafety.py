@@ -261,10 +261,12 @@ def _exists(dir_fd: int, name: str) -> bool:
 
 
 def write_atomic(dir_fd: int, name: str, text: str) -> None:
+    """Write NAME through a temporary name; text that cannot be UTF-8 (a lone surrogate
+    from an undecodable name) is replaced rather than failing the write every rescan."""
     tmp = f".{name}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o640, dir_fd=dir_fd)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())

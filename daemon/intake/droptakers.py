@@ -87,7 +87,8 @@ class RequestTaker:
         with self.queue.store.transaction() as s:
             try:
                 who = self.handler.identify(s, self.folder, entry.owner)
-                self.handler.check(s, who, form_bytes, Path(form_name).suffix, entry.name)
+                self.handler.check(s, who, form_bytes, Path(form_name).suffix,
+                                   display_name(entry.name))
             except RequestRefused as exc:
                 raise _Refused(exc) from None
             person = who.id

@@ -20,7 +20,9 @@ from sqlalchemy.exc import OperationalError
 
 from daemon.app import App
 from daemon.clock import FrozenClock
+from daemon.intake import dropfolder
 from daemon.intake.dropfolder import DropScanner
+from daemon.intake.droplog import error_text
 from daemon.intake.dropsafety import Entry, display_name
 from daemon.store.models import AdminAlert, Attachment, Case, InboundMessage, OutboundMail
 from tests.integration.test_dropfolders import FORM, refused_kinds
@@ -103,6 +105,9 @@ def test_hostile_folder_ends_bounded_and_complete(
         (base / name).write_bytes(data)
     os.close(os.open(os.fsencode(base) + b"/\xff\xfe.toml", os.O_CREAT | os.O_WRONLY, 0o640))
     expected["\uf8f3\uf8f2.toml"] = "not valid UTF-8, Shift_JIS"
+    with open(os.fsencode(base) + "/申請.toml".encode("cp932"), "wb") as fh:
+        fh.write(b"type = ")  # a broken form whose name is Shift_JIS on disk
+    expected["申請.toml"] = "申請.toml: not valid TOML"
     expected.update(refused_kinds(base, outside))
     for bundle, (files, words) in HOSTILE_BUNDLES.items():
         for rel, data in files.items():
@@ -133,6 +138,17 @@ def test_hostile_folder_ends_bounded_and_complete(
         return real_take(entry)
 
     monkeypatch.setattr(scanner.taker, "take", take)
+    # A bug even in rejecting: the input is set aside and tried again minutes later.
+    (base / "stuck.toml").write_text("type = ")
+    expected["stuck.toml"] = "not valid TOML"
+    unwritable = {"stuck.toml"}
+
+    def text_of(entry: str, *args: str) -> str:
+        if entry in unwritable:
+            raise RuntimeError("a bug in writing the reason")
+        return error_text(entry, *args)
+
+    monkeypatch.setattr(dropfolder, "error_text", text_of)
     caplog.set_level(logging.INFO, logger="daemon.intake")
     counts = []
     for i in range(80):
@@ -147,10 +163,13 @@ def test_hostile_folder_ends_bounded_and_complete(
     assert counts[39] == counts[10] and counts[-1] == counts[45] == counts[10] + 1, \
         caplog.text[-3000:]
     assert len(caplog.records) <= 2 * len(expected) + 10
-    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == \
-        [r for r in caplog.records if "could not take bug.toml" in r.getMessage()]
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records
+            if r.levelno >= logging.ERROR] == \
+        ["could not take bug.toml", "cannot handle stuck.toml; trying again in 0:05:00"]
     # The changing file is waited for (not refused, not logged); it is taken once it stops.
     assert (base / "changing.toml").exists()
+    assert (base / "stuck.toml").exists()
+    unwritable.clear()  # the bug fixed: the next slow retry rejects it
     clock.advance(timedelta(hours=2))  # long after: the lock file's bundle was abandoned
     for _ in range(3):
         scanner.scan()
