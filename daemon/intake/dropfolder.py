@@ -55,11 +55,11 @@ RETRY_UNUSABLE = timedelta(minutes=5)
 # A bundle that still holds a temporary, lock or hidden file unchanged for this long (or
 # ten times stable_seconds, if longer) was abandoned by its writer: refused whole.
 ABANDONED = timedelta(hours=1)
-# The store is down or the process is short of resources: not the input's fault, so the
-# input stays and is tried again at the next rescan.
+# The store is down, its disk full, or the process short of resources: not the input's
+# fault, so the input stays and is tried again at the next rescan.
 TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, TimeoutError, MemoryError)
 TRANSIENT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN,
-                              errno.EINTR})
+                              errno.EINTR, errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 class Taker(Protocol):
