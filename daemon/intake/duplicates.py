@@ -10,11 +10,12 @@ The identity of a delivery is therefore
 - Message-ID: as written by the author (folding whitespace removed); empty when absent, in
   which case the content hash alone recognises the mail.
 - content hash: SHA-256 of the whole message with the transport trace fields removed
-  (TRACE_FIELDS: added per hop, so a resend or another route changes them) and line endings
-  normalised. Everything the author wrote stays in: every other header (Subject, Date, From,
-  Sender, Authentication-Results, DKIM-Signature...) and the body with its attachments. So a
-  different mail that reuses a Message-ID (a broken client) is a new mail, and a copy whose
-  Authentication-Results differ is judged on its own rather than swallowed.
+  (TRACE_FIELDS, TRACE_PREFIXES: added per hop, so a resend or another route changes them)
+  and line endings normalised. Everything the author wrote stays in: every other header
+  (Subject, Date, From, Sender, Authentication-Results, DKIM-Signature...) and the body with
+  its attachments. So a different mail that reuses a Message-ID (a broken client) is a new
+  mail, and a copy whose Authentication-Results differ is judged on its own rather than
+  swallowed.
 - reply-token recipients: which reply address(es) the mail was delivered to, because an MTA
   that splits one mail per recipient delivers identical bytes for two different decisions.
 """
@@ -36,6 +37,9 @@ TRACE_FIELDS = frozenset({
     b"x-envelope-from", b"x-envelope-to", b"x-received", b"arc-seal",
     b"arc-message-signature", b"arc-authentication-results",
 })
+# Per-hop annotations of filters and Exchange, which one route adds and another does not.
+TRACE_PREFIXES = (b"x-spam-", b"x-virus-", b"x-ms-exchange-", b"x-microsoft-antispam",
+                  b"x-forefront-antispam-report")
 LINE_END = re.compile(rb"\r+\n")  # CRLF (SMTP) or LF (a mailbox file), idempotently
 
 
@@ -61,7 +65,7 @@ class Dedupe:
 
     def identify(self, envelope_from: str, rcpts: list[str], raw: bytes) -> Identity:
         fields, body = split_message(raw)
-        kept = [f for f in fields if field_name(f) not in TRACE_FIELDS]
+        kept = [f for f in fields if not is_trace(field_name(f))]
         content = hashlib.sha256(b"\n".join(kept) + b"\n\n" + body).hexdigest()
         message_id = " ".join(_text(first_value(kept, b"message-id")).split())
         sender = envelope_from.strip().strip("<>").lower()
@@ -94,6 +98,10 @@ def split_message(raw: bytes) -> tuple[list[bytes], bytes]:
         else:
             fields.append(line)
     return fields, body.rstrip(b"\n")
+
+
+def is_trace(name: bytes) -> bool:
+    return name in TRACE_FIELDS or name.startswith(TRACE_PREFIXES)
 
 
 def field_name(field: bytes) -> bytes:

@@ -35,7 +35,9 @@ def test_window_comes_from_config() -> None:
 def test_a_resend_with_new_trace_fields_and_line_ends_is_the_same_mail() -> None:
     resent = (b"Return-Path: <tanaka@example.com>\r\nDelivered-To: ringi@example.com\r\n"
               b"Received: from mx2.example.com\r\n\tby ringi; Mon, 2 Nov 2026 09:05:00\r\n"
-              b"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=example.com; b=xyz\r\n" + MAIL)
+              b"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=example.com; b=xyz\r\n"
+              b"X-Spam-Status: No, score=-0.1\r\nX-MS-Exchange-Organization-SCL: 1\r\n"
+              + MAIL)
     assert key(resent) == key(MAIL)
     assert key(MAIL.replace(b"\r\n", b"\n") + b"\n") == key(MAIL)
     # The envelope sender's spelling and brackets do not matter either.
@@ -56,6 +58,8 @@ def test_what_the_author_or_the_verdict_changed_makes_another_mail() -> None:
     # Another authentication verdict is judged on its own, never swallowed as a resend.
     assert key(MAIL.replace(b"dmarc=pass", b"dmarc=fail")) != key(MAIL)
     assert key(MAIL, sender="smith@example.com") != key(MAIL)
+    # Headers ringi decides on are never trace: an auto-reply is not the mail it copies.
+    assert key(b"Auto-Submitted: auto-replied\r\n" + MAIL) != key(MAIL)
 
 
 def test_without_message_id_the_content_decides() -> None:
