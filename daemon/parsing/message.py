@@ -21,7 +21,7 @@ from urllib.parse import unquote_to_bytes
 
 from daemon.parsing.charsets import _raw_text, _to_bytes, decode_bytes, decode_header_value
 from daemon.parsing.htmltext import html_to_text
-from daemon.parsing.sender import read_sender
+from daemon.parsing.sender import Sender, header_lines, read_sender
 
 __all__ = [
     "Attachment",
@@ -262,7 +262,11 @@ def parse_mail(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
         parsed = None
     msg = parsed if isinstance(parsed, email.message.EmailMessage) else email.message.EmailMessage()
 
-    sender = read_sender(_headers(msg, "from"), _headers(msg, "sender"))
+    froms, senders = _headers(msg, "from"), _headers(msg, "sender")
+    sender = read_sender(froms, senders)
+    if sender.problem is None and (header_lines(raw, "from") != len(froms)
+                                   or header_lines(raw, "sender") != len(senders)):
+        sender = Sender("", "", "a From or Sender line that is not read the same way everywhere")
     from_addr, from_name = sender.addr, sender.name
     subject = re.sub(r"[^\S\u3000]+", " ", decode_header_value(_header(msg, "subject") or ""))
     subject = subject.strip()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from daemon.parsing.charsets import _raw_text, decode_header_value
 
-__all__ = ["Sender", "read_sender"]
+__all__ = ["Sender", "header_lines", "read_sender"]
 
 _ATEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
                    "!#$%&'*+-/=?^_`{|}~")
@@ -283,3 +283,14 @@ def read_sender(from_values: list[str], sender_values: list[str]) -> Sender:
         if other != addr:
             return Sender("", "", f"Sender {other} differs from From {addr}")
     return Sender(addr, name, None)
+
+
+def header_lines(raw: bytes, name: str) -> int:
+    """How many lines of the top header block start a `name` header, counted on the bytes.
+
+    The obsolete form ``From : x`` (space before the colon) is a From header to an MTA or a
+    mail client, but Python's parser drops it as a misplaced mbox line; comparing this count
+    with the parsed headers catches that disagreement.
+    """
+    head = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]
+    return len(re.findall(rb"(?im)^" + re.escape(name.encode()) + rb"[ \t]*:", head))

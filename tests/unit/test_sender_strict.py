@@ -140,6 +140,12 @@ def raw_mail(*headers: bytes) -> bytes:
         (raw_mail(b"From: sato@corp.example <eve@evil.example>"), "", "shows an address"),
         (raw_mail(b"From: \x80@\x81"), "", "From names nobody"),
         (raw_mail(b"To: ringi@corp.example"), "", "no From header"),
+        # "From :" is a From header to an MTA or a mail client, but not to Python's parser.
+        (raw_mail(b"From : eve@evil.example", b"From: sato@corp.example"), "", "not read the same"),
+        (raw_mail(b"From: sato@corp.example", b"SENDER\t: eve@evil.example"), "",
+         "not read the same"),
+        (b"From sato@corp.example Mon Nov  2 09:00:00 2026\nFrom: Sato <sato@corp.example>\n\nx\n"
+         b"From: a body line\n", "sato@corp.example", None),
     ],
 )
 def test_parse_mail_carries_the_problem(raw: bytes, addr: str, problem: str | None) -> None:
