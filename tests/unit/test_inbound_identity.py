@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from daemon.config import MailConfig
 from daemon.intake.duplicates import Dedupe
@@ -30,6 +32,9 @@ def test_window_comes_from_config() -> None:
     cfg = MailConfig(request_address="ringi@example.com", duplicate_window_days=2)
     assert Dedupe.from_config(cfg).window == timedelta(days=2)
     assert DEDUPE.window == timedelta(days=7)
+    for bad in (0, -1, 3651, "a week"):
+        with pytest.raises(ValidationError):
+            MailConfig.model_validate({"duplicate_window_days": bad})
 
 
 def test_a_resend_with_new_trace_fields_and_line_ends_is_the_same_mail() -> None:
