@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -122,6 +123,11 @@ def test_hostile_folder_ends_bounded_and_complete(
     expected["locked"] = "'.~lock.form.toml#', which looks like a file being written"
     (base / "empty").mkdir()  # made first, to be filled later: waited for, then refused
     expected["empty"] = "the folder is empty, and nothing in it changed for 60 minutes"
+    junk = random.Random(11)  # many more of the kind a broken tool leaves behind
+    for i in range(150):
+        suffix = (".toml", ".json", ".yaml")[i % 3]
+        (base / f"junk{i:03}{suffix}").write_bytes(junk.randbytes(junk.randint(0, 300)))
+        expected[f"junk{i:03}{suffix}"] = f"junk{i:03}{suffix}"
     (base / "good.toml").write_text(FORM.format(n=1))
     (base / "vanish.toml").write_text(FORM.format(n=0))
     (base / "bug.toml").write_text(FORM.format(n=0))
