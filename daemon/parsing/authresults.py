@@ -34,6 +34,7 @@ import authres.core
 __all__ = ["AuthVerdict", "verify", "verify_message"]
 
 _MAX_HEADER = 8192  # the parser copies its input per token; longer headers are not real
+_MAX_BLOCK = 16  # trusted headers in a row; real borders write one to four
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,9 @@ def verify(headers: Iterable[str], from_addr: str, trusted_ids: Iterable[str]) -
         if parsed is None:
             return AuthVerdict(False, f"unreadable Authentication-Results from {authserv_id}")
         block.append((authserv_id, parsed))
+        if len(block) > _MAX_BLOCK:  # bounded work for a mail stuffed with such headers
+            return AuthVerdict(False, f"more than {_MAX_BLOCK} Authentication-Results "
+                                      "from trusted servers")
     if not block:
         if first_id is None:
             return AuthVerdict(False, "no Authentication-Results from a trusted server")
