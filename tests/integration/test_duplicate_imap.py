@@ -68,7 +68,8 @@ def intake(app: App) -> list[tuple[str, int | None]]:
 def settled(app: App) -> bool:
     with app.store.transaction() as s:
         return not s.scalar(select(func.count()).select_from(WorkItem)
-                            .where(WorkItem.state.in_(("queued", "running"))))
+                            .where(WorkItem.queue.in_(("inbound", "outbound")),
+                                   WorkItem.state.in_(("queued", "running"))))
 
 
 def all_flagged(server: DovecotServer, *mailboxes: str) -> bool:

@@ -176,7 +176,8 @@ def resend(app: App, sender: str, raw: bytes) -> tuple[int, bytes]:
 def settled(app: App) -> bool:
     with app.store.transaction() as s:
         return not s.scalar(select(func.count()).select_from(WorkItem)
-                            .where(WorkItem.state.in_(("queued", "running"))))
+                            .where(WorkItem.queue.in_(("inbound", "outbound")),
+                                   WorkItem.state.in_(("queued", "running"))))
 
 
 def count_cases(app: App) -> int:

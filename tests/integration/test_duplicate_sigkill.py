@@ -30,6 +30,7 @@ from tests.support import REQUEST, CapturingRelay, free_port, make_config, wait_
 
 TANAKA, SATO, SUZUKI = "tanaka@example.com", "sato@example.com", "suzuki@example.com"
 REQUESTS = 9
+MAIL_QUEUES = ("inbound", "outbound")  # the mail work this test waits for
 TRAVEL = ("Type: travel\nDestination: Nagoya\nPurpose: Audit {n}\nDeparture date: 2026-11-10\n"
           "Return date: 2026-11-10\nAmount: 9800\n")
 
@@ -164,7 +165,8 @@ def test_sigkill_during_a_burst_of_requests_and_replies(tmp_path: Path, db_url: 
         def finished() -> bool:
             return (not mta.pending and len(mta.answered_tokens) >= REQUESTS
                     and count(store, CaseEvent, CaseEvent.kind == "decision") >= REQUESTS
-                    and count(store, WorkItem, WorkItem.state.in_(("queued", "running"))) == 0)
+                    and count(store, WorkItem, WorkItem.queue.in_(MAIL_QUEUES),
+                             WorkItem.state.in_(("queued", "running"))) == 0)
 
         wait_until(finished, 60, "every request answered and every reply processed")
         stop.set()
