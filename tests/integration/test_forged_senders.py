@@ -96,13 +96,15 @@ AR_ROWS = [
            [f"{MX}; dkim=fail header.d=example.com; spf=pass smtp.mailfrom=x@example.com"],
            [f"{MX}; dkim=fail header.d=esp.example; spf=pass smtp.mailfrom=x@example.com"]),
     ar_row("pass inside a quoted value",
-           [f'{MX}; auth=none smtp.auth="x; dmarc=pass header.from=example.com"'],
+           [f'{MX}; auth=none smtp.auth="x; dmarc=pass header.from=example.com "'],
            [f'{MX}; auth=none smtp.auth="x"; dmarc=pass header.from=example.com']),
     ar_row("pass inside a comment",
            [f"{MX}; spf=none (dmarc=pass header.from=example.com) smtp.mailfrom=evil.example"],
            [f"{MX}; spf=pass (dmarc=none; not needed) smtp.mailfrom=x@example.com"]),
     ar_row("dkim for a look-alike domain", [f"{MX}; dkim=pass header.d=example.com.evil.example"],
            [f"{MX}; dkim=pass header.d=mail.example.com"]),
+    ar_row("dkim for a bare top-level domain", [f"{MX}; dkim=pass header.d=com"],
+           [f"{MX}; dkim=pass header.d=example.com"]),
 ]
 
 # A request and a command with a forged From: no case, no answer; clean, both happen.
