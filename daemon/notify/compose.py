@@ -47,13 +47,18 @@ def clean_line(text: str, limit: int = TITLE_MAX) -> str:
     override characters, whitespace collapsed, at most `limit` characters."""
     text = _SURROGATE.sub("\ufffd", text)
     text = _INVISIBLE.sub("", _BREAKS.sub(" ", text))
-    text = _SPACES.sub(" ", text).strip()
+    return _cap(_SPACES.sub(" ", text).strip(), limit)
+
+
+def _cap(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
 
 
 def header_text(text: str, limit: int = HEADER_MAX) -> str:
-    """Text for a header (Subject, a display name): a clean line no parser decodes."""
-    return _EW_START.sub("=\u2060", clean_line(text, limit))
+    """Text for a header (Subject, a display name): a clean line no parser decodes.
+
+    Cleaned first, so removing a character cannot bring a `=` and a `?` together after."""
+    return _cap(_EW_START.sub("=\u2060", clean_line(text, len(text) + 1)), limit)
 
 
 def body_text(text: str) -> str:

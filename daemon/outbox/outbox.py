@@ -21,11 +21,11 @@ log = logging.getLogger(__name__)
 def wire_bytes(msg: EmailMessage) -> bytes:
     """The message as sent: 7-bit headers, or UTF-8 ones where an address needs SMTPUTF8
     (the transport then requires the relay to offer it)."""
-    try:
-        return msg.as_bytes(policy=SMTP)
-    except (UnicodeError, ValueError) as exc:  # a non-ASCII local part cannot be encoded
-        log.debug("message %s serialised for SMTPUTF8: %s", msg["Message-ID"], exc)
-        return msg.as_bytes(policy=SMTPUTF8)
+    for name in ("From", "To", "Reply-To"):
+        for addr in getattr(msg[name], "addresses", ()):
+            if not addr.username.isascii():  # the SMTP policy would encode it (invalid)
+                return msg.as_bytes(policy=SMTPUTF8)
+    return msg.as_bytes(policy=SMTP)
 
 
 def _to_address(msg: EmailMessage) -> str:

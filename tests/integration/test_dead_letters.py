@@ -17,12 +17,15 @@ import tomli_w
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from daemon.app import App
 from daemon.cli.main import cli
 from daemon.clock import FrozenClock
-from daemon.config import config_as_dict
+from daemon.config import QueueConfig, config_as_dict
+from daemon.store.db import Store
 from daemon.store.models import (
+    AdminAlert,
     Case,
     CaseEvent,
     InboundMessage,
@@ -31,7 +34,7 @@ from daemon.store.models import (
     PersonEmail,
     WorkItem,
 )
-from daemon.workqueue.queue import State
+from daemon.workqueue.queue import DeadLetter, State, WorkQueue
 from tests.support import REQUEST, CapturingRelay, free_port, make_config, wait_until
 
 TRAVEL = ("Type: travel\nDestination: Sendai\nPurpose: Trade fair\nDeparture date: 2026-11-12\n"
@@ -242,3 +245,34 @@ def test_dead_inbound_item_one_mail_with_a_working_retry_command(
         assert len(relay.to(ADMIN)) == 1
     finally:
         app.stop()
+
+
+def test_a_failing_dead_letter_hook_never_keeps_an_item_alive(db_url: str) -> None:
+    store = Store(db_url)
+    store.migrate()
+    try:
+        q = WorkQueue(store, FrozenClock(), QueueConfig(max_attempts=1), "t")
+        with store.transaction() as s:
+            q.enqueue(s, "inbound", 1)
+            q.enqueue(s, "inbound", 2)
+        told: list[DeadLetter] = []
+
+        def tell(s: Session, letter: DeadLetter) -> None:
+            told.append(letter)
+            s.add(AdminAlert(key=f"k{letter.ref_id}", first_at=q.clock.now(),
+                             last_sent_at=q.clock.now(), suppressed=0))
+            if letter.ref_id == 2:
+                raise RuntimeError("the alert could not be queued")
+
+        for error in ("boom", "bang"):
+            item = q.claim("inbound")
+            assert item is not None
+            assert q.fail(item, error, on_dead=tell) == State.DEAD  # attempts used up
+        assert [(t.ref_id, t.error, t.permanent, t.attempts) for t in told] == \
+            [(1, "boom", False, 1), (2, "bang", False, 1)]
+        with store.transaction() as s:
+            assert [w.state for w in s.scalars(select(WorkItem))] == [State.DEAD] * 2
+            # The hook's writes share the item's transaction; a failed hook's are undone.
+            assert [a.key for a in s.scalars(select(AdminAlert))] == ["k1"]
+    finally:
+        store.dispose()
