@@ -2,9 +2,10 @@
 
 The work queue calls `DeadLetters` (as its dead-letter hook) in the transaction that marks
 an item dead, so the alert exists iff the item is dead. Each item has its own alert key, so
-a dead item is one mail however often it is retried and dies again the same day. A mail
-that itself dead-letters is recorded on its case; when it was an administrator alert, it is
-only logged: an alert about an undeliverable alert would loop.
+a dead item is one mail however often it is retried and dies again the same day (answers to
+senders outside the directory share one key: a day's undeliverable answers are one mail).
+A mail that itself dead-letters is recorded on its case; when it was an administrator
+alert, it is only logged: an alert about an undeliverable alert would loop.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from daemon.directory.lookup import Member
 from daemon.notify.alerts import AdminAlerts
+from daemon.notify.notifier import ANSWER_TEMPLATES
 from daemon.store.condition_models import Execution
 from daemon.store.models import Case, InboundMessage, OutboundMail
 from daemon.store.publication_models import Delivery
@@ -45,20 +47,26 @@ class DeadLetters:
 
     def __call__(self, s: Session, letter: DeadLetter) -> None:
         what, case = self.describe(s, letter)
-        if letter.queue == Queues.OUTBOUND:
-            mail = s.get(OutboundMail, letter.ref_id)
-            if mail is not None:
-                mail.failed_at = self.alerts.clock.now()
-                mail.error = letter.error[:ERROR_MAX]
-                if case is not None:
-                    self.record(s, case, "mail failed", None,
-                                detail=f"{what} was not delivered: {_last_line(letter.error)}")
-                if mail.template == ALERT_TEMPLATE:
-                    log.error("administrator alert %s (%s) could not be delivered and is "
-                              "dead-lettered: %s; not alerted again (it would loop). Retry "
-                              "with: %s", letter.ref_id, mail.subject, letter.error,
-                              retry_command(letter.id))
-                    return
+        mail = s.get(OutboundMail, letter.ref_id) if letter.queue == Queues.OUTBOUND else None
+        if letter.queue == Queues.OUTBOUND and mail is not None:
+            mail.failed_at = self.alerts.clock.now()
+            mail.error = letter.error[:ERROR_MAX]
+            if case is not None:
+                self.record(s, case, "mail failed", None,
+                            detail=f"{what} was not delivered: {_last_line(letter.error)}")
+            if mail.template == ALERT_TEMPLATE:
+                log.error("administrator alert %s (%s) could not be delivered and is "
+                          "dead-lettered: %s; not alerted again (it would loop). Retry "
+                          "with: %s", letter.ref_id, mail.subject, letter.error,
+                          retry_command(letter.id))
+                return
+        key = f"dead:{letter.queue}:{letter.id}"
+        if letter.queue == Queues.OUTBOUND and case is None and mail is not None \
+                and mail.template in ANSWER_TEMPLATES:
+            # Answers go to whatever address a mail came from: a stream of them bouncing must
+            # not become a stream of alerts. The first of the day is mailed, the rest counted.
+            key = "dead:outbound:answers"
+            what += " (further undeliverable answers today are counted, not mailed)"
         how = ("failed permanently" if letter.permanent
                else f"failed {letter.attempts} time(s), the last allowed attempt")
         body = (f"Queue: {letter.queue}\nItem: {letter.id}\nWhat: {what}\n"
@@ -66,8 +74,7 @@ class DeadLetters:
                 f"Last error:\n  {_excerpt(letter.error)}\n\n"
                 f"Once the cause is fixed, queue it again with:\n\n"
                 f"  {retry_command(letter.id)}\n")
-        self.alerts.tell(s, f"dead:{letter.queue}:{letter.id}",
-                         f"Dead letter: {what}", body, case=case)
+        self.alerts.tell(s, key, f"Dead letter: {what}", body, case=case)
 
     def describe(self, s: Session, letter: DeadLetter) -> tuple[str, Case | None]:
         """What the item was, in words an administrator recognises, and its case."""

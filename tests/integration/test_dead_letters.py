@@ -180,7 +180,9 @@ def test_non_ascii_local_part_goes_out_where_the_relay_offers_smtputf8(
     _set_email(daemon, "sato", "satō@example.com")
     send_raw(daemon.cfg.smtp.port, "tanaka@example.com", b"Sendai trade fair")
     [mail] = relay.wait_for("satō@example.com")
-    assert [a.addr_spec for a in mail.message["To"].addresses] == ["satō@example.com"]
+    # Raw UTF-8 on the wire (RFC 6532), which the relay's 8-bit parse keeps as escapes.
+    [to] = mail.message["To"].addresses
+    assert to.addr_spec.encode("utf-8", "surrogateescape") == "satō@example.com".encode()
     assert _items(daemon, State.DEAD) == []
 
 
@@ -276,3 +278,23 @@ def test_a_failing_dead_letter_hook_never_keeps_an_item_alive(db_url: str) -> No
             assert [a.key for a in s.scalars(select(AdminAlert))] == ["k1"]
     finally:
         store.dispose()
+
+
+def test_undeliverable_answers_to_strangers_are_one_alert_a_day(
+        tmp_path: Path, db_url: str, relay: CapturingRelay) -> None:
+    clock = FrozenClock()
+    app = App(make_config(tmp_path, db_url, relay.port, free_port()), clock=clock)
+    app.prepare()
+    try:
+        strangers = [f"nobody{i}@elsewhere.example" for i in range(3)]
+        for address in strangers:
+            relay.refuse[address] = ["550 5.1.1 no such user"]
+            with app.store.transaction() as s:
+                app.notifier.to_address(s, "unknown_sender", address, "en",
+                                        {"subject": "hi", "types": [], "address": address})
+        assert app.outbox_runner.drain() == 4  # three answers die, one alert goes out
+        [alert] = relay.to(ADMIN)
+        assert "unknown sender mail to nobody0@elsewhere.example" in alert.subject
+        assert len(_items(app, State.DEAD)) == 3
+    finally:
+        app.stop()
