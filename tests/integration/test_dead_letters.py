@@ -23,6 +23,7 @@ from daemon.app import App
 from daemon.cli.main import cli
 from daemon.clock import FrozenClock
 from daemon.config import QueueConfig, config_as_dict
+from daemon.directory.lookup import member
 from daemon.store.db import Store
 from daemon.store.models import (
     AdminAlert,
@@ -296,5 +297,22 @@ def test_undeliverable_answers_to_strangers_are_one_alert_a_day(
         [alert] = relay.to(ADMIN)
         assert "unknown sender mail to nobody0@elsewhere.example" in alert.subject
         assert len(_items(app, State.DEAD)) == 3
+    finally:
+        app.stop()
+
+
+def test_drop_form_titles_are_cleaned_like_subjects(tmp_path: Path, db_url: str) -> None:
+    app = App(make_config(tmp_path, db_url, None, free_port()))
+    app.prepare()
+    try:
+        form = ('{"type": "travel", "title": "\\u202eTrip to\\u2028 Kobe\\n\\n'
+                + "x" * 300 + '", "destination": "Kobe", "purpose": "Fair", '
+                '"departure date": "2026-11-12", "return date": "2026-11-13", '
+                '"amount": "12000"}')
+        with app.store.transaction() as s:
+            tanaka = member(s, "tanaka")
+            assert tanaka is not None
+            checked = app.drops.check(s, tanaka, form.encode(), ".json", "form.json")
+        assert checked.title == ("Trip to Kobe " + "x" * 300)[:199] + "\u2026"
     finally:
         app.stop()
