@@ -138,7 +138,7 @@ class App:
         )
         poll = cfg.queue.poll_seconds
         # Every dead letter is told to the administrator in the transaction that kills it.
-        dead = DeadLetters(self.alerts, self.workflow.record)
+        self.dead_letters = dead = DeadLetters(self.alerts, self.workflow.record)
         self.inbound_runner = Runner(self.queue, self.inbound, poll, dead)
         self.outbox_runner = Runner(self.queue, self.outbox, poll, dead)
         self.execution_runner = Runner(self.queue, self.execution_sender, poll, dead)
@@ -192,7 +192,7 @@ class App:
         self.sync_directory()
         report_broken(self.store, self.alerts, self.broken_rules)  # after the admin is known
         check_at_start(self.store, self.partners, self.alerts)  # what each partner needs
-        reclaimed = self.queue.reclaim(at_start=True)
+        reclaimed = self.queue.reclaim(at_start=True, on_dead=self.dead_letters)
         if reclaimed:
             log.warning("requeued %d item(s) interrupted by a previous stop", reclaimed)
 

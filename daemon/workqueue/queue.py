@@ -204,23 +204,36 @@ class WorkQueue:
             row.lease_until = None
             row.updated_at = now
             if dead and on_dead is not None:
-                letter = DeadLetter(item.id, item.queue, item.ref_id, row.attempts,
-                                    error[:4000], permanent)
-                try:
-                    with s.begin_nested():
-                        on_dead(s, letter)
-                except Exception:
-                    log.exception("%s item %s is dead; telling the administrator failed",
-                                  item.queue, item.id)
+                self._tell_dead(s, DeadLetter(item.id, item.queue, item.ref_id, row.attempts,
+                                              error[:4000], permanent), on_dead)
             return row.state
 
-    def reclaim(self, at_start: bool = False) -> int:
-        """Requeue items whose runner died: lease expired, or ours from before a restart."""
+    def reclaim(self, at_start: bool = False, on_dead: DeadLetterHook | None = None) -> int:
+        """Requeue items whose runner died: lease expired, or ours from before a restart.
+
+        An item whose every attempt was interrupted (one that stops the process each time it
+        runs) goes to the dead-letter state instead, with `on_dead` told, so a daemon that
+        restarts on failure does not run it forever.
+        """
         now = self.clock.now()
         stale = WorkItem.lease_until < now
         if at_start:
             stale = stale | (WorkItem.claimed_by == self.owner)
         with self.store.transaction() as s:
+            spent = s.scalars(select(WorkItem).where(
+                WorkItem.state == State.RUNNING, stale,
+                WorkItem.attempts >= WorkItem.max_attempts).with_for_update()).all()
+            for row in spent:
+                error = (f"interrupted on each of its {row.attempts} attempt(s): the process "
+                         "stopped while running it")
+                row.state, row.lease_until, row.updated_at = State.DEAD, None, now
+                row.last_error = error
+                log.error("%s item %s moved to the dead-letter state: %s", row.queue, row.id,
+                          error)
+                if on_dead is not None:
+                    self._tell_dead(s, DeadLetter(row.id, row.queue, row.ref_id, row.attempts,
+                                                  error, False), on_dead)
+            s.flush()
             result = s.execute(
                 update(WorkItem)
                 .where(WorkItem.state == State.RUNNING, stale)
@@ -229,6 +242,16 @@ class WorkQueue:
                 .execution_options(synchronize_session=False)
             )
             return rowcount(result)
+
+    @staticmethod
+    def _tell_dead(s: Session, letter: DeadLetter, on_dead: DeadLetterHook) -> None:
+        """Run the hook in a savepoint: if it fails, the item is dead all the same."""
+        try:
+            with s.begin_nested():
+                on_dead(s, letter)
+        except Exception:
+            log.exception("%s item %s is dead; telling the administrator failed",
+                          letter.queue, letter.id)
 
     def retry(self, item_id: int) -> bool:
         """Put a dead-letter item back in the queue (operator action)."""

@@ -316,3 +316,26 @@ def test_drop_form_titles_are_cleaned_like_subjects(tmp_path: Path, db_url: str)
         assert checked.title == ("Trip to Kobe " + "x" * 300)[:199] + "\u2026"
     finally:
         app.stop()
+
+
+def test_an_item_interrupted_on_every_attempt_goes_dead_at_restart(db_url: str) -> None:
+    """An item that stops the process each time it runs must not run forever."""
+    store = Store(db_url)
+    store.migrate()
+    try:
+        q = WorkQueue(store, FrozenClock(), QueueConfig(max_attempts=2), "instance-a")
+        with store.transaction() as s:
+            q.enqueue(s, "inbound", 7)
+        told: list[DeadLetter] = []
+        for restart in range(2):
+            assert q.claim("inbound") is not None  # ... and the process dies while running it
+            requeued = q.reclaim(at_start=True, on_dead=lambda _s, d: told.append(d))
+            assert requeued == (1 if restart == 0 else 0)
+        with store.transaction() as s:
+            [row] = s.scalars(select(WorkItem))
+        assert row.state == State.DEAD and "interrupted on each of its 2" in (row.last_error
+                                                                              or "")
+        assert [(d.ref_id, d.attempts) for d in told] == [(7, 2)]
+        assert q.claim("inbound") is None
+    finally:
+        store.dispose()
