@@ -48,44 +48,29 @@ class _Bad(Exception):
     """The header does not follow the grammar; the message says where."""
 
 
-def _comment(value: str, i: int) -> tuple[str, int]:
-    depth, out = 0, []
+def _delimited(value: str, i: int, close: str) -> tuple[str, int]:
+    """The text of the comment (`close` ")") or quoted string (`close` '"') opening at
+    value[i], and the index after it: a backslash quotes the next character, and only
+    comments nest (their inner parentheses are kept)."""
+    nests = close == ")"
+    depth, out, i = 1, [], i + 1
     while i < len(value):
         ch = value[i]
         if ch == "\\" and i + 1 < len(value):
             out.append(value[i + 1])
             i += 2
             continue
-        if ch == "(":
+        if nests and ch == "(":
             depth += 1
             if depth > _MAX_DEPTH:
                 raise _Bad("comments nested too deeply")
-            if depth > 1:
-                out.append(ch)
-        elif ch == ")":
+        elif ch == close:
             depth -= 1
             if depth == 0:
                 return "".join(out), i + 1
-            out.append(ch)
-        else:
-            out.append(ch)
-        i += 1
-    raise _Bad("unterminated comment")
-
-
-def _quoted(value: str, i: int) -> tuple[str, int]:
-    out, i = [], i + 1
-    while i < len(value):
-        ch = value[i]
-        if ch == "\\" and i + 1 < len(value):
-            out.append(value[i + 1])
-            i += 2
-            continue
-        if ch == '"':
-            return "".join(out), i + 1
         out.append(ch)
         i += 1
-    raise _Bad("unterminated quoted string")
+    raise _Bad("unterminated comment" if nests else "unterminated quoted string")
 
 
 def _is_atom_char(ch: str) -> bool:
@@ -102,10 +87,10 @@ def _tokens(value: str) -> list[_Tok]:
             i, gap = i + 1, True
             continue
         if ch == "(":
-            text, i = _comment(value, i)
+            text, i = _delimited(value, i, ")")
             toks.append(_Tok("comment", text, gap))
         elif ch == '"':
-            text, i = _quoted(value, i)
+            text, i = _delimited(value, i, '"')
             toks.append(_Tok("quoted", text, gap))
         elif ch in _SPECIALS:
             toks.append(_Tok("special", ch, gap))
