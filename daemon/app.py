@@ -6,6 +6,8 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from daemon.audit.trail import AuditTrail
 from daemon.cases.blobs import BlobStore
 from daemon.cases.casetypes import load_case_types
@@ -13,6 +15,7 @@ from daemon.cases.decisions import Decisions
 from daemon.cases.droprequests import DropRequestHandler
 from daemon.cases.replies import ReplyHandler
 from daemon.cases.requests import RequestHandler
+from daemon.cases.reroute import reroute_all
 from daemon.cases.timers import Timers
 from daemon.cases.workflow import Workflow
 from daemon.clock import Clock, SystemClock
@@ -170,7 +173,8 @@ class App:
             for f in d.folders
         ]
         if d.admin_folder is not None:
-            takers.append((d.admin_folder, DirectoryTaker(self.store, self.clock, d.max_bytes)))
+            takers.append((d.admin_folder, DirectoryTaker(self.store, self.clock, d.max_bytes,
+                                                          self.reroute_after_import)))
         return [DropScanner(path, taker, self.clock, d.stable_seconds, d.rescan_seconds,
                             d.max_bytes, self.store, self.alerts) for path, taker in takers]
 
@@ -208,12 +212,21 @@ class App:
             log.info("%s", line)
         return lines
 
+    def reroute_after_import(self, s: Session, diff: DirectoryDiff) -> None:
+        """Every waiting case follows the new directory, in the import's transaction."""
+        checks = reroute_all(self.workflow, s, "the organisation directory changed")
+        moved = sum(c.outcome in ("moves", "fails", "resumes") for c in checks)
+        if moved:
+            log.info("directory import: %d waiting ask(s) re-resolved, %d changed", len(checks),
+                     moved)
+
     def sync_directory(self) -> DirectoryDiff | None:
         path = self.cfg.directory.file
         if path is None:
             return None
         diff = import_directory_file(self.store, path, self.clock.now(),
-                                     unless_digest=last_import_digest(self.store, str(path)))
+                                     unless_digest=last_import_digest(self.store, str(path)),
+                                     after=self.reroute_after_import)
         if diff is None:
             return None
         log.info("directory %s imported: %s", path, "; ".join(diff.lines()))

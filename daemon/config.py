@@ -205,6 +205,10 @@ class WorkflowConfig(_Section):
     timezone: str = "UTC"
     # How often waiting cases are checked for reminders, escalation and people who left.
     timer_seconds: float = Field(default=60.0, gt=0)
+    # A step whose post is vacant (nobody holds the role, nobody ranks above, no relation):
+    # "hold" the case until a directory import fills the post (the administrator is told),
+    # or ask the "admin" in the post's place. A workflow file may choose for itself.
+    on_vacant: Literal["hold", "admin"] = "hold"
 
     @model_validator(mode="after")
     def _order(self) -> WorkflowConfig:

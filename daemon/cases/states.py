@@ -7,6 +7,7 @@ class CaseState(StrEnum):
     RECEIVED = "received"
     IN_REVIEW = "in_review"
     ON_HOLD = "on_hold"
+    HELD = "held"  # nobody can approve the waiting step (post vacant, approver gone)
     AWAITING_REVISION = "awaiting_revision"  # a setter was asked to revise a condition
     RETURNED = "returned"
     APPROVED = "approved"
@@ -17,7 +18,7 @@ class CaseState(StrEnum):
 
 
 OPEN_STATES = {CaseState.RECEIVED, CaseState.IN_REVIEW, CaseState.ON_HOLD,
-               CaseState.AWAITING_REVISION}
+               CaseState.AWAITING_REVISION, CaseState.HELD}
 
 
 class StepState(StrEnum):

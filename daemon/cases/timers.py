@@ -17,10 +17,10 @@ from daemon.audit.casechain import anchor_all
 from daemon.audit.trail import AuditTrail
 from daemon.cases.calendar import add_business_days
 from daemon.cases.recovery import claim_waiting, resume_after_wait
+from daemon.cases.reroute import apply, check_case
 from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
 from daemon.directory.lookup import Member, member, proxies_of
-from daemon.routing.engine import Pos
 from daemon.routing.resolvers import RouteContext, rank_above
 from daemon.routing.templates import Step
 from daemon.store.db import Store, rowcount
@@ -168,18 +168,20 @@ class Timers:
 
     def _substitute(self, s: Session, case: Case, step: CaseStep,
                     approver: Member | None) -> int:
+        """The approver's post changed: the step is re-resolved like after an import, so it
+        moves to whoever holds the post now, or the case is held; never approved by absence."""
         name = approver.person.name if approver else step.approver_id
-        for other in [o for o in self.wf.pending_steps(s, case) if o.slot == step.slot]:
-            self.wf.close_step(s, other, StepState.SUPERSEDED)
-        self.wf.record(s, case, "left", approver,
-                       detail=f"{name} no longer holds the post they were asked in; their "
-                       "request is withdrawn and a substitute is resolved")
-        last = self.wf.previous_actor(s, case, step.slot)
-        if last is None:
+        checks = [c for c in check_case(self.wf, s, case) if c.slot == step.slot]
+        if not checks or checks[0].outcome == "unchanged":
+            if approver is not None:  # still the right person: the post moved with them
+                step.asked_post = {"unit": approver.unit.id if approver.unit else None,
+                                   "position": approver.position.id if approver.position
+                                   else None}
             return 0
-        asked = self.wf.route(s, case, Pos.of(step.pos), True, last)
-        for new in asked:
-            self.wf.record(s, case, "substitute", new, detail=f"asked in place of {name}")
+        self.wf.record(s, case, "left", approver,
+                       detail=f"{name} no longer holds the post they were asked in")
+        apply(self.wf, s, checks, f"{name} no longer holds the post they were asked in",
+              tell_admin=True)
         return 1
 
     def _escalate(self, s: Session, case: Case, step: CaseStep, approver: Member) -> int:

@@ -21,6 +21,7 @@ from daemon.cases.casetypes import CaseType, CaseTypeRegistry
 from daemon.cases.documents import Documents, Stage, describe
 from daemon.cases.documents import StoredDocument as StoredDocument  # (drop folders use it)
 from daemon.cases.examination import Examiner
+from daemon.cases.holds import hold_for_approver
 from daemon.cases.numbering import next_number
 from daemon.cases.states import CaseState, StepState
 from daemon.clock import Clock
@@ -171,12 +172,16 @@ class Workflow:
         return case
 
     def route(self, s: Session, case: Case, start: Pos, inside: bool,
-              last_actor: Member, announce: bool = True, resume: int = 0) -> list[Member]:
+              last_actor: Member, announce: bool = True, resume: int = 0,
+              needed: bool = False, replacing: str = "") -> list[Member]:
         """Ask whoever comes next; with nobody left the case is approved. Returns who.
 
         With `announce`, the requester is told when the case ends approved (callers that
         first send their own acknowledgement pass False and announce afterwards). `resume`
         continues a failed examination's recovery paths after a wait (daemon.cases.recovery).
+        `needed`: `start` is an ask that was waiting for someone (re-resolved after the
+        directory changed): nobody there holds the case, it never moves on (engine.walk).
+        `replacing` names whom the people asked there replace (their mail says so).
         """
         requester = member(s, case.requester_id) or last_actor
         template = self.template_of(s, case)
@@ -184,7 +189,11 @@ class Workflow:
         notes: dict[str, tuple[str, str]] = {}
         while True:
             nxt: Next = walk(s, template, start, inside, self.facts(s, case), case.case_type,
-                             requester, last_actor, case.created_at.date())
+                             requester, last_actor,
+                             # a re-resolved ask needs a relation valid now, not at filing
+                             self.clock.now().date() if needed else case.created_at.date(),
+                             needed)
+            needed = False  # only the first ask was waiting
             for note in nxt.notes:
                 self.record(s, case, "routed", None, detail=note)
             if nxt.pos is None or nxt.resolution is None or nxt.resolution.failed:
@@ -231,6 +240,10 @@ class Workflow:
         step_name = phase.steps[nxt.pos.step].name
         if res.failed:
             admin = member(s, self.cfg.workflow.admin)
+            if (template.on_vacant or self.cfg.workflow.on_vacant) == "hold":
+                hold_for_approver(self, s, case, nxt.pos, res.gap or "approver gone",
+                                  res.explanation, last_actor)
+                return []
             if admin is None:
                 case.state = CaseState.SUSPENDED
                 self.record(s, case, "suspended", None,
@@ -240,15 +253,15 @@ class Workflow:
             note_detail = res.explanation
         else:
             approvers, kind, mode = people or list(res.approvers), "approver", res.mode
-            note_detail = ""
+            note_detail = replacing
         slot = self.next_slot(s, case)
         for approver in approvers:
             step = self.new_step(s, case, approver, slot=slot, mode=mode, phase=phase.name,
                                  step_name=step_name, pos=nxt.pos.as_dict(), kind=kind,
                                  resolver=res.resolver)
             # Why someone with stored conditions is asked in person after all.
-            note, detail = notes.get(approver.id, ("admin" if kind == "admin" else "",
-                                                   note_detail))
+            note, detail = notes.get(approver.id, (
+                "admin" if kind == "admin" else "reassigned" if replacing else "", note_detail))
             self.ask(s, case, step, approver, note=note, note_detail=detail)
         return approvers
 

@@ -122,7 +122,8 @@ def directory_import(ctx: click.Context, file: Path, dry_run: bool) -> None:
                 diff = apply_directory(s, data)
                 s.rollback()  # a dry run shows the diff and keeps nothing
         else:
-            diff = import_directory_file(app.store, file, app.clock.now()) or DirectoryDiff()
+            diff = import_directory_file(app.store, file, app.clock.now(),
+                                         after=app.reroute_after_import) or DirectoryDiff()
     except DirectoryFileError as exc:
         echo(f"ringi: {file} refused, nothing imported:", err=True)
         for line in exc.errors:

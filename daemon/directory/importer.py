@@ -15,6 +15,7 @@ effect until they are).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -192,18 +193,30 @@ def read_directory_file(path: Path) -> tuple[DirectoryData, str]:
     return parse_directory(raw, fmt, str(path)), hashlib.sha256(raw).hexdigest()
 
 
+AfterImport = Callable[[Session, DirectoryDiff], None]
+
+
 def import_directory_data(
-    store: Store, data: DirectoryData, digest: str, source: str, now: datetime
+    store: Store, data: DirectoryData, digest: str, source: str, now: datetime,
+    after: AfterImport | None = None,
 ) -> DirectoryDiff:
-    """Apply already-validated data in one transaction and record the import."""
+    """Apply already-validated data in one transaction and record the import.
+
+    `after` runs in the same transaction (the waiting cases are re-resolved there), so a
+    crash leaves either the old directory and routing or the new, never a mix.
+    """
     with store.transaction() as s:
         diff = apply_directory(s, data, now)
         s.add(DirectoryImport(at=now, source=source, sha256=digest, diff=diff.as_dict()))
+        if after is not None and not diff.empty:
+            s.flush()
+            after(s, diff)
     return diff
 
 
 def import_directory_file(
-    store: Store, path: Path, now: datetime, unless_digest: str | None = None
+    store: Store, path: Path, now: datetime, unless_digest: str | None = None,
+    after: AfterImport | None = None,
 ) -> DirectoryDiff | None:
     """Validate (raising DirectoryFileError with every problem) then apply in one transaction.
 
@@ -212,7 +225,7 @@ def import_directory_file(
     data, digest = read_directory_file(path)
     if digest == unless_digest:
         return None
-    return import_directory_data(store, data, digest, str(path), now)
+    return import_directory_data(store, data, digest, str(path), now, after)
 
 
 def last_import_digest(store: Store, source: str) -> str | None:

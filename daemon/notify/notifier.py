@@ -29,7 +29,8 @@ REQUIRED_TEMPLATES = (*ANSWER_TEMPLATES, "ack", "approval_request", "decision_co
                       "returned", "reject_notice", "cancelled", "notify",
                       "rejected_conditions", "reserved", "revision_request",
                       "execution_request", "execution_sent", "execution_failed",
-                      "partner_delivery", "publication_notice", "admin_alert")
+                      "partner_delivery", "publication_notice", "admin_alert", "held",
+                      "reassigned")
 
 
 class Notifier:

@@ -8,7 +8,7 @@ approved last, until its resolver has nobody more to ask.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -89,8 +89,13 @@ def next_step(template: Template, pos: Pos) -> Pos:
 
 def walk(s: Session, template: Template, start: Pos, inside: bool, facts: Facts,
          case_type: str, requester: Member, last_actor: Member,
-         on: datetime.date) -> Next:
-    """From `start` (already inside that step, or entering it), find the next ask."""
+         on: datetime.date, needed: bool = False) -> Next:
+    """From `start` (already inside that step, or entering it), find the next ask.
+
+    `needed`: the ask at `start` was waiting for somebody (a re-resolution after the
+    directory changed), so finding nobody there is a failure, never "step complete": a case
+    must not move on, let alone end approved, because its approver disappeared.
+    """
     notes: list[str] = []
     pos = start
     while pos.phase < len(template.phases):
@@ -115,6 +120,10 @@ def walk(s: Session, template: Template, start: Pos, inside: bool, facts: Facts,
             notes.append(f"{label}: {step.action} by ringi")
             return Next(pos, Resolution((), "system", f"{step.action} by ringi"), notes)
         res = resolve(s, step, RouteContext(case_type, requester, last_actor, on, pos.sub))
+        if needed and pos == start and not res.approvers:
+            notes.append(f"{label}: {res.explanation}; this ask needs an approver")
+            return Next(pos, replace(res, failed=True, exhausted=False,
+                                     gap=res.gap or "approver gone"), notes)
         if res.approvers or res.failed:
             notes.append(f"{label}: {res.explanation}")
             return Next(pos, res, notes)

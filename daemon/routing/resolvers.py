@@ -42,6 +42,12 @@ class Resolution:
     exhausted: bool = False
     failed: bool = False
     mode: str = "single"  # several approvers: "any" one decides, or "all" must approve
+    gap: str = ""  # why nobody: one of GAPS, for holds and reorganisation reports
+
+
+# Why a step that needs an approver has none (fixed list: reports and holds name these).
+GAPS = ("requester gone", "requester's unit gone", "role vacant", "role or unit gone",
+        "no approver left above", "relation expired", "approver gone")
 
 
 def _pos(m: Member) -> str:
@@ -51,6 +57,11 @@ def _pos(m: Member) -> str:
 def _unit_name(s: Session, unit_id: str) -> str:
     unit = s.get(OrgUnit, unit_id)
     return unit.name if unit else unit_id
+
+
+def _active_unit(s: Session, unit_id: str) -> bool:
+    unit = s.get(OrgUnit, unit_id)
+    return unit is not None and unit.active
 
 
 def _several(found: list[Member], resolver: str, why: str, mode: str = "any") -> Resolution:
@@ -64,7 +75,8 @@ def rank_above(s: Session, step: Step, ctx: RouteContext) -> Resolution:
     actor = ctx.last_actor
     unit_id = step.unit or (actor.unit.id if actor.unit else None)
     if actor.rank is None or unit_id is None:
-        return Resolution((), "rank-above", f"{actor.person.name} has no post", exhausted=True)
+        return Resolution((), "rank-above", f"{actor.person.name} has no post", exhausted=True,
+                          gap="no approver left above")
     lo = max(actor.rank + 1, step.min_rank if step.min_rank is not None else actor.rank + 1)
     hi = step.max_rank
     above = [m for m in unit_members(s, unit_id)
@@ -78,7 +90,8 @@ def rank_above(s: Session, step: Step, ctx: RouteContext) -> Resolution:
             *([Position.rank <= hi] if hi is not None else [])).order_by(Position.rank)).all()
         gap = f" ({', '.join(vacant)} vacant)" if vacant else ""
         return Resolution((), "rank-above", f"nobody in {unit} ranks above {actor.person.name} "
-                          f"({_pos(actor)}){limit}{gap}", exhausted=True)
+                          f"({_pos(actor)}){limit}{gap}", exhausted=True,
+                          gap="no approver left above")
     best_rank = min(m.rank or 0 for m in above)
     best = [m for m in above if m.rank == best_rank]
     vacant = s.scalars(select(Position.name).where(
@@ -95,7 +108,11 @@ def role(s: Session, step: Step, ctx: RouteContext) -> Resolution:
     """Holder of the role in a unit (given, or the last actor's), climbing to parents."""
     assert step.role is not None
     start = step.unit or (ctx.last_actor.unit.id if ctx.last_actor.unit else None)
-    unit_id, tried = start, []
+    if start is None or not _active_unit(s, start):
+        return Resolution((), "role", f"unit {start or '-'} for {step.role} is not in the "
+                          "directory", failed=True, gap="role or unit gone")
+    unit_id: str | None = start
+    tried: list[str] = []
     while unit_id is not None:
         holders = [m for m in role_holders(s, unit_id, step.role)
                    if m.id != ctx.requester.id]
@@ -110,7 +127,7 @@ def role(s: Session, step: Step, ctx: RouteContext) -> Resolution:
         unit_id = parent.id if parent else None
     return Resolution((), "role", f"nobody holds {step.role} in {' → '.join(tried) or '-'}"
                       + (" (reached the top of the organisation)" if step.climb else ""),
-                      failed=True)
+                      failed=True, gap="role vacant")
 
 
 def relation(s: Session, step: Step, ctx: RouteContext) -> Resolution:
@@ -126,7 +143,7 @@ def relation(s: Session, step: Step, ctx: RouteContext) -> Resolution:
             return _several(found, "relation", f"registered approver for {label} on "
                             f"{ctx.on}: " + ", ".join(m.person.name for m in found))
     return Resolution((), "relation", f"no approval relation for {req.person.name} or their "
-                      f"unit is valid on {ctx.on}", failed=True)
+                      f"unit is valid on {ctx.on}", failed=True, gap="relation expired")
 
 
 def business(s: Session, step: Step, ctx: RouteContext) -> Resolution:
@@ -142,8 +159,12 @@ def business(s: Session, step: Step, ctx: RouteContext) -> Resolution:
     wanted = roles[ctx.sub]
     holders = [m for m in role_holders(s, group["unit"], wanted) if m.id != ctx.requester.id]
     unit = _unit_name(s, group["unit"])
+    if not _active_unit(s, group["unit"]):
+        return Resolution((), "business", f"unit {unit} is not in the directory", failed=True,
+                          gap="role or unit gone")
     if not holders:
-        return Resolution((), "business", f"nobody holds {wanted} in {unit}", failed=True)
+        return Resolution((), "business", f"nobody holds {wanted} in {unit}", failed=True,
+                          gap="role vacant")
     return _several(holders, "business", f"business group for {ctx.case_type}: {wanted} of "
                     f"{unit} ({ctx.sub + 1} of {len(roles)}): "
                     + ", ".join(m.person.name for m in holders))
@@ -160,7 +181,7 @@ def fixed(s: Session, step: Step, ctx: RouteContext) -> Resolution:
             missing.append(pid)
     if missing:
         return Resolution((), "fixed", "not in the directory (or inactive): "
-                          + ", ".join(missing), failed=True)
+                          + ", ".join(missing), failed=True, gap="approver gone")
     word = "any one of" if step.mode == "any" else "all of"
     return _several(members, "fixed", f"{word} " + ", ".join(m.person.name for m in members),
                     mode=step.mode)

@@ -23,7 +23,8 @@ SYSTEM_ACTIONS = ("stamp", "publish")  # ringi acts itself: nobody is asked
 PHASE_KEYS = {"name", "title", "title_ja", "when", "kind", "steps"}
 STEP_KEYS = {"name", "resolver", "when", "action", "unit", "min_rank", "max_rank", "role",
              "climb", "groups", "people", "mode", "title", "title_ja", "partners"}
-TOP_KEYS = {"name", "case_types", "title", "title_ja", "phases"}
+TOP_KEYS = {"name", "case_types", "title", "title_ja", "phases", "on_vacant"}
+VACANT_CHOICES = ("hold", "admin")
 
 
 class TemplateError(Exception):
@@ -69,6 +70,9 @@ class Template:
     source: str
     digest: str  # SHA-256 of the canonical content: a new digest is a new version
     body: dict[str, Any]  # the parsed file, stored with the version
+    # A step whose post is vacant: "hold" the case until the post is filled, or ask the
+    # "admin"; None follows [workflow] on_vacant.
+    on_vacant: str | None = None
 
 
 DEFAULT_BODY: dict[str, Any] = {
@@ -173,6 +177,9 @@ class _Builder:
         for ct in cts:
             if ct not in self.fields_of:
                 self.err("case_types", f"unknown case type {ct!r}")
+        on_vacant = body.get("on_vacant")
+        if on_vacant is not None and on_vacant not in VACANT_CHOICES:
+            self.err("top level", f"on_vacant must be \"hold\" or \"admin\" (got {on_vacant!r})")
         phases_raw = body.get("phases")
         if not isinstance(phases_raw, list) or not phases_raw:
             self.err("phases", "at least one [[phases]] is required")
@@ -206,7 +213,7 @@ class _Builder:
         return Template(name=name, case_types=tuple(cts), title=str(body.get("title", name)),
                         title_ja=str(body.get("title_ja", body.get("title", name))),
                         phases=tuple(phases), source=self.source, digest=digest_of(body),
-                        body=body)
+                        body=body, on_vacant=on_vacant)
 
 
 def build_template(body: dict[str, Any], source: str,

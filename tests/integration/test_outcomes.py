@@ -287,8 +287,11 @@ def test_reminder_then_escalation_on_business_days(tmp_path: Path, db_url: str,
         w.app.stop()
 
 
-def test_substitute_when_the_approver_leaves(tmp_path: Path, db_url: str,
-                                             relay: CapturingRelay) -> None:
+def test_approver_who_leaves_with_nobody_above_holds_the_case(
+        tmp_path: Path, db_url: str, relay: CapturingRelay) -> None:
+    """Found by the timers (an import that did not re-resolve): the line step waited for
+    Sato; nobody else in Engineering ranks within the step's limit, so the case is held,
+    not moved on to the ¥50,000 step and never approved."""
     w = start_world(tmp_path, db_url, relay)
     try:
         w.send(TANAKA, "Trip", travel("54,500"))
@@ -301,12 +304,18 @@ def test_substitute_when_the_approver_leaves(tmp_path: Path, db_url: str,
         diff = import_directory_file(w.app.store, moved, w.clock.now())
         assert diff is not None and any("person sato" in x for x in diff.changed)
         assert w.app.timers.run_once() == 1
-        substitute = w.one(SUZUKI)  # nobody else in Engineering's line; from ¥50,000: Suzuki
-        assert "承認依頼" in substitute.subject
+        held = w.one(TANAKA)
+        assert "承認者待ちで停止中" in held.subject and "no approver left above" in held.body
+        assert "held" in w.one(ADMIN).subject
+        gone = w.one(SATO)  # told the case is no longer theirs
+        assert "ご判断は不要" in gone.subject
         w.reply(request, SATO, "承認")  # the old request no longer works
-        assert "受付できません" in w.new(SATO, 1)[0].subject
-        details = [d for k, d in w.events(number) if k in ("left", "substitute")]
-        assert len(details) == 2 and "no longer holds the post" in details[0]
+        assert "受付できません" in w.one(SATO).subject
+        w.nothing_more(SUZUKI, TANAKA)  # nobody asked, nothing approved
+        assert w.case(number).state == "held"
+        assert w.app.timers.run_once() == 0  # held: nothing more each pass
+        kinds = [k for k, _ in w.events(number)]
+        assert "left" in kinds and "held" in kinds and "approved" not in kinds
     finally:
         w.app.stop()
 
@@ -323,6 +332,7 @@ def test_all_of_and_admin_fallback(tmp_path: Path, db_url: str,
     rules = custom_rules(tmp_path, "design_release.toml", '''
 name = "design_release"
 case_types = ["design_release"]
+on_vacant = "admin"  # this workflow keeps the administrator fallback
 [[phases]]
 name = "board"
   [[phases.steps]]

@@ -1,0 +1,217 @@
+"""Waiting cases after the directory changed: who each waiting step asks now (SPEC 5, 10).
+
+`check_case` re-resolves every waiting ask of a case against the directory as it now stands,
+without side effects, so a reorganisation plan can be verified inside a transaction that is
+rolled back. `apply` then acts on each outcome:
+
+- unchanged: the same people are asked; nobody hears anything;
+- moves: the post changed hands; the old asks are withdrawn (their tokens die), the old
+  holders are told the case is no longer theirs, the new holders are asked and told whom
+  they replace;
+- fails: nobody can approve the step now; the asks are withdrawn and the case is held
+  (daemon.cases.holds), never approved, skipped or sent on;
+- resumes: a held case whose step has an approver again goes on from where it stood.
+
+Asks of named people (added, replacing someone, co-approvals, reconsiderations) stay while
+the person is active; an escalation ask stays beside its step.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from daemon.cases.holds import held_at, hold_for_approver, probe_held, resume_held
+from daemon.cases.states import CaseState, StepState
+from daemon.cases.workflow import Workflow
+from daemon.directory.lookup import Member, member
+from daemon.notify.alerts import AdminAlerts
+from daemon.notify.views import who
+from daemon.routing.engine import Pos, walk
+from daemon.store.models import Case, CaseStep
+
+# Asks made by resolving the route (re-resolved); other kinds name a person on purpose.
+ROUTED = {"approver", "returned", "corrected", "admin"}
+WAITING = (CaseState.IN_REVIEW, CaseState.ON_HOLD, CaseState.HELD)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One waiting ask (or held case) against the directory as it stands."""
+
+    case_id: int
+    number: str
+    step: str  # phase/step
+    outcome: str  # unchanged, moves, fails, resumes, held
+    old: tuple[str, ...] = ()  # person ids asked now
+    new: tuple[str, ...] = ()  # person ids who would be asked
+    reason: str = ""  # fails, held: one of daemon.routing.resolvers.GAPS
+    why: str = ""
+    slot: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"case": self.number, "step": self.step, "outcome": self.outcome,
+                "old": list(self.old), "new": list(self.new), "reason": self.reason,
+                "why": self.why}
+
+
+def _person_gone(m: Member | None) -> bool:
+    return m is None or not m.person.active
+
+
+def check_case(wf: Workflow, s: Session, case: Case) -> list[Check]:
+    requester = member(s, case.requester_id)
+    if case.state == CaseState.HELD:
+        return [_check_held(wf, s, case, requester)]
+    if case.state not in WAITING:
+        return []
+    slots: dict[int, list[CaseStep]] = defaultdict(list)
+    for st in wf.pending_steps(s, case):
+        slots[st.slot].append(st)
+    return [_check_slot(wf, s, case, requester, slot, steps) for slot, steps in slots.items()]
+
+
+def _requester_gap(requester: Member | None) -> str:
+    if requester is None or not requester.person.active:
+        return "requester gone"
+    if requester.unit is None or not requester.unit.active:
+        return "requester's unit gone"
+    return ""
+
+
+def _check_held(wf: Workflow, s: Session, case: Case, requester: Member | None) -> Check:
+    where = held_at(case)
+    pos, gap = where if where else (Pos(), "approver gone")
+    label = _label(wf, s, case, pos)
+    base = Check(case.id, case.number, label, "held")
+    if (rgap := _requester_gap(requester)):
+        return replace(base, outcome="held", reason=rgap, why=rgap)
+    probed = probe_held(wf, s, case)
+    res = probed[0].resolution if probed else None
+    if res is None or res.failed:
+        return replace(base, outcome="held",
+                     reason=(res.gap if res else "") or gap, why=res.explanation if res else gap)
+    return replace(base, outcome="resumes",
+                 new=tuple(m.id for m in res.approvers), why=res.explanation)
+
+
+def _label(wf: Workflow, s: Session, case: Case, pos: Pos) -> str:
+    template = wf.template_of(s, case)
+    if pos.phase >= len(template.phases):
+        return "-"
+    phase = template.phases[pos.phase]
+    return f"{phase.name}/{phase.steps[pos.step].name}" if pos.step < len(phase.steps) \
+        else phase.name
+
+
+def _check_slot(wf: Workflow, s: Session, case: Case, requester: Member | None, slot: int,
+                steps: list[CaseStep]) -> Check:
+    asks = [st for st in steps if st.kind != "escalation"] or steps
+    rep = asks[0]
+    old = tuple(st.approver_id for st in asks)
+    base = Check(case.id, case.number, f"{rep.phase}/{rep.step_name}", "unchanged", old=old,
+                 slot=slot)
+    if (rgap := _requester_gap(requester)):
+        return replace(base, outcome="fails", reason=rgap, why=rgap)
+    assert requester is not None
+    if rep.kind not in ROUTED or rep.pos is None:
+        gone = [pid for pid in old if _person_gone(member(s, pid))]
+        if gone:
+            return replace(base, outcome="fails",
+                         reason="approver gone", why=f"{', '.join(gone)} left the directory")
+        return replace(base, outcome="unchanged", new=old)
+    last = wf.previous_actor(s, case, slot) or requester
+    nxt = walk(s, wf.template_of(s, case), Pos.of(rep.pos), True, wf.facts(s, case),
+               case.case_type, requester, last, wf.clock.now().date(), needed=True)
+    res = nxt.resolution
+    if res is None or res.failed:
+        if rep.kind == "admin":  # the administrator stands in until the post is filled
+            return replace(base, outcome="unchanged", new=old)
+        reason = (res.gap if res else "") or "approver gone"
+        return replace(base, outcome="fails", reason=reason,
+                     why=res.explanation if res else reason)
+    new = tuple(m.id for m in res.approvers)
+    if set(new) == set(old):
+        return replace(base, outcome="unchanged", new=new)
+    return replace(base, outcome="moves", new=new, why=res.explanation)
+
+
+def check_all(wf: Workflow, s: Session) -> list[Check]:
+    """Every waiting case, in case order."""
+    ids = s.scalars(select(Case.id).where(Case.state.in_(WAITING)).order_by(Case.id)).all()
+    out: list[Check] = []
+    for cid in ids:
+        case = s.get(Case, cid)
+        if case is not None:
+            out.extend(check_case(wf, s, case))
+    return out
+
+
+def apply(wf: Workflow, s: Session, checks: list[Check], why: str,
+          tell_admin: bool = False) -> list[Check]:
+    """Act on each outcome (see the module doc); returns the checks that held a case.
+
+    `tell_admin`: one administrator mail per held case (callers that act on many cases
+    send one summary instead, as reroute_all does)."""
+    held: list[Check] = []
+    for c in checks:
+        if c.outcome in ("unchanged", "held"):
+            continue
+        case = s.scalar(select(Case).where(Case.id == c.case_id).with_for_update())
+        if case is None:
+            continue
+        if c.outcome == "resumes":
+            resume_held(wf, s, case)
+            continue
+        steps = [st for st in wf.pending_steps(s, case) if st.slot == c.slot]
+        if not steps:
+            continue  # decided meanwhile
+        rep = next((st for st in steps if st.kind != "escalation"), steps[0])
+        last = wf.previous_actor(s, case, c.slot) or member(s, case.requester_id)
+        for st in steps:
+            wf.close_step(s, st, StepState.SUPERSEDED)
+        old = [m for pid in c.old if (m := member(s, pid)) is not None]
+        names = ", ".join(m.person.name for m in old) or ", ".join(c.old)
+        if c.outcome == "moves":
+            wf.record(s, case, "reassigned", None,
+                      detail=f"{c.step}: no longer with {names} ({why}); now {c.why}")
+            case.state = CaseState.IN_REVIEW
+            asked = wf.route(s, case, Pos.of(rep.pos), True, last or old[0], needed=True,
+                             replacing=names)
+            _tell_old(wf, s, case, old, why, asked)
+            continue
+        wf.record(s, case, "withdrawn", None,
+                  detail=f"{c.step}: {names} can no longer be asked ({c.reason})")
+        _tell_old(wf, s, case, old, why, [])
+        if last is not None:
+            hold_for_approver(wf, s, case, Pos.of(rep.pos), c.reason, c.why, last,
+                              tell_admin=tell_admin)
+            held.append(c)
+    return held
+
+
+def _tell_old(wf: Workflow, s: Session, case: Case, old: list[Member], why: str,
+              asked: list[Member]) -> None:
+    for person in old:
+        if person.person.active and person.id not in {m.id for m in asked}:
+            wf.send(s, "reassigned", person, case, {
+                "why": why, "next": ", ".join(who(m, person.locale) for m in asked) or None})
+
+
+def reroute_all(wf: Workflow, s: Session, why: str) -> list[Check]:
+    """Re-resolve and act on every waiting case; one administrator mail lists the holds."""
+    checks = check_all(wf, s)
+    held = apply(wf, s, checks, why)
+    if held:
+        lines = "\n".join(f"  {c.number}  {c.step}: {c.reason} ({c.why})" for c in held)
+        AdminAlerts(wf.notifier, wf.clock, wf.cfg.workflow.admin).tell(
+            s, f"reroute:{wf.clock.now().isoformat()}",
+            f"{len(held)} case(s) held after a directory change",
+            f"After {why}, nobody can approve these waiting cases, so they are held:\n{lines}\n"
+            "Each resumes by itself when a later directory import gives its step an "
+            "approver; `ringi case show NUMBER` shows the reason.")
+    return checks
