@@ -11,33 +11,19 @@ acts; `echo` applies it to every line a command prints, on stdout and stderr ali
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import click
 
-# C0 controls except TAB and LF, DEL, C1 controls (U+0080-U+009F), the bidi embeddings,
-# overrides, isolates and marks, the Unicode line and paragraph separators, and lone
-# surrogates (undecodable bytes of a file name, which would also crash the encoder).
-_UNSAFE = (
-    "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-    "\ud800-\udfff"
-)
-_KEEP_LAYOUT = re.compile(f"[{_UNSAFE}]")
-_ONE_LINE = re.compile(f"[{_UNSAFE}\t\n]")
-
-
-def _visible(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+from daemon.security.text import escape_controls
 
 
 def safe(text: object, *, one_line: bool = False) -> str:
     """`text` with every terminal control made visible. Line feeds and tabs stay as they
     are (a command's own layout), unless `one_line`: then a value taken from mail or a file
     cannot start a line of its own that looks like ringi's output either."""
-    pattern = _ONE_LINE if one_line else _KEEP_LAYOUT
-    return pattern.sub(_visible, str(text))
+    # The widest set of all callers: an operator's terminal also obeys bidi marks and U+2028.
+    return escape_controls(str(text), keep="" if one_line else "\t\n")
 
 
 def inline(text: object) -> str:

@@ -22,20 +22,14 @@ from daemon.clock import Clock
 from daemon.config import MailConfig
 from daemon.notify.templates import Rendered
 from daemon.outbox.addresses import Unsendable, envelope
+from daemon.security.text import one_line, replace_surrogates, strip_controls
 
 log = logging.getLogger(__name__)
 
 TITLE_MAX = 200  # characters of a case title (a subject is the usual source)
 HEADER_MAX = 1000  # characters of any header text we write (folded on the wire)
 
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-# Line breaks of every kind (str.splitlines' set) become spaces in one-line texts.
-_BREAKS = re.compile(r"[\t\n\r\x0b\x0c\x1c-\x1f\x85\u2028\u2029]")
-# Other C0/C1 controls and DEL; bidi embeddings, overrides and isolates, which can make a
-# title read differently from what it is; the byte-order mark.
-_INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069\ufeff]")
 _SPACES = re.compile(r"[^\S\u3000]+")
-_BODY_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # "=?" in a header text would be read as the start of an RFC 2047 encoded word by Python's
 # header parser and by every receiving client: a title `=?utf-8?q?a=0D=0ABcc:...?=` would
 # otherwise be decoded into new header lines. A WORD JOINER keeps the text as written.
@@ -45,9 +39,7 @@ _EW_START = re.compile(r"=(?=\?)")
 def clean_line(text: str, limit: int = TITLE_MAX) -> str:
     """One line of readable text: no surrogates (U+FFFD instead), no control or bidi
     override characters, whitespace collapsed, at most `limit` characters."""
-    text = _SURROGATE.sub("\ufffd", text)
-    text = _INVISIBLE.sub("", _BREAKS.sub(" ", text))
-    return _cap(_SPACES.sub(" ", text).strip(), limit)
+    return _cap(_SPACES.sub(" ", one_line(text)).strip(), limit)
 
 
 def _cap(text: str, limit: int) -> str:
@@ -63,8 +55,9 @@ def header_text(text: str, limit: int = HEADER_MAX) -> str:
 
 def body_text(text: str) -> str:
     """A body for set_content: surrogates replaced, controls other than tab/newline gone."""
-    text = _SURROGATE.sub("\ufffd", text).replace("\r\n", "\n").replace("\r", "\n")
-    return _BODY_CONTROLS.sub("", text)
+    text = replace_surrogates(text).replace("\r\n", "\n").replace("\r", "\n")
+    # Unlike a header line, a body keeps bidi characters (mixed-direction prose needs them).
+    return strip_controls(text, keep="\t\n")
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from daemon.security.text import LINE_SEPARATORS, has_controls
+
 # RFC 5322 atext, plus any non-ASCII character (RFC 6532 UTF8-non-ascii).
 _ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\U0010ffff]+$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _LITERAL = re.compile(r"^\[[0-9A-Fa-f:.]+\]$|^\[IPv6:[0-9A-Fa-f:.]+\]$")
-_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f\ud800-\udfff\u2028\u2029]")
 
 
 class Unsendable(ValueError):
@@ -30,7 +31,8 @@ class Envelope:
 
 def envelope(addr: str) -> Envelope:
     """The address as sent, or Unsendable saying why not."""
-    if not addr or _FORBIDDEN.search(addr):
+    # A space is refused too: no relay takes an unquoted one in a mailbox.
+    if not addr or has_controls(addr, also=" " + LINE_SEPARATORS):
         raise Unsendable(f"{addr!r} contains spaces or control characters")
     local, at, domain = addr.rpartition("@")
     if not at or not local or not domain:

@@ -17,11 +17,11 @@ import email.message
 import email.parser
 import email.policy
 import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from daemon.parsing.charsets import decode_bytes
+from daemon.security.text import strip_unicode_other
 
 DIAGNOSTIC_MAX = 500
 MAX_PARTS = 200  # a bounce has a handful; a hostile one may have thousands
@@ -73,7 +73,8 @@ class BounceReport:
 
 def sanitise(text: str, limit: int = DIAGNOSTIC_MAX) -> str:
     """One line of printable text: control characters (ESC, BEL, C1, bidi) removed."""
-    text = "".join(c if unicodedata.category(c)[0] != "C" else " " for c in text)
+    # Any Unicode category C, not just the control table: a diagnostic is only ever read.
+    text = strip_unicode_other(text, " ")
     text = re.sub(r"\s+", " ", text).strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

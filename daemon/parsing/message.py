@@ -14,7 +14,6 @@ import email.parser
 import email.policy
 import email.utils
 import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
@@ -22,6 +21,7 @@ from urllib.parse import unquote_to_bytes
 from daemon.parsing.charsets import _raw_text, _to_bytes, decode_bytes, decode_header_value
 from daemon.parsing.htmltext import html_to_text
 from daemon.parsing.sender import Sender, header_lines, read_sender
+from daemon.security.text import strip_unicode_other
 
 __all__ = [
     "Attachment",
@@ -100,7 +100,8 @@ def _param(params: list[tuple[str, str]], name: str) -> str | None:
             plain = val
         elif key == name + "*":
             sections[0] = (True, val)
-        elif m := re.fullmatch(re.escape(name) + r"\*(\d+)(\*?)", key):
+        elif m := re.fullmatch(re.escape(name) + r"\*([0-9]{1,4})(\*?)", key, re.ASCII):
+            # RFC 2231 section numbers; a longer one is no parameter worth an int(...)
             sections.setdefault(int(m.group(1)), (bool(m.group(2)), val))
     if not sections:
         return None if plain is None else decode_header_value(plain)
@@ -184,7 +185,8 @@ def _filename(part: email.message.Message) -> str:
     name = (_param(_params(_header(part, "content-disposition"))[1], "filename")
             or _param(_params(_header(part, "content-type"))[1], "name") or "")
     name = re.split(r"[/\\]", name)[-1]  # never let a sender choose a directory
-    return "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
+    # Any Unicode category C: a file name needs no format or private-use character either.
+    return strip_unicode_other(name).strip()
 
 
 def _body_and_attachments(msg: email.message.Message) -> tuple[str, tuple[Attachment, ...]]:

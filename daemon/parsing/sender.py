@@ -16,6 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from daemon.parsing.charsets import _raw_text, decode_header_value
+from daemon.security.text import strip_controls
 
 __all__ = ["Sender", "header_lines", "read_sender"]
 
@@ -240,7 +241,7 @@ def _read_one(raw: str) -> tuple[str, str]:
     raw_texts = [t.text for t in name_toks if t.kind in ("atom", "quoted")] + comments
     if _hides_address(addr, [name, *comments, *raw_texts]):
         raise _Bad("the display name or a comment shows an address that is not the sender's")
-    name = "".join(c for c in name if unicodedata.category(c) != "Cc" or c in "\t")
+    name = strip_controls(name, keep="\t")
     return addr, re.sub(r"[^\S\u3000]+", " ", name).strip()
 
 
