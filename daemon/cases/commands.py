@@ -182,8 +182,7 @@ class CaseCommands:
         asked = self.wf.route(s, case, Pos(), False, requester, announce=False)
         self.wf.tell_requester(s, case, "ack", {"reapplied": True, "documents": notes},
                                asked=asked)
-        if case.state == CaseState.APPROVED:
-            self.wf.tell_requester(s, case, "approved")
+        self.wf.announce(s, case)
         return f"reapply: {case.number} round {case.round}"
 
     def correct(self, s: Session, mail: ParsedMail, sender: Member, case: Case,

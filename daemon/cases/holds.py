@@ -24,18 +24,22 @@ if TYPE_CHECKING:
 
 
 def hold_for_approver(wf: Workflow, s: Session, case: Case, pos: Pos, gap: str, detail: str,
-                      last: Member, *, tell_admin: bool = True) -> None:
-    """Hold `case` at `pos`: nobody can approve it there (`gap` is one of resolvers.GAPS)."""
+                      last: Member, *, tell_admin: bool = True, announce: bool = True) -> None:
+    """Hold `case` at `pos`: nobody can approve it there (`gap` is one of resolvers.GAPS).
+
+    Without `announce` the caller tells the requester (tell_held) after its own mail."""
     template = wf.template_of(s, case)
     phase = template.phases[pos.phase] if pos.phase < len(template.phases) else None
     step = phase.steps[pos.step].name if phase and pos.step < len(phase.steps) else "-"
     where = f"{phase.name if phase else '-'}/{step}"
     case.state = CaseState.HELD
-    case.route = {**pos.as_dict(), "held": gap, "detail": detail, "last": last.id}
+    case.route = {**pos.as_dict(), "held": gap, "detail": detail, "last": last.id,
+                  "where": where}
     wf.record(s, case, "held", None, reason=gap,
               detail=f"{where}: {detail}; the case waits until a directory import gives this "
               "step an approver")
-    wf.tell_requester(s, case, "held", {"reason": gap, "detail": detail, "step": where})
+    if announce:
+        tell_held(wf, s, case)
     if tell_admin:
         AdminAlerts(wf.notifier, wf.clock, wf.cfg.workflow.admin).tell(
             s, f"held:{case.number}", f"Case {case.number} is held: {gap}",
@@ -44,6 +48,13 @@ def hold_for_approver(wf: Workflow, s: Session, case: Case, pos: Pos, gap: str, 
             "import a corrected directory (ringi directory import FILE) and the case resumes "
             f"by itself, or edit its route (ringi case route {case.number} add PERSON --by "
             "ADMIN).", case=case)
+
+
+def tell_held(wf: Workflow, s: Session, case: Case) -> None:
+    route = case.route or {}
+    wf.tell_requester(s, case, "held", {"reason": route.get("held", ""),
+                                        "detail": route.get("detail", ""),
+                                        "step": route.get("where", "-")})
 
 
 def held_at(case: Case) -> tuple[Pos, str] | None:
@@ -79,7 +90,8 @@ def resume_held(wf: Workflow, s: Session, case: Case) -> list[Member]:
     pos = Pos.of(case.route)
     case.state = CaseState.IN_REVIEW
     wf.record(s, case, "resumed", None, detail="the held step has an approver again")
-    asked = wf.route(s, case, pos, True, last, needed=True)
-    if asked and case.state == CaseState.IN_REVIEW:
-        wf.tell_requester(s, case, "progress", asked=asked)
+    asked = wf.route(s, case, pos, True, last, needed=True, announce=False)
+    if case.state in (CaseState.IN_REVIEW, CaseState.APPROVED):
+        wf.tell_requester(s, case, "resumed", asked=asked)
+    wf.announce(s, case)
     return asked

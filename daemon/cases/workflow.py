@@ -21,7 +21,7 @@ from daemon.cases.casetypes import CaseType, CaseTypeRegistry
 from daemon.cases.documents import Documents, Stage, describe
 from daemon.cases.documents import StoredDocument as StoredDocument  # (drop folders use it)
 from daemon.cases.examination import Examiner
-from daemon.cases.holds import hold_for_approver
+from daemon.cases.holds import hold_for_approver, tell_held
 from daemon.cases.numbering import next_number
 from daemon.cases.states import CaseState, StepState
 from daemon.clock import Clock
@@ -167,13 +167,19 @@ class Workflow:
                     + (f"; {describe(notes)}" if len(notes) > count else ""))
         asked = self.route(s, case, Pos(), False, req.requester, announce=False)
         self.tell_requester(s, case, "ack", {"documents": notes}, asked=asked)
+        self.announce(s, case)
+        return case
+
+    def announce(self, s: Session, case: Case) -> None:
+        """After the acknowledgement: a case that ended approved, or is held, says so."""
         if case.state == CaseState.APPROVED:
             self.tell_requester(s, case, "approved")
-        return case
+        elif case.state == CaseState.HELD:
+            tell_held(self, s, case)
 
     def route(self, s: Session, case: Case, start: Pos, inside: bool,
               last_actor: Member, announce: bool = True, resume: int = 0,
-              needed: bool = False, replacing: str = "") -> list[Member]:
+              needed: bool = False, replacing: tuple[Member, ...] = ()) -> list[Member]:
         """Ask whoever comes next; with nobody left the case is approved. Returns who.
 
         With `announce`, the requester is told when the case ends approved (callers that
@@ -242,7 +248,7 @@ class Workflow:
             admin = member(s, self.cfg.workflow.admin)
             if (template.on_vacant or self.cfg.workflow.on_vacant) == "hold":
                 hold_for_approver(self, s, case, nxt.pos, res.gap or "approver gone",
-                                  res.explanation, last_actor)
+                                  res.explanation, last_actor, announce=announce)
                 return []
             if admin is None:
                 case.state = CaseState.SUSPENDED
@@ -253,7 +259,7 @@ class Workflow:
             note_detail = res.explanation
         else:
             approvers, kind, mode = people or list(res.approvers), "approver", res.mode
-            note_detail = replacing
+            note_detail = ""
         slot = self.next_slot(s, case)
         for approver in approvers:
             step = self.new_step(s, case, approver, slot=slot, mode=mode, phase=phase.name,
@@ -261,7 +267,8 @@ class Workflow:
                                  resolver=res.resolver)
             # Why someone with stored conditions is asked in person after all.
             note, detail = notes.get(approver.id, (
-                "admin" if kind == "admin" else "reassigned" if replacing else "", note_detail))
+                "admin" if kind == "admin" else "reassigned" if replacing else "",
+                ", ".join(who(m, approver.locale) for m in replacing) or note_detail))
             self.ask(s, case, step, approver, note=note, note_detail=detail)
         return approvers
 
