@@ -29,6 +29,7 @@ from daemon.cases.workflow import Workflow
 from daemon.conditions.sets import ConditionSetError, build_set
 from daemon.directory.lookup import Member
 from daemon.parsing.message import ParsedMail
+from daemon.parsing.numbers import loads_toml
 from daemon.store.condition_models import ConditionRequest
 from daemon.store.models import Case, CaseStep
 
@@ -107,7 +108,7 @@ class ConditionCommands:
                 return self.refuse(s, mail, sender, word,
                                    f"case {arg or '?'} does not exist or is not before you")
         try:
-            body = tomllib.loads(set_text(mail))
+            body = loads_toml(set_text(mail))
         except tomllib.TOMLDecodeError as exc:
             return self.reply(s, mail, sender, "bad_conditions", word,
                               problems=[f"not valid TOML: {exc}"])

@@ -17,6 +17,7 @@ from typing import Any
 from daemon.conditions.budgets import BudgetSpec, parse_budget_specs
 from daemon.conditions.expr import Compiled, ExprError, check_fields, compile_expr
 from daemon.conditions.setparts import RECOVERY_KEYS, Recovery, parse_recovery
+from daemon.parsing.numbers import loads_toml
 
 SET_KEYS = {"name", "setter", "subjects", "contact_on_failure", "conditions", "examples",
             "execute", "budgets"} | RECOVERY_KEYS
@@ -232,7 +233,7 @@ def read_condition_files(directory: Path, fields_of: dict[str, set[str]],
     for path in sorted(directory.glob("*.toml")) if directory.is_dir() else []:
         where = str(path)
         try:
-            body = tomllib.loads(path.read_text(encoding="utf-8"))
+            body = loads_toml(path.read_text(encoding="utf-8"))
             cs = build_set(body, where, fields_of)
         except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
             broken[where] = [f"{path}: not valid TOML: {exc}"]

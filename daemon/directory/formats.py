@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from daemon.parsing.numbers import MAX_DIGITS, loads_toml
+from daemon.parsing.safeyaml import BoundedLoader, YamlTooComplex, compose_bounded
+
 Path = tuple[str | int, ...]
 LineMap = dict[Path, int]
 
@@ -65,7 +68,7 @@ _TOML_KEY = re.compile(r"""^\s*(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*=""")
 def read_toml(text: str) -> ParsedFile:
     """tomllib gives no positions, so entries are mapped to their ``[[section]]`` headers."""
     try:
-        data = tomllib.loads(text)
+        data = loads_toml(text)
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         if m := _TOML_POS.search(message):
@@ -124,8 +127,9 @@ def _toml_lines(text: str, data: dict[str, object]) -> LineMap:
 # --------------------------------------------------------------------- YAML
 
 
-class _YamlLoader(yaml.SafeLoader):
-    """Dates stay strings: the validator parses them, so a bad date gets a line, not a crash."""
+class _YamlLoader(BoundedLoader):
+    """Bounded like request forms (nesting, aliases, alias growth). Dates stay strings:
+    the validator parses them, so a bad date gets a line, not a crash."""
 
 
 def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> str:
@@ -137,10 +141,11 @@ _YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
 def read_yaml(text: str) -> ParsedFile:
     """Compose once and construct from the same nodes, so data and marks always agree."""
-    loader = _YamlLoader(text)
     try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        node, data = compose_bounded(text, _YamlLoader)
+    except YamlTooComplex as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+        raise SyntaxProblem(line, f"YAML refused: {exc.problem}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -148,8 +153,6 @@ def read_yaml(text: str) -> ParsedFile:
         raise SyntaxProblem(line, f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         raise SyntaxProblem(None, f"YAML error: {exc}") from None
-    finally:
-        loader.dispose()
     parsed = ParsedFile(data)
     if node is not None:
         _yaml_walk(node, (), parsed, set())
@@ -195,6 +198,11 @@ def read_json(text: str) -> ParsedFile:
         ) from None
     except RecursionError:
         raise SyntaxProblem(None, "JSON nested too deeply") from None
+    except ValueError as exc:  # json's answer to a number of 4,301+ digits
+        why = str(exc)[:200]
+        if "integer string conversion" in why:
+            why = "a number has more than 4,300 digits"
+        raise SyntaxProblem(None, f"JSON error: {why}") from None
     parsed = ParsedFile(data)
     _JsonScanner(text, parsed).value(0, ())
     return parsed
@@ -354,6 +362,8 @@ def _csv_row(
 
 
 def _csv_int(cell: str) -> object:
+    if len(cell.strip()) > MAX_DIGITS + 1:  # sign; the validator refuses the text itself
+        return cell
     try:
         return int(cell)
     except ValueError:

@@ -78,6 +78,10 @@ class DirectoryFileError(Exception):
 _READERS = {"toml": read_toml, "json": read_json, "yaml": read_yaml, "csv": read_csv}
 _SUFFIXES = {".toml": "toml", ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".csv": "csv"}
 LOCALES = frozenset({"en", "ja"})
+# Far above a 100,000-person directory (about 300 bytes each), far below what would make
+# the import a memory problem; YAML is also bounded in shape (daemon.parsing.safeyaml).
+MAX_DIRECTORY_BYTES = 64 * 1024 * 1024
+MAX_RANK = 1_000_000  # ranks compare positions; any larger number is a typing slip
 _KIND = {"units": "unit", "positions": "position", "people": "person"}
 _ALLOWED = {
     "units": ("id", "name", "name_ja", "parent"),
@@ -111,6 +115,9 @@ def parse_directory(data: bytes, fmt: str, source: str) -> DirectoryData:
     reader = _READERS.get("yaml" if fmt == "yml" else fmt)
     if reader is None:
         raise ValueError(f"unknown directory format {fmt!r}")
+    if len(data) > MAX_DIRECTORY_BYTES:
+        raise DirectoryFileError([f"{source}: file is {len(data):,} bytes; a directory file "
+                                  f"may be at most {MAX_DIRECTORY_BYTES:,}"])
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -258,7 +265,11 @@ class _Validator:
             return None
         value = raw["rank"]
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(draft, "rank", f"'rank' must be an integer, got {value!r}")
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:59] + "…"
+            self.fail(draft, "rank", f"'rank' must be an integer, got {shown}")
+            return None
+        if abs(value) > MAX_RANK:
+            self.fail(draft, "rank", f"'rank' must be between -{MAX_RANK:,} and {MAX_RANK:,}")
             return None
         return value
 

@@ -9,8 +9,8 @@ Whatever the bytes, `parse_form_file` returns a form or raises `FormFileError`: 
 that could make a parser recurse, expand or raise something else must go to rejected/
 once, with a reason, instead of being retried by a drop folder or a queue forever. So a
 form is small (`MAX_FORM_BYTES`), flat (a table of single values or flat lists), YAML is
-read with a composer that caps nesting and aliases, and any other parser failure is turned
-into a `FormFileError` naming it.
+read with the bounded loader of `daemon.parsing.safeyaml` (nesting, aliases, alias
+growth), and any other parser failure is turned into a `FormFileError` naming it.
 """
 
 from __future__ import annotations
@@ -23,18 +23,16 @@ from decimal import Decimal
 from typing import Any
 
 import yaml
-from yaml.events import AliasEvent
 
 from daemon.cases.casetypes import normalise_key
 from daemon.parsing.charsets import decode_bytes
 from daemon.parsing.request import TYPE_KEYS, RawForm
+from daemon.parsing.safeyaml import load_bounded
 from daemon.security.text import first_control
 
 FORM_SUFFIXES = {".toml": "toml", ".json": "json", ".yaml": "yaml", ".yml": "yaml"}
 TITLE_KEYS = frozenset({"title", "subject", "件名", "表題"})
 MAX_FORM_BYTES = 256 * 1024  # a form is typed text; documents travel as attachments
-MAX_YAML_DEPTH = 16  # a form needs 3 (table, list, value)
-MAX_YAML_ALIASES = 64  # enough for a shared list, far from a "billion laughs" expansion
 MAX_NUMBER_DIGITS = 100  # no amount or count needs more; huge ints cost time to print
 
 
@@ -46,44 +44,6 @@ class FormFileError(Exception):
 class FormFile:
     title: str
     form: RawForm
-
-
-class _TooComplex(yaml.YAMLError):
-    def __init__(self, problem: str, mark: Any) -> None:
-        super().__init__(problem)
-        self.problem_mark = mark
-
-
-class _FormLoader(yaml.SafeLoader):
-    """The safe loader with a bounded composer: no deep nesting, few aliases."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._aliases = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(AliasEvent):
-            self._aliases += 1
-            if self._aliases > MAX_YAML_ALIASES:
-                raise _TooComplex(f"more than {MAX_YAML_ALIASES} aliases (*name)",
-                                  self.peek_event().start_mark)  # type: ignore[no-untyped-call]
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise _TooComplex(f"nested more than {MAX_YAML_DEPTH} levels deep",
-                                  self.peek_event().start_mark)  # type: ignore[no-untyped-call]
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-def _load_yaml(text: str) -> Any:
-    loader = _FormLoader(text)
-    try:
-        return loader.get_single_data()
-    finally:
-        loader.dispose()
 
 
 _ALLOWED_CONTROLS = "\t\n\r"
@@ -135,7 +95,7 @@ def _parse(text: str, fmt: str, name: str) -> Any:
             return tomllib.loads(text)
         if fmt == "json":
             return json.loads(text)
-        return _load_yaml(text)
+        return load_bounded(text)
     except tomllib.TOMLDecodeError as exc:
         hint = ""
         if any(not ch.isascii() for ln in text.splitlines() for ch in ln.partition("=")[0]):

@@ -100,7 +100,8 @@ def _param(params: list[tuple[str, str]], name: str) -> str | None:
             plain = val
         elif key == name + "*":
             sections[0] = (True, val)
-        elif m := re.fullmatch(re.escape(name) + r"\*(\d+)(\*?)", key):
+        elif m := re.fullmatch(re.escape(name) + r"\*([0-9]{1,4})(\*?)", key, re.ASCII):
+            # RFC 2231 section numbers; a longer one is no parameter worth an int(...)
             sections.setdefault(int(m.group(1)), (bool(m.group(2)), val))
     if not sections:
         return None if plain is None else decode_header_value(plain)

@@ -24,6 +24,7 @@ from daemon.cases.casetypes import (
     FieldSpec,
     normalise_key,
 )
+from daemon.parsing.numbers import MAX_DIGITS
 
 # Normalised keys that name the case type.  Shared with casetypes, which refuses field
 # labels that would collide with them.
@@ -188,11 +189,22 @@ def _plain(number: Decimal) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def _too_long(spec: FieldSpec, raw: str) -> _Refusal:
+    """A number longer than any column or CEL int holds: refused before it is built."""
+    shown, ja = _shown(raw), _label_ja(spec)
+    return _Refusal(
+        f"{spec.label}: '{shown}' has more than {MAX_DIGITS} digits; check the number",
+        f"{ja}: 「{shown}」は{MAX_DIGITS}桁を超えています。数字を確認してください",
+    )
+
+
 def _money(spec: FieldSpec, raw: str) -> str:
     text = _fold(raw)
     match = _MONEY.match(text)
     if match is not None:
         digits = match[1].replace(",", "")
+        if len(digits) > MAX_DIGITS:
+            raise _too_long(spec, raw)
         return _plain(Decimal(f"{digits}.{match[2]}" if match[2] else digits))
     shown, ja = _shown(raw), _label_ja(spec)
     if _NEGATIVE.match(text):
@@ -210,7 +222,10 @@ def _money(spec: FieldSpec, raw: str) -> str:
 def _integer(spec: FieldSpec, raw: str) -> int:
     text = _fold(raw)
     if _INTEGER.match(text):
-        return int(text.replace(",", ""))
+        digits = text.replace(",", "")
+        if len(digits) > MAX_DIGITS:
+            raise _too_long(spec, raw)
+        return int(digits)
     shown, ja = _shown(raw), _label_ja(spec)
     if re.match(r"^[-−]\s*[0-9]", text):
         raise _Refusal(

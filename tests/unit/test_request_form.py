@@ -7,6 +7,8 @@ import pathlib
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from daemon.cases.casetypes import CaseType, FieldSpec, load_case_types
 from daemon.parsing.request import (
@@ -235,6 +237,59 @@ def test_long_value_is_shortened_in_message() -> None:
         "Count: '" + "9" * 30 + " items xx…' is not a whole number; "
         "write digits such as 3 or 1,000"
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "raw"),
+    [
+        ("amount", "9" * 19),
+        ("amount", "1" + "0" * 18 + ".50"),
+        ("amount", "¥" + "9" * 5000),  # past Python's 4,300-digit int limit
+        ("amount", "9" * 300_000 + "円"),
+        ("count", "1" * 19),
+        ("count", "1" * 4301),
+        ("count", "１" * 5000),  # full-width digits fold to ASCII first
+        ("count", ",".join(["999"] * 2000)),
+    ],
+)
+def test_numbers_longer_than_any_column_are_refused(field: str, raw: str) -> None:
+    clean, problems = validate_fields(KINDS, form(**{field: raw}))
+    assert clean == {}
+    label = next(f for f in KINDS.fields if f.name == field)
+    assert [p.field for p in problems] == [field]
+    assert problems[0].message.startswith(f"{label.label}: '")
+    assert problems[0].message.endswith("' has more than 18 digits; check the number")
+    assert problems[0].message_ja.endswith("は18桁を超えています。数字を確認してください")
+    assert len(problems[0].message) < 120  # the value is quoted shortened, not whole
+
+
+def test_eighteen_digits_still_read() -> None:
+    """The positive control: the bound is the columns' own, not lower."""
+    clean, problems = validate_fields(
+        KINDS, form(amount="999,999,999,999,999,999.99", count="9" * 18))
+    assert problems == []
+    assert clean == {"amount": "999999999999999999.99", "count": 10**18 - 1}
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.sampled_from(["amount", "count"]),
+       st.sampled_from(["", "¥", "JPY ", "-", "０"]),
+       st.integers(1, 6000), st.sampled_from(["", ",", "１", "9"]),
+       st.sampled_from(["", ".5", "円", " yen", ".999"]))
+def test_digit_strings_of_any_length_get_a_value_or_a_problem(
+        field: str, prefix: str, length: int, filler: str, suffix: str) -> None:
+    """Whatever the length, validation answers (never raises) and a number it accepts
+    fits the columns it will be stored in."""
+    raw = prefix + "".join("9" if filler == "" or i % 4 else filler for i in range(length)) \
+        + suffix
+    clean, problems = validate_fields(KINDS, form(**{field: raw}))
+    if problems:
+        assert clean == {} and len(problems) == 1 and problems[0].field == field
+        assert len(problems[0].message) < 200
+    else:
+        value = clean[field]
+        assert len(str(value).partition(".")[0]) <= 18
 
 
 # --- validate_fields: whole forms ------------------------------------------------------
