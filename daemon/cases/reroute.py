@@ -181,7 +181,7 @@ def apply(wf: Workflow, s: Session, checks: list[Check], why: str,
                       detail=f"{c.step}: no longer with {names} ({why}); now {c.why}")
             case.state = CaseState.IN_REVIEW
             asked = wf.route(s, case, Pos.of(rep.pos), True, last or old[0], needed=True,
-                             replacing=names)
+                             replacing=tuple(old))
             _tell_old(wf, s, case, old, why, asked)
             continue
         wf.record(s, case, "withdrawn", None,
