@@ -70,12 +70,14 @@ class StartupError(Exception):
 
 class App:
     def __init__(
-        self, cfg: Config, clock: Clock | None = None, transport: Transport | None = None
+        self, cfg: Config, clock: Clock | None = None, transport: Transport | None = None,
+        connect_timeout: int | None = None,
     ) -> None:
+        """`connect_timeout`: for commands that must answer promptly (daemon.store.db)."""
         self.cfg = cfg
         self.clock = clock or SystemClock()
         cfg.paths.spool.mkdir(parents=True, exist_ok=True)
-        self.store = Store(cfg.database_url)
+        self.store = Store(cfg.database_url, connect_timeout)
         self.queue = WorkQueue(self.store, self.clock, cfg.queue, cfg.instance.name)
         self.types = load_case_types(cfg.paths.rules / "casetypes")
         self.templates = Templates(cfg.paths.templates)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -11,6 +12,23 @@ from daemon.config import Config, ConfigError, load_config
 from daemon.store.db import Store
 
 EXIT_USAGE = 2
+BIGINT_MAX = 2**63 - 1  # ids and limits end up in BIGINT columns and LIMIT clauses
+
+
+class BoundedInt(click.IntRange):
+    """A whole number in [min, max] (max at most a BIGINT): a longer digit string is
+    refused before int() builds it, and quoted shortened, like any other bad value."""
+
+    def __init__(self, min: int = 1, max: int = BIGINT_MAX) -> None:
+        super().__init__(min, max)
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        if isinstance(value, str) and len(value.strip()) > len(str(BIGINT_MAX)) + 1:
+            self.fail(f"{value.strip()[:20]}… is not in the range {self._describe_range()}",
+                      param, ctx)
+        number: int = super().convert(value, param, ctx)
+        return number
 
 
 def cli_config(ctx: click.Context) -> Config:

@@ -15,7 +15,7 @@ import click
 import tomli_w
 
 from daemon.cli import systemd
-from daemon.cli.common import EXIT_USAGE
+from daemon.cli.common import EXIT_USAGE, BoundedInt
 from daemon.cli.common import cli_config as _config
 from daemon.cli.inspect import print_case, print_status
 from daemon.cli.output import SafeFormatter, echo
@@ -228,7 +228,7 @@ def queue() -> None:
 
 
 @queue.command("retry")
-@click.argument("item_id", type=int)
+@click.argument("item_id", type=BoundedInt())
 @click.pass_context
 def queue_retry(ctx: click.Context, item_id: int) -> None:
     """Put a dead-letter item back in its queue."""

@@ -8,7 +8,7 @@ import click
 
 from daemon.audit.casechain import case_history_counts, verify_cases
 from daemon.audit.trail import AuditTrail, format_entry
-from daemon.cli.common import cli_config, open_store
+from daemon.cli.common import BoundedInt, cli_config, open_store
 from daemon.cli.output import echo, inline
 from daemon.clock import SystemClock
 from daemon.conditions.budgets import Budgets
@@ -45,7 +45,7 @@ def audit_verify(ctx: click.Context) -> None:
 @audit.command("show")
 @click.option("--subject", default=None, help="Only entries about this subject, "
               "e.g. 'factor interest_rate' or 'budget SET/NAME'.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
+@click.option("--limit", default=50, show_default=True, type=BoundedInt(),
               help="How many of the newest entries.")
 @click.pass_context
 def audit_show(ctx: click.Context, subject: str | None, limit: int) -> None:

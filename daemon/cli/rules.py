@@ -46,6 +46,11 @@ def _fail(line: str) -> int:
     return 1
 
 
+# Seconds `rules check` waits for PostgreSQL to accept a connection: a host that drops
+# packets would otherwise hold the command for minutes (the TCP timeout) with no output.
+CONNECT_TIMEOUT = 10
+
+
 def _build_app(ctx: click.Context) -> App:
     """The daemon as it would start; a refusal is a failed check (exit 1), not a crash."""
     from daemon.app import App, StartupError
@@ -53,7 +58,7 @@ def _build_app(ctx: click.Context) -> App:
     from daemon.security.secrets import InsecureSecretError
 
     try:
-        return App(cli_config(ctx))
+        return App(cli_config(ctx), connect_timeout=CONNECT_TIMEOUT)
     except (StartupError, CaseTypeError, InsecureSecretError) as exc:
         lines = [*getattr(exc, "errors", []), *getattr(exc, "problems", [])] or [str(exc)]
         echo(f"ringi would refuse to start: {exc}")
@@ -68,6 +73,8 @@ def _reachable(app: App) -> bool:
         app.store.migrate()
     except Exception as exc:  # any driver error: say so and check what needs no database
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        if "timeout" in first.lower():
+            first = f"no answer within {CONNECT_TIMEOUT} s: {first}"
         _fail(f"database: cannot be reached ({first}); sets stored by mail, the stored "
               "directory and the versions in force are not checked")
         return False

@@ -40,7 +40,10 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, connect_timeout: int | None = None) -> Engine:
+    """`connect_timeout`: seconds a PostgreSQL connection may take to be made (libpq's own
+    setting, at least 2); None waits as long as the network does, which a command that
+    must answer (`ringi rules check`) cannot afford against a host that drops packets."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
@@ -48,7 +51,9 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _sqlite_setup(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    connect_args = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                         connect_args=connect_args)
 
 
 def migrate(engine: Engine) -> None:
@@ -87,9 +92,9 @@ def insert_if_absent(session: Session, model: Any, values: dict[str, Any],
 class Store:
     """The engine plus a session factory; passed explicitly, never global."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, connect_timeout: int | None = None) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, connect_timeout)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def migrate(self) -> None:
