@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from daemon.audit.trail import AuditTrail
 from daemon.cases.blobs import BlobStore
+from daemon.cases.bounces import reroute_bounced_request
 from daemon.cases.casetypes import load_case_types
 from daemon.cases.decisions import Decisions
 from daemon.cases.droprequests import DropRequestHandler
+from daemon.cases.reorganisation import Reorganisations
 from daemon.cases.replies import ReplyHandler
 from daemon.cases.requests import RequestHandler
 from daemon.cases.reroute import reroute_all
@@ -125,7 +128,9 @@ class App:
             self.store, self.queue, self.clock, self.publisher, self.stamp_key,
             cfg.transmission_dir, cfg.publication.progress_every_mb * 1024 * 1024)
         self.decisions = Decisions(self.workflow)
-        self.timers = Timers(self.store, self.workflow, self.audit)
+        self.reorganisations = Reorganisations(self.store, self.workflow, self.audit,
+                                               self.queue, cfg.workflow.reorg_on_failure)
+        self.timers = Timers(self.store, self.workflow, self.audit, self.reorganisations)
         self.drops = DropRequestHandler(self.workflow)
         self.inbound = InboundProcessor(
             self.store, self.queue, cfg.mail, RequestHandler(self.workflow),
@@ -139,11 +144,14 @@ class App:
                                    self.return_paths)
         self.execution_sender = ExecutionSender(
             self.store, self.queue, self.executions, self.destination_templates,
-            self.notifier.composer, transport, self.clock,
+            self.notifier.composer, transport, self.clock, self.return_paths,
         )
         poll = cfg.queue.poll_seconds
         # Every dead letter is told to the administrator in the transaction that kills it.
-        self.dead_letters = dead = DeadLetters(self.alerts, self.workflow.record)
+        # An approval request the relay refuses for good is rerouted like a bounced one.
+        self.dead_letters = dead = DeadLetters(
+            self.alerts, self.workflow.record,
+            partial(reroute_bounced_request, self.workflow, self.alerts))
         self.inbound_runner = Runner(self.queue, self.inbound, poll, dead)
         self.outbox_runner = Runner(self.queue, self.outbox, poll, dead)
         self.execution_runner = Runner(self.queue, self.execution_sender, poll, dead)

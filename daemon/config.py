@@ -40,6 +40,9 @@ class _Section(BaseModel):
 class InstanceConfig(_Section):
     name: str = Field(default_factory=socket.gethostname)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # A production instance refuses a shifted clock (`ringi --clock-offset`): mail there
+    # reaches real people, and a rehearsal's reminders or escalations must not.
+    production: bool = False
 
 
 class PathsConfig(_Section):
@@ -209,6 +212,10 @@ class WorkflowConfig(_Section):
     # "hold" the case until a directory import fills the post (the administrator is told),
     # or ask the "admin" in the post's place. A workflow file may choose for itself.
     on_vacant: Literal["hold", "admin"] = "hold"
+    # A reorganisation reaching its effective time whose verification finds failing cases:
+    # commit and "hold" exactly those cases, or "rollback" the whole change (the
+    # administrator gets the report either way).
+    reorg_on_failure: Literal["hold", "rollback"] = "hold"
 
     @model_validator(mode="after")
     def _order(self) -> WorkflowConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.cases.decisions import Decisions
@@ -16,6 +17,7 @@ from daemon.parsing.message import ParsedMail
 from daemon.parsing.reply import Decision, parse_decision
 from daemon.security.tokens import TokenProblem
 from daemon.store.models import Case, CaseStep
+from daemon.store.reorg_models import Reorganisation, ReorgKeptReply, in_progress
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,9 @@ class ReplyHandler:
         if sender is None or (sender.id != row.person_id and proxy_for is None):
             return refuse("not_asked",
                           asked=person_name(s, row.person_id, locale) if asked else row.person_id)
+        reorg = in_progress(s) if inbound_id is not None else None
+        if reorg is not None and check.problem is None and step.state == StepState.PENDING:
+            return self._keep(s, mail, reorg, case, sender.locale, inbound_id or 0)
         if check.problem in (TokenProblem.USED, TokenProblem.REVOKED) or \
                 step.state != StepState.PENDING or case.state not in DECIDABLE:
             return refuse("moved_on", **self._moved_on(s, case, step, locale))
@@ -87,6 +92,19 @@ class ReplyHandler:
                               proxy_for=proxy_for, documents=notes)
         by = f" (proxy for {proxy_for.id})" if proxy_for else ""
         return f"{case.number}: {parsed.decision.value} by {sender.id}{by}"
+
+    def _keep(self, s: Session, mail: ParsedMail, reorg: Reorganisation, case: Case,
+              locale: str, inbound_id: int) -> str:
+        """During a reorganisation the reply waits; it is processed again when the change
+        ends, and applies only if its author is still that step's approver."""
+        if s.scalar(select(ReorgKeptReply.id).where(ReorgKeptReply.inbound_id == inbound_id)):
+            return f"{case.number}: reply already kept"
+        s.add(ReorgKeptReply(reorg_id=reorg.id, inbound_id=inbound_id, author=mail.from_addr,
+                             kept_at=self.wf.clock.now()))
+        self.wf.notifier.to_address(s, "reply_kept", mail.from_addr, locale,
+                                    {"number": case.number, "reorganisation": reorg.id}, None,
+                                    in_reply_to=mail.message_id)
+        return f"{case.number}: reply kept until reorganisation {reorg.id} ends"
 
     def _moved_on(self, s: Session, case: Case, step: CaseStep, locale: str) -> dict[str, object]:
         """"Already approved by X at T": what happened to the step the reply was about."""

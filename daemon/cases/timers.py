@@ -10,13 +10,14 @@ import logging
 import threading
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from daemon.audit.casechain import anchor_all
 from daemon.audit.trail import AuditTrail
-from daemon.cases.calendar import add_business_days
+from daemon.cases import duetimes
 from daemon.cases.recovery import claim_waiting, resume_after_wait
+from daemon.cases.reorganisation import Reorganisations
 from daemon.cases.reroute import apply, check_case
 from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
@@ -24,21 +25,29 @@ from daemon.directory.lookup import Member, member, proxies_of
 from daemon.routing.resolvers import RouteContext, rank_above
 from daemon.routing.templates import Step
 from daemon.store.db import Store, rowcount
-from daemon.store.models import Case, CaseStep
+from daemon.store.models import Case, CaseStep, DirectoryImport
+from daemon.store.reorg_models import in_progress
 
 log = logging.getLogger(__name__)
+ACTIVE = (CaseState.IN_REVIEW, CaseState.ON_HOLD)  # cases whose waiting steps the timers watch
 
 
 class Timers:
-    def __init__(self, store: Store, workflow: Workflow, audit: AuditTrail | None = None) -> None:
+    def __init__(self, store: Store, workflow: Workflow, audit: AuditTrail | None = None,
+                 reorganisations: Reorganisations | None = None) -> None:
         self.store = store
         self.wf = workflow
         self.audit = audit
+        self.reorganisations = reorganisations  # a plan's effective time is a duty here
         self.cfg = workflow.cfg.workflow
+        self.batch = duetimes.BATCH
+        self._prepared = False
+        self._seen_import: int | None = None
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="timers", daemon=True)
 
     def start(self) -> None:
+        self.prepare()
         self.thread.start()
 
     def stop(self) -> None:
@@ -54,10 +63,12 @@ class Timers:
                 log.exception("timers: pass failed; retrying next time")
 
     def run_once(self) -> int:
-        """One pass over every waiting step and case; returns how many actions were taken."""
+        """One pass over what is due; returns how many actions were taken."""
         done = 0
         # Each duty on its own: one that fails must not stop reminders or the others.
         duties = [self._revision_waits, self._budget_periods]
+        if self.reorganisations is not None:
+            duties.insert(0, self.reorganisations.due)
         if self.wf.publisher is not None:
             duties.append(self.wf.publisher.purge_expired)
         for duty in duties:
@@ -70,31 +81,95 @@ class Timers:
         except Exception:
             log.exception("timers: case histories could not be anchored; next pass retries")
         with self.store.transaction() as s:
-            ids = s.scalars(select(CaseStep.id).join(Case, Case.id == CaseStep.case_id).where(
-                CaseStep.state == StepState.PENDING,
-                Case.state.in_([CaseState.IN_REVIEW, CaseState.ON_HOLD]))
-                .order_by(CaseStep.id)).all()
-        for step_id in ids:
+            if in_progress(s) is not None:
+                return done  # a reorganisation is under way: reminders wait for its end
+        self.prepare()
+        done += self._after_import()
+        return done + self._due_steps()
+
+    def prepare(self) -> None:
+        """Once per process, before the first pass: due times for steps that have none or
+        were computed under other settings, and the directory import already seen."""
+        if self._prepared:
+            return
+        duetimes.refresh_due_times(self.store, self.cfg)
+        with self.store.transaction() as s:
+            self._seen_import = s.scalar(select(func.max(DirectoryImport.id)))
+        self._prepared = True
+
+    def _due_steps(self) -> int:
+        """Only the steps whose due time has come, oldest first, in batches (keyset order,
+        so a batch of steps that stay due cannot hide the rest)."""
+        now = self.wf.clock.now()
+        done, after = 0, None
+        while True:
             with self.store.transaction() as s:
-                step = s.get(CaseStep, step_id)
-                case = s.get(Case, step.case_id) if step else None
-                if step is None or case is None or step.state != StepState.PENDING:
-                    continue
-                done += self._step(s, case, step)
-        return done
+                q = select(CaseStep.id, CaseStep.next_check_at).join(
+                    Case, Case.id == CaseStep.case_id).where(
+                    CaseStep.next_check_at <= now, Case.state.in_(ACTIVE))
+                if after is not None:
+                    q = q.where(or_(CaseStep.next_check_at > after[0], and_(
+                        CaseStep.next_check_at == after[0], CaseStep.id > after[1])))
+                rows = s.execute(q.order_by(CaseStep.next_check_at, CaseStep.id)
+                                 .limit(self.batch)).all()
+            for step_id, _ in rows:
+                done += self._visit(step_id, now)
+            if len(rows) < self.batch:
+                return done
+            after = rows[-1]
+
+    def _after_import(self) -> int:
+        """A directory import since the last pass may have moved waiting approvers: every
+        waiting step is visited once (for `_left`), then passes go back to what is due."""
+        with self.store.transaction() as s:
+            latest = s.scalar(select(func.max(DirectoryImport.id)))
+        if latest == self._seen_import:
+            return 0
+        self._seen_import = latest
+        done, after = 0, 0
+        while True:
+            with self.store.transaction() as s:
+                ids = s.scalars(select(CaseStep.id).join(Case, Case.id == CaseStep.case_id)
+                                .where(CaseStep.state == StepState.PENDING,
+                                       Case.state.in_(ACTIVE), CaseStep.id > after)
+                                .order_by(CaseStep.id).limit(self.batch)).all()
+            for step_id in ids:
+                done += self._visit(step_id, None)
+            if len(ids) < self.batch:
+                return done
+            after = ids[-1]
+
+    def _visit(self, step_id: int, now: datetime | None) -> int:
+        """One step in its own transaction; with `now`, only if still due (another daemon
+        may have acted on it since it was selected)."""
+        with self.store.transaction() as s:
+            step = s.get(CaseStep, step_id)
+            case = s.get(Case, step.case_id) if step else None
+            if step is None or case is None:
+                return 0
+            if step.state != StepState.PENDING:
+                step.next_check_at = None
+                return 0
+            if case.state not in ACTIVE or (now is not None and (
+                    step.next_check_at is None or step.next_check_at > now)):
+                return 0
+            return self._step(s, case, step)
 
     def _step(self, s: Session, case: Case, step: CaseStep) -> int:
+        done = self._act(s, case, step)
+        if step.state == StepState.PENDING:  # moved on; a decided or closed step was cleared
+            step.next_check_at = duetimes.next_check(step, self.cfg)
+        return done
+
+    def _act(self, s: Session, case: Case, step: CaseStep) -> int:
         approver = member(s, step.approver_id)
         if self._left(approver, step):
             return self._substitute(s, case, step, approver)
         assert approver is not None
         now = self.wf.clock.now()
-        due = add_business_days(step.asked_at, self.cfg.reminder_after_days,
-                                self.cfg.business_days, self.cfg.holidays)
-        late = add_business_days(step.asked_at, self.cfg.escalate_after_days,
-                                 self.cfg.business_days, self.cfg.holidays)
-        if now >= late and step.escalated_at is None and step.kind != "escalation" \
-                and step.mode != "all" and self._claim(s, step, "escalated_at"):
+        due = duetimes.reminder_at(step, self.cfg)
+        late = duetimes.escalation_at(step, self.cfg)
+        if now >= late and duetimes.escalates(step) and self._claim(s, step, "escalated_at"):
             return self._escalate(s, case, step, approver)
         if now >= due and step.reminded_at is None and self._claim(s, step, "reminded_at"):
             self.wf.ask(s, case, step, approver, note="reminder")

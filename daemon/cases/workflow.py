@@ -20,6 +20,7 @@ from daemon.cases.blobs import BlobStore
 from daemon.cases.casetypes import CaseType, CaseTypeRegistry
 from daemon.cases.documents import Documents, Stage, describe
 from daemon.cases.documents import StoredDocument as StoredDocument  # (drop folders use it)
+from daemon.cases.duetimes import next_check
 from daemon.cases.examination import Examiner
 from daemon.cases.holds import hold_for_approver, tell_held
 from daemon.cases.numbering import next_number
@@ -41,6 +42,7 @@ from daemon.routing.registry import TemplateRegistry
 from daemon.routing.templates import SYSTEM_ACTIONS, Template
 from daemon.security.tokens import TokenService
 from daemon.store.models import Case, CaseEvent, CaseStep
+from daemon.store.reorg_models import in_progress
 
 if TYPE_CHECKING:
     from daemon.execution.executor import Executions
@@ -160,11 +162,18 @@ class Workflow:
             "request", req.entered_by or req.requester, inbound_id=req.inbound_id),
             req.documents)
         count = sum(n["outcome"] == "added" for n in notes)
+        reorg = in_progress(s)
         self.record(s, case, "received", req.entered_by or req.requester,
                     detail=f"{req.case_type.name} request received by {req.channel}"
                     + (f" with {count} attachment(s)" if count else "")
                     + f"; workflow {self.registry.version_label(s, version_id)}"
                     + (f"; {describe(notes)}" if len(notes) > count else ""))
+        if reorg is not None:  # routed when the reorganisation ends (daemon.cases.reorgrestore)
+            case.route = {"deferred": reorg.id}
+            self.record(s, case, "registered", None, detail=f"reorganisation {reorg.id} is in "
+                        "progress: the request is routed when it is complete")
+            self.tell_requester(s, case, "ack", {"documents": notes, "deferred": True})
+            return case
         asked = self.route(s, case, Pos(), False, req.requester, announce=False)
         self.tell_requester(s, case, "ack", {"documents": notes}, asked=asked)
         self.announce(s, case)
@@ -383,6 +392,7 @@ class Workflow:
                                                else None,
                                                "position": approver.position.id
                                                if approver.position else None})
+        step.next_check_at = next_check(step, self.cfg.workflow)
         s.add(step)
         s.flush()
         return step
@@ -390,6 +400,7 @@ class Workflow:
     def ask(self, s: Session, case: Case, step: CaseStep, approver: Member,
             note: str = "", note_detail: str = "") -> None:
         token = self.tokens.issue(s, case.id, step.id, approver.id, self.clock.now())
+        step.next_check_at = next_check(step, self.cfg.workflow)  # a reminder moves it on
         what = {"admin": "the administrator is asked: ", "returned": "asked again: ",
                 "reminder": "reminder: ", "escalated": "escalated: ",
                 "substitute": "substitute asked: "}.get(note, "")

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,15 @@ import click
 import tomli_w
 
 from daemon.cli import systemd
-from daemon.cli.common import EXIT_USAGE, BoundedInt
+from daemon.cli.common import EXIT_USAGE, BoundedInt, cli_clock
 from daemon.cli.common import cli_config as _config
 from daemon.cli.inspect import print_case, print_status
 from daemon.cli.output import SafeFormatter, echo
 from daemon.cli.partners import partners
 from daemon.cli.records import audit, budget, factor
+from daemon.cli.reorg import reorg
 from daemon.cli.rules import rules
+from daemon.clock import OffsetClockError, parse_offset
 from daemon.config import config_as_dict
 from daemon.directory.loader import DirectoryFileError
 
@@ -30,8 +33,9 @@ def _app(ctx: click.Context, migrate: bool = True) -> Any:
     from daemon.app import App
 
     cfg = _config(ctx)
+    clock = cli_clock(ctx, cfg)
     with _startup_errors():
-        app = App(cfg)
+        app = App(cfg, clock)
         if migrate:
             app.store.migrate()
     return app
@@ -53,13 +57,27 @@ def _startup_errors() -> Iterator[None]:
         sys.exit(EXIT_USAGE)
 
 
+def _offset(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    try:
+        return parse_offset(value)
+    except OffsetClockError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.group()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="TOML configuration file (default: $RINGI_CONFIG or ./ringi.toml).")
+@click.option("--clock-offset", "clock_offset", envvar="RINGI_CLOCK_OFFSET", default=None,
+              callback=_offset, metavar="OFFSET", show_envvar=True,
+              help="Run with the clock shifted (31d, 12h, 90m, -2d, 1d12h, P31D) to rehearse "
+                   "a later time; refused when [instance] production = true.")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None) -> None:
+def cli(ctx: click.Context, config_path: Path | None, clock_offset: timedelta | None) -> None:
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
+    ctx.obj["clock_offset"] = clock_offset
 
 
 @cli.command("check-config")
@@ -80,6 +98,7 @@ def run(ctx: click.Context) -> None:
     logging.basicConfig(level=cfg.instance.log_level, handlers=[handler])
     if cfg.instance.log_level != "DEBUG":  # aiosmtpd logs every connection at INFO
         logging.getLogger("mail.log").setLevel(logging.WARNING)
+    ctx.find_root().obj["daemon_log"] = True  # a shifted clock is announced in the log
     app = _app(ctx, migrate=False)
     with _startup_errors():
         app.prepare()
@@ -107,6 +126,8 @@ def directory() -> None:
 @click.pass_context
 def directory_import(ctx: click.Context, file: Path, dry_run: bool) -> None:
     """Validate FILE and replace the directory with it; prints the diff."""
+    from daemon.cases.reorganisation import Report
+    from daemon.cases.reroute import check_all
     from daemon.directory.importer import (
         DirectoryDiff,
         apply_directory,
@@ -120,7 +141,15 @@ def directory_import(ctx: click.Context, file: Path, dry_run: bool) -> None:
             data, _ = read_directory_file(file)
             with app.store.sessions() as s:
                 diff = apply_directory(s, data)
+                s.flush()
+                checks = check_all(app.workflow, s)  # what it would do to waiting cases
                 s.rollback()  # a dry run shows the diff and keeps nothing
+            for line in diff.lines():
+                echo(line)
+            echo("")
+            for line in Report(0, checks, diff).lines("waiting cases"):
+                echo(line)
+            return
         else:
             diff = import_directory_file(app.store, file, app.clock.now(),
                                          after=app.reroute_after_import) or DirectoryDiff()
@@ -239,7 +268,7 @@ def queue_retry(ctx: click.Context, item_id: int) -> None:
     echo(f"item {item_id} queued again")
 
 
-for group in (audit, factor, budget, partners, rules):
+for group in (audit, factor, budget, partners, rules, reorg):
     cli.add_command(group)
 
 

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # Mails that answer an inbound mail: rate-limited per recipient so no loop can flood anyone.
 ANSWER_TEMPLATES = ("request_error", "reply_error", "unknown_sender", "help", "form",
-                    "command_reply", "conditions_confirm")
+                    "command_reply", "conditions_confirm", "reply_kept")
 # Every mail the workflow sends; checked at start so a missing translation stops the daemon
 # before a case needs it.
 REQUIRED_TEMPLATES = (*ANSWER_TEMPLATES, "ack", "approval_request", "decision_confirmed",
@@ -30,7 +30,7 @@ REQUIRED_TEMPLATES = (*ANSWER_TEMPLATES, "ack", "approval_request", "decision_co
                       "rejected_conditions", "reserved", "revision_request",
                       "execution_request", "execution_sent", "execution_failed",
                       "partner_delivery", "publication_notice", "admin_alert", "held",
-                      "reassigned", "resumed")
+                      "reassigned", "resumed", "reinstated")
 
 
 class Notifier:

@@ -1,0 +1,106 @@
+"""What a reorganisation's commit changed on a case, and how a rollback puts it back.
+
+The commit records, per case it touched, the case's state and route and its waiting asks with
+their live tokens before, and the asks it made after. Rollback closes the asks the commit
+made, reopens the ones it withdrew and revives their tokens (unless expired), so the mail the
+approver already has works again. A case someone decided since the commit is left as it is
+and named in the rollback's report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from daemon.cases.holds import tell_held
+from daemon.cases.reroute import reroute_all
+from daemon.cases.states import CaseState, StepState
+from daemon.cases.workflow import Workflow
+from daemon.directory.export import from_snapshot
+from daemon.directory.importer import apply_directory
+from daemon.directory.lookup import member
+from daemon.routing.engine import Pos
+from daemon.store.models import Case, CaseStep, DirectoryImport, ReplyToken
+from daemon.store.reorg_models import Reorganisation, ReorgCaseBackup
+
+
+def snapshot_case(s: Session, case_id: int) -> dict[str, Any]:
+    case = s.get(Case, case_id)
+    assert case is not None
+    s.flush()
+    pending = list(s.scalars(select(CaseStep.id).where(
+        CaseStep.case_id == case_id, CaseStep.state == StepState.PENDING)))
+    tokens = list(s.scalars(select(ReplyToken.id).where(
+        ReplyToken.step_id.in_(pending), ReplyToken.revoked_at.is_(None),
+        ReplyToken.used_at.is_(None)))) if pending else []
+    return {"state": case.state, "route": case.route, "pending": pending, "tokens": tokens}
+
+
+def restore_cases(wf: Workflow, s: Session, reorg: Reorganisation) -> list[str]:
+    """Directory and cases back to before the commit; returns the cases left as they are."""
+    now = wf.clock.now()
+    assert reorg.backup is not None
+    apply_directory(s, from_snapshot(reorg.backup), now)
+    s.add(DirectoryImport(at=now, source=f"rollback of reorganisation {reorg.id}",
+                          sha256="", diff={}))
+    s.flush()
+    why = f"reorganisation {reorg.id} was rolled back"
+    left: list[str] = []
+    for b in s.scalars(select(ReorgCaseBackup).where(ReorgCaseBackup.reorg_id == reorg.id)
+                       .order_by(ReorgCaseBackup.id)).all():
+        case = s.scalar(select(Case).where(Case.id == b.case_id).with_for_update())
+        if case is None:
+            continue
+        made = [s.get(CaseStep, i) for i in b.after["pending"] if i not in b.before["pending"]]
+        if case.state != b.after["state"] or any(
+                st is None or st.state != StepState.PENDING for st in made):
+            left.append(f"{case.number}: changed since the commit ({case.state}); left as it is")
+            continue
+        for st in made:
+            assert st is not None
+            wf.close_step(s, st, StepState.SUPERSEDED)
+            person = member(s, st.approver_id)
+            if person is not None and person.person.active:
+                wf.send(s, "reassigned", person, case, {"why": why, "next": None})
+        for sid in b.before["pending"]:
+            st = s.get(CaseStep, sid)
+            if st is not None:
+                st.state = StepState.PENDING
+        for tid in b.before["tokens"]:
+            tok = s.get(ReplyToken, tid)
+            if tok is not None and tok.used_at is None and tok.expires_at > now:
+                tok.revoked_at = None
+        case.state, case.route = b.before["state"], b.before["route"]
+        wf.record(s, case, "restored", None, detail=f"{why}: back to the asks before it")
+        asked = [st for sid in b.before["pending"] if (st := s.get(CaseStep, sid))]
+        for st in asked:
+            person = member(s, st.approver_id)
+            if person is not None and person.person.active:
+                wf.send(s, "reinstated", person, case, {"why": why})
+        if case.state == CaseState.HELD:
+            tell_held(wf, s, case)
+    # Whatever else waits (requests registered during the change) follows the old directory.
+    reroute_all(wf, s, why)
+    return left
+
+
+def route_registered(wf: Workflow, s: Session, reorg_id: int) -> int:
+    """Requests registered during the change are routed now, from the start."""
+    routed = 0
+    for case in s.scalars(select(Case).where(Case.state == CaseState.RECEIVED)
+                          .order_by(Case.id).with_for_update()).all():
+        if (case.route or {}).get("deferred") != reorg_id:
+            continue
+        requester = member(s, case.requester_id)
+        if requester is None:
+            continue
+        case.route = None
+        wf.record(s, case, "routed", None, detail=f"reorganisation {reorg_id} ended; routed now")
+        asked = wf.route(s, case, Pos(), False, requester, announce=False)
+        if case.state in (CaseState.IN_REVIEW, CaseState.APPROVED):
+            wf.tell_requester(s, case, "resumed", {"deferred": True}, asked=asked)
+        wf.announce(s, case)
+        routed += 1
+    return routed

@@ -1,0 +1,237 @@
+"""The reorganisation procedure end to end: plan, verify, begin, commit, rollback.
+
+Three cases wait when the plan is made: one whose post changes hands (Engineering's head
+passes from Suzuki to Sato), one untouched (Sales' line), one whose approver leaves with
+nobody above (Ito, Accounting). Requests and replies arrive during the change.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from daemon.app import App
+from daemon.cases.reorganisation import ReorgError
+from daemon.clock import FrozenClock
+from daemon.store.models import OutboundMail
+from daemon.store.reorg_models import Reorganisation
+from tests.integration.test_outcomes import (
+    ADMIN,
+    ITO,
+    SATO,
+    SMITH,
+    SUZUKI,
+    TAKAHASHI,
+    TANAKA,
+    World,
+    number_of,
+    start_world,
+    travel,
+)
+from tests.support import ROOT, CapturingRelay, free_port, make_config, ringi, write_config
+
+KATO = "kato@example.com"
+RELEASE = "Type: design_release\nDocument number: D-1\nRevision: A\nSummary: first release\n"
+ORG = (ROOT / "samples" / "organisation.toml").read_text()
+ENG_HEAD = '[[roles]]\nunit = "eng"\nrole = "head"\nperson = "suzuki"\n'
+ITO_POST = 'unit = "accounting"\nposition = "section_manager"'
+NEW_ORG = ORG.replace(ENG_HEAD, ENG_HEAD.replace("suzuki", "sato")).replace(
+    ITO_POST, ITO_POST + "\nactive = false")
+
+
+def file_three(w: World) -> dict[str, object]:
+    w.send(TANAKA, "Release", RELEASE)
+    a = number_of(w.one(TANAKA))
+    to_suzuki = w.one(SUZUKI)
+    w.send(SMITH, "Trip", travel("20,000"))
+    b = number_of(w.one(SMITH))
+    to_takahashi = w.one(TAKAHASHI)
+    w.send(KATO, "Trip", travel("12,000"))
+    c = number_of(w.one(KATO))
+    to_ito = w.one(ITO)
+    return {"a": a, "b": b, "c": c, "suzuki": to_suzuki, "takahashi": to_takahashi,
+            "ito": to_ito}
+
+
+def plan_file(tmp_path: Path, text: str = NEW_ORG) -> Path:
+    path = tmp_path / "org-2027.toml"
+    path.write_text(text)
+    return path
+
+
+def test_plan_begin_commit_rollback(tmp_path: Path, db_url: str,
+                                    relay: CapturingRelay) -> None:
+    w = start_world(tmp_path, db_url, relay)
+    reorgs = w.app.reorganisations
+    try:
+        f = file_three(w)
+        report = reorgs.plan(plan_file(tmp_path), None, "admin")
+        by_case = {c.number: c for c in report.checks}
+        assert by_case[f["a"]].outcome == "moves" and by_case[f["a"]].new == ("sato",)
+        assert by_case[f["b"]].outcome == "unchanged"
+        assert (by_case[f["c"]].outcome, by_case[f["c"]].reason) == (
+            "fails", "no approver left above")
+        assert reorgs.verify().counts == report.counts  # again and again, nothing changes
+        w.nothing_more(SATO, SUZUKI, ITO, TANAKA, KATO)
+        with pytest.raises(ReorgError, match="is planned"):
+            reorgs.plan(plan_file(tmp_path), None, "admin")
+
+        reorgs.begin("admin")
+        w.send(SMITH, "Trip 2", travel("15,000"))  # registered, not routed
+        ack = w.one(SMITH)
+        d = number_of(ack)
+        assert "being reorganised" in ack.body
+        assert w.case(d).state == "received"
+        w.reply(f["takahashi"], TAKAHASHI, "承認")  # kept, applied after the commit
+        assert "組織変更の完了まで保管" in w.one(TAKAHASHI).subject
+        w.reply(f["suzuki"], SUZUKI, "承認")  # kept; Suzuki will no longer be the approver
+        assert "保管" in w.one(SUZUKI).subject
+        w.nothing_more(TAKAHASHI, SATO)
+        assert w.case(f["b"]).state == "in_review"
+
+        with pytest.raises(ReorgError, match="1 case"):  # C would fail: refused, no change
+            reorgs.commit("admin")
+        w.nothing_more(SATO, SUZUKI, KATO)
+        report = reorgs.commit("admin", hold_failing=True)
+        assert report.counts["moves"] == 1
+        new_ask = w.one(SATO)
+        assert "承認依頼" in new_ask.subject and number_of(new_ask) == f["a"]
+        mails = w.new(SUZUKI, 2)  # the case left them; their kept reply no longer counts
+        assert all("ご判断は不要" in m.subject or "受付できません" in m.subject for m in mails)
+        assert "停止中" in w.one(KATO).subject and w.case(f["c"]).state == "held"
+        got = {number_of(m): m.subject for m in w.new(TAKAHASHI, 2)}
+        assert "承認しました" in got[f["b"]]  # the kept reply, applied
+        assert "承認依頼" in got[d]  # request D routed now, under the new directory
+        assert "has now been routed" in w.one(SMITH).body
+        assert "decision" in [k for k, _ in w.events(f["b"])]  # on to Brown now
+
+        left = reorgs.rollback("admin")
+        assert left == []
+        assert "ご判断は不要" in w.one(SATO).subject  # Sato's ask withdrawn
+        back = w.one(SUZUKI)
+        assert "再度ご判断" in back.subject and number_of(back) == f["a"]
+        assert number_of(w.one(ITO)) == f["c"]  # Ito is back, and asked again
+        w.reply(new_ask, SATO, "承認")  # Sato's token died with the rollback
+        assert "受付できません" in w.one(SATO).subject
+        w.reply(f["suzuki"], SUZUKI, "承認")  # the original mail works again
+        w.one(SUZUKI)
+        assert w.case(f["a"]).state == "approved"
+        assert w.case(f["c"]).state == "in_review"
+        kinds = [k for k, _ in w.events(f["a"])]
+        assert "reassigned" in kinds and "restored" in kinds
+        with w.app.store.transaction() as s:
+            row = s.scalar(select(Reorganisation).order_by(Reorganisation.id.desc()))
+            assert row is not None and row.state == "rolled_back"
+    finally:
+        w.app.stop()
+
+
+def test_effective_time_commits_by_itself(tmp_path: Path, db_url: str,
+                                          relay: CapturingRelay) -> None:
+    w = start_world(tmp_path, db_url, relay)
+    reorgs = w.app.reorganisations
+    try:
+        f = file_three(w)
+        when = w.clock.now() + timedelta(days=1)
+        reorgs.plan(plan_file(tmp_path), when, "admin")
+        assert w.app.timers.run_once() == 0
+        w.nothing_more(SATO)
+        w.clock.advance(timedelta(days=1))
+        w.app.timers.run_once()
+        assert number_of(w.one(SATO)) == f["a"]
+        assert w.case(f["c"]).state == "held"  # configured default: hold the failing ones
+        alert = w.one(ADMIN)
+        assert "committed" in alert.subject and f["c"] in alert.body
+        assert reorgs.status()["reorganisations"][0]["state"] == "committed"
+    finally:
+        w.app.stop()
+
+
+def test_effective_time_rolls_back_when_so_configured(tmp_path: Path, db_url: str,
+                                                      relay: CapturingRelay) -> None:
+    w = start_world(tmp_path, db_url, relay, workflow={"reorg_on_failure": "rollback"})
+    reorgs = w.app.reorganisations
+    try:
+        f = file_three(w)
+        reorgs.plan(plan_file(tmp_path), w.clock.now(), "admin")
+        w.app.timers.run_once()
+        alert = w.one(ADMIN)
+        assert "rolled back" in alert.subject and "no approver left above" in alert.body
+        w.nothing_more(SATO, SUZUKI)
+        assert w.case(f["a"]).state == "in_review" and w.case(f["c"]).state == "in_review"
+        assert reorgs.status()["reorganisations"][0]["state"] == "rolled_back"
+    finally:
+        w.app.stop()
+
+
+def test_commit_is_one_transaction(tmp_path: Path, db_url: str, relay: CapturingRelay,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure half-way through the commit leaves the old directory and every case."""
+    import daemon.cases.reorganisation as module
+
+    w = start_world(tmp_path, db_url, relay)
+    reorgs = w.app.reorganisations
+    try:
+        f = file_three(w)
+        reorgs.plan(plan_file(tmp_path), None, "admin")
+        reorgs.begin("admin")
+        real, calls = module.apply, []
+
+        def crash_on_second(*args: object, **kw: object) -> object:
+            calls.append(1)
+            if len(calls) == 2:
+                raise RuntimeError("power cut")
+            return real(*args, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(module, "apply", crash_on_second)
+        with w.app.store.transaction() as s:
+            before = s.scalar(select(func.count(OutboundMail.id)))
+        with pytest.raises(RuntimeError):
+            reorgs.commit("admin", hold_failing=True)
+        with w.app.store.transaction() as s:
+            assert s.scalar(select(func.count(OutboundMail.id))) == before
+        assert w.case(f["a"]).state == "in_review" and w.case(f["c"]).state == "in_review"
+        assert reorgs.status()["reorganisations"][0]["state"] == "in_progress"
+        monkeypatch.setattr(module, "apply", real)
+        reorgs.commit("admin", hold_failing=True)  # and it can be committed afterwards
+        assert number_of(w.one(SATO)) == f["a"]
+    finally:
+        w.app.stop()
+
+
+def test_cli_plan_verify_status_and_dry_run(tmp_path: Path, db_url: str,
+                                            relay: CapturingRelay) -> None:
+    clock = FrozenClock(datetime.now(UTC))
+    app = App(make_config(tmp_path, db_url, relay.port, free_port()), clock=clock)
+    app.prepare()
+    app.start()
+    w = World(app, relay, clock)
+    try:
+        f = file_three(w)
+        cfg_file = write_config(app.cfg, tmp_path)
+        plan = plan_file(tmp_path)
+        dry = ringi(cfg_file, "directory", "import", "--dry-run", str(plan))
+        assert dry.exit_code == 0, dry.output
+        assert "~ role" in dry.output or "+ role eng/head sato" in dry.output
+        assert f"{f['a']}" in dry.output and "moves to sato" in dry.output
+        assert "fails: no approver left above" in dry.output
+        planned = ringi(cfg_file, "reorg", "plan", str(plan), "--effective",
+                        "2027-04-01T00:00")
+        assert planned.exit_code == 0, planned.output
+        assert "planned: reorganisation 1, effective 2027-04-01T00:00:00" in planned.output
+        verified = ringi(cfg_file, "reorg", "verify", "--json")
+        assert verified.exit_code == 1  # a case would fail
+        data = json.loads(verified.output)
+        assert data["counts"] == {"moves": 1, "unchanged": 1, "fails": 1}
+        status = ringi(cfg_file, "reorg", "status")
+        assert status.exit_code == 0 and "planned" in status.output
+        again = ringi(cfg_file, "reorg", "plan", str(plan))
+        assert again.exit_code == 1 and "ringi reorg cancel 1" in again.output
+        assert ringi(cfg_file, "reorg", "cancel").exit_code == 0
+        w.nothing_more(SATO, SUZUKI)
+    finally:
+        app.stop()
