@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
 import click
 
 from daemon.cli.output import echo
+from daemon.clock import Clock, OffsetClock, SystemClock, describe_offset
 from daemon.config import Config, ConfigError, load_config
 from daemon.store.db import Store
 
@@ -46,3 +48,26 @@ def open_store(ctx: click.Context) -> Store:
     store = Store(cli_config(ctx).database_url)
     store.migrate()
     return store
+
+
+def cli_clock(ctx: click.Context, cfg: Config) -> Clock:
+    """The system clock, or the shifted one `--clock-offset` / $RINGI_CLOCK_OFFSET asks for
+    (already parsed by the option): refused on a production instance, announced loudly."""
+    offset = ctx.find_root().obj.get("clock_offset")
+    if offset is None:
+        return SystemClock()
+    if cfg.instance.production:
+        echo(f"ringi: clock offset {describe_offset(offset)} refused: this instance is "
+             "configured with [instance] production = true", err=True)
+        sys.exit(EXIT_USAGE)
+    clock = OffsetClock(SystemClock(), offset)
+    if not ctx.find_root().obj.get("clock_announced"):
+        ctx.find_root().obj["clock_announced"] = True
+        message = (f"clock offset {describe_offset(offset)} in effect: now is "
+                   f"{clock.now():%Y-%m-%d %H:%M:%S} UTC (real time "
+                   f"{clock.base.now():%Y-%m-%d %H:%M:%S} UTC)")
+        if ctx.find_root().obj.get("daemon_log"):  # `ringi run`: into the daemon's log
+            logging.getLogger("daemon.clock").warning(message)
+        else:
+            echo(f"ringi: WARNING: {message}", err=True)
+    return clock

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from daemon.cases.documents import case_documents, superseded_by
 from daemon.cli.output import echo, inline
+from daemon.clock import OffsetClock, describe_offset
 from daemon.intake.store import recent_duplicates
 from daemon.notify.views import case_view, person_name, snapshot_name
 from daemon.store.condition_models import Execution
@@ -93,6 +94,9 @@ def print_executions(rows: Sequence[Execution]) -> None:
 
 def print_status(app: App) -> None:
     now = app.clock.now()
+    if isinstance(app.clock, OffsetClock):  # never let a shifted clock pass unnoticed
+        echo(f"clock     SHIFTED {describe_offset(app.clock.offset)}: now "
+             f"{now:%Y-%m-%d %H:%M:%S} UTC (real {app.clock.base.now():%Y-%m-%d %H:%M:%S})")
     for qs in queue_stats(app.store):
         counts = "  ".join(f"{k}={v}" for k, v in qs.counts.items())
         oldest = "-"
