@@ -16,9 +16,12 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from aiosmtpd.controller import Controller
+from click.testing import CliRunner, Result
 
-from daemon.config import Config
+from daemon.cli.main import cli
+from daemon.config import Config, config_as_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST = "ringi@example.com"
@@ -127,6 +130,18 @@ def make_config(tmp: Path, db_url: str, relay_port: int | None, smtp_port: int,
     if "stamp_key_file" not in data.get("publication", {}):
         place_stamp_key(cfg.stamp_key_path)
     return cfg
+
+
+def write_config(cfg: Config, folder: Path) -> Path:
+    """`cfg` as the file `ringi --config` reads: the commands take no other configuration."""
+    path = folder / "ringi.toml"
+    path.write_text(tomli_w.dumps(config_as_dict(cfg)))
+    return path
+
+
+def ringi(cfg_file: Path, *args: str) -> Result:
+    """One `ringi` command run in-process against that configuration file."""
+    return CliRunner().invoke(cli, ["--config", str(cfg_file), *args])
 
 
 @functools.cache

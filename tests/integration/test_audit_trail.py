@@ -10,17 +10,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import tomli_w
 from click.testing import CliRunner
 from sqlalchemy import select, text
 
 from daemon.audit.trail import GENESIS, AuditTrail
 from daemon.cli.main import cli
 from daemon.clock import FrozenClock
-from daemon.config import config_as_dict
 from daemon.store.condition_models import AuditEntry, AuditHead
 from daemon.store.db import Store
-from tests.support import free_port, make_config
+from tests.support import free_port, make_config, write_config
 
 
 @pytest.fixture
@@ -169,15 +167,8 @@ def test_concurrent_writers_keep_one_intact_chain(db_url: str, store: Store) -> 
             range(each))
 
 
-def write_config(tmp_path: Path, db_url: str) -> str:
-    cfg = make_config(tmp_path, db_url, None, free_port())
-    f = tmp_path / "ringi.toml"
-    f.write_text(tomli_w.dumps(config_as_dict(cfg)))
-    return str(f)
-
-
 def test_audit_cli_verify_and_show(tmp_path: Path, db_url: str, store: Store) -> None:
-    cfg = write_config(tmp_path, db_url)
+    cfg = str(write_config(make_config(tmp_path, db_url, None, free_port()), tmp_path))
     runner = CliRunner()
     empty = runner.invoke(cli, ["--config", cfg, "audit", "verify"])
     assert empty.exit_code == 0 and empty.output.startswith("ok: 0 entries, chain intact\n")

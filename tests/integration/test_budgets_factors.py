@@ -11,19 +11,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import tomli_w
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from daemon.audit.trail import AuditTrail
-from daemon.cli.main import cli
 from daemon.clock import FrozenClock
 from daemon.conditions.budgets import BudgetError, Budgets, BudgetSpec
 from daemon.conditions.factors import FactorError, Factors
-from daemon.config import config_as_dict
 from daemon.store.condition_models import AuditEntry, Budget, Factor
 from daemon.store.db import Store
-from tests.support import free_port, make_config
+from tests.support import free_port, make_config, ringi, write_config
 
 SET = "watanabe-sales-purchases"
 MONTHLY = BudgetSpec("monthly", Decimal("1000000.00"), "month", "amount")
@@ -319,15 +315,12 @@ def test_factor_set_replace_unset_are_audited(store: Store, clock: FrozenClock) 
 
 
 def run(cfg: str, *args: str) -> Any:
-    return CliRunner().invoke(cli, ["--config", cfg, *args])
+    return ringi(Path(cfg), *args)
 
 
 def test_factor_and_budget_cli(tmp_path: Path, db_url: str, store: Store,
                                clock: FrozenClock) -> None:
-    cfg_file = tmp_path / "ringi.toml"
-    cfg_file.write_text(tomli_w.dumps(config_as_dict(
-        make_config(tmp_path, db_url, None, free_port()))))
-    cfg = str(cfg_file)
+    cfg = str(write_config(make_config(tmp_path, db_url, None, free_port()), tmp_path))
     assert run(cfg, "factor", "list").output == "no factors set\n"
     out = run(cfg, "factor", "set", "interest_rate", "0.35", "--by", "sato")
     assert out.exit_code == 0 and out.output == "factor.interest_rate = 0.35\n"

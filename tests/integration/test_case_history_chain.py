@@ -6,28 +6,21 @@ import hashlib
 from pathlib import Path
 
 import sqlalchemy as sa
-import tomli_w
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from click.testing import CliRunner
 from sqlalchemy import select
 
 from daemon.app import App
 from daemon.audit.casechain import event_hash, verify_cases
-from daemon.cli.main import cli
-from daemon.config import config_as_dict
 from daemon.store.condition_models import AuditEntry
 from daemon.store.db import MIGRATIONS, Store, make_engine
 from daemon.store.models import Case, CaseEvent
 from tests.integration.test_email_loop import SATO, SUZUKI, TANAKA, TRAVEL, number_in
-from tests.support import CapturingRelay, reply_to, send
+from tests.support import CapturingRelay, reply_to, ringi, send, write_config
 
 
 def verify(app: App, tmp_path: Path) -> tuple[int, str]:
-    path = tmp_path / "ringi.toml"
-    if not path.exists():
-        path.write_text(tomli_w.dumps(config_as_dict(app.cfg)))
-    result = CliRunner().invoke(cli, ["--config", str(path), "audit", "verify"])
+    result = ringi(write_config(app.cfg, tmp_path), "audit", "verify")
     return result.exit_code, result.output
 
 

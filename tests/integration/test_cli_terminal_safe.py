@@ -9,15 +9,13 @@ import smtplib
 from email.message import EmailMessage
 from pathlib import Path
 
-import tomli_w
 from click.testing import CliRunner
 from sqlalchemy import select
 
 from daemon.cli.main import cli
-from daemon.config import config_as_dict
 from daemon.store.models import Attachment, Case, CaseEvent, WorkItem
 from tests.integration.test_outcomes import SMITH, TAKAHASHI, number_of, start_world
-from tests.support import REQUEST, ROOT, CapturingRelay
+from tests.support import REQUEST, ROOT, CapturingRelay, write_config
 
 # Retitle the terminal, clear the screen, a C1 CSI, a bidi override, a CR that overwrites.
 HOSTILE = "\x1b]0;pwned\x07 \x1b[2J \x9b31m \u202eevil\u202c \rOK"
@@ -72,8 +70,7 @@ def test_every_command_prints_mail_text_with_controls_made_visible(
             item.last_error = f"refused {HOSTILE}\nsecond line"
     finally:
         w.app.stop()
-    cfg_file = tmp_path / "ringi.toml"
-    cfg_file.write_text(tomli_w.dumps(config_as_dict(w.app.cfg)))
+    cfg_file = write_config(w.app.cfg, tmp_path)
     runner = CliRunner()
     conf = ["--config", str(cfg_file)]
     outputs = {}

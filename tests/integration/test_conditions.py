@@ -9,11 +9,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-import tomli_w
-from click.testing import CliRunner
 
-from daemon.cli.main import cli
-from daemon.config import config_as_dict
 from tests.integration.test_outcomes import (
     BROWN,
     SMITH,
@@ -23,7 +19,7 @@ from tests.integration.test_outcomes import (
     number_of,
     start_world,
 )
-from tests.support import REQUEST, ROOT, CapturingRelay, free_port, make_config
+from tests.support import REQUEST, ROOT, CapturingRelay, free_port, make_config, ringi, write_config
 
 CLARK = "clark@example.com"
 
@@ -119,9 +115,8 @@ def test_rules_check_reports_failing_examples(tmp_path: Path, db_url: str) -> No
     cset.write_text(cset.read_text().replace('failing = ["budget"]', 'failing = ["category"]'))
     (rules / "conditions" / "rates.toml").write_text(RATES)
     cfg = make_config(tmp_path, db_url, None, free_port(), paths={"rules": str(rules)})
-    cfg_file = tmp_path / "ringi.toml"
-    cfg_file.write_text(tomli_w.dumps(config_as_dict(cfg)))
-    out = CliRunner().invoke(cli, ["--config", str(cfg_file), "rules", "check"])
+    cfg_file = write_config(cfg, tmp_path)
+    out = ringi(cfg_file, "rules", "check")
     assert out.exit_code == 1
     assert "FAIL  watanabe-sales-purchases: over budget: reject (failing: budget)" in out.output
     assert "pass  watanabe-sales-purchases: inside every condition: approve" in out.output
@@ -148,9 +143,8 @@ def test_rules_check_runs_the_examples_of_sets_stored_by_mail(tmp_path: Path,
         app.workflow.library.save(s, body, origin="email", source="mail from ito",
                                   actor="ito")
     app.store.dispose()
-    cfg_file = tmp_path / "ringi.toml"
-    cfg_file.write_text(tomli_w.dumps(config_as_dict(cfg)))
-    out = CliRunner().invoke(cli, ["--config", str(cfg_file), "rules", "check"])
+    cfg_file = write_config(cfg, tmp_path)
+    out = ringi(cfg_file, "rules", "check")
     assert out.exit_code == 1, out.output  # its wrongly expected example
     assert "pass  ito-rates (v1, email): high rate: reject (failing: rate)" in out.output
     assert "FAIL  ito-rates (v1, email): wrongly expected: approve" in out.output

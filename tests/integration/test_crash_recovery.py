@@ -12,13 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import tomli_w
 from sqlalchemy import func, select
 
-from daemon.config import config_as_dict
 from daemon.store.db import Store
 from daemon.store.models import Case
-from tests.support import ROOT, CapturingRelay, free_port, make_config, send, wait_until
+from tests.support import (
+    ROOT,
+    CapturingRelay,
+    free_port,
+    make_config,
+    send,
+    wait_until,
+    write_config,
+)
 
 TRAVEL = ("Type: travel\nDestination: Nagoya\nPurpose: Audit\nDeparture date: 2026-11-10\n"
           "Return date: 2026-11-10\nAmount: 9800\n")
@@ -63,8 +69,7 @@ class DaemonProcess:
 def daemon_proc(tmp_path: Path, db_url: str, relay: CapturingRelay) -> Iterator[DaemonProcess]:
     port = free_port()
     cfg = make_config(tmp_path, db_url, relay.port, port)
-    cfg_file = tmp_path / "ringi.toml"
-    cfg_file.write_text(tomli_w.dumps(config_as_dict(cfg)))
+    cfg_file = write_config(cfg, tmp_path)
     proc = DaemonProcess(cfg_file, port, tmp_path / "daemon.log")
     proc.db_url = db_url  # type: ignore[attr-defined]
     yield proc

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import tomli_w
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from sqlalchemy import select, update
@@ -22,7 +21,7 @@ from sqlalchemy.orm import Session
 from daemon.app import App
 from daemon.cli.main import cli
 from daemon.clock import FrozenClock
-from daemon.config import QueueConfig, config_as_dict
+from daemon.config import QueueConfig
 from daemon.directory.lookup import member
 from daemon.store.db import Store
 from daemon.store.models import (
@@ -36,7 +35,15 @@ from daemon.store.models import (
     WorkItem,
 )
 from daemon.workqueue.queue import DeadLetter, State, WorkQueue
-from tests.support import REQUEST, CapturingRelay, free_port, make_config, wait_until
+from tests.support import (
+    REQUEST,
+    CapturingRelay,
+    free_port,
+    make_config,
+    ringi,
+    wait_until,
+    write_config,
+)
 
 TRAVEL = ("Type: travel\nDestination: Sendai\nPurpose: Trade fair\nDeparture date: 2026-11-12\n"
           "Return date: 2026-11-13\nAmount: 12000\n")
@@ -119,7 +126,7 @@ def _set_email(app: App, person: str, address: str) -> None:
 
 
 def _show(cfg_file: Path, number: str) -> str:
-    out = CliRunner().invoke(cli, ["--config", str(cfg_file), "case", "show", number])
+    out = ringi(cfg_file, "case", "show", number)
     assert out.exit_code == 0, out.output
     return out.output
 
@@ -165,8 +172,7 @@ def test_undeliverable_mail_fails_once_on_the_case_and_tells_the_admin(
         assert alert.subject == (f"[ringi] Dead letter: approval request mail to "
                                  f"{mail.recipient} for case {case.number}")
         assert expect in alert.body and f"ringi queue retry {item.id}" in alert.body
-        cfg_file = tmp_path / "ringi.toml"
-        cfg_file.write_text(tomli_w.dumps(config_as_dict(cfg)))
+        cfg_file = write_config(cfg, tmp_path)
         text = _show(cfg_file, case.number)
         assert re.search(r"mail failed\s.*approval request mail to .*was not delivered: .*"
                          + re.escape(expect), text), text
@@ -208,8 +214,7 @@ def test_dead_inbound_item_one_mail_with_a_working_retry_command(
     clock = FrozenClock()
     cfg = make_config(tmp_path, db_url, relay.port, free_port(),
                       queue={"runners": False, "max_attempts": 2})
-    cfg_file = tmp_path / "ringi.toml"
-    cfg_file.write_text(tomli_w.dumps(config_as_dict(cfg)))
+    cfg_file = write_config(cfg, tmp_path)
     app = App(cfg, clock=clock)
     app.prepare()
     app.start()  # the listener stores and queues; the test runs each runner by hand

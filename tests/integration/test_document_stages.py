@@ -18,14 +18,11 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from click.testing import CliRunner
 from sqlalchemy import select
 
 from daemon.cases.documents import current_documents
-from daemon.cli.main import cli
 from daemon.store.db import MIGRATIONS, Store, make_engine
 from daemon.store.models import Attachment, Case, CaseStep, InboundMessage
-from tests.integration.test_operations import write_config
 from tests.integration.test_outcomes import (
     BROWN,
     PURCHASE,
@@ -35,7 +32,7 @@ from tests.integration.test_outcomes import (
     number_of,
     start_world,
 )
-from tests.support import REQUEST, Captured, CapturingRelay
+from tests.support import REQUEST, Captured, CapturingRelay, ringi, write_config
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 30 + b"\n%%EOF\n"
 
@@ -90,8 +87,7 @@ def inbound_with(w: World, message_id: str) -> int:
 
 
 def case_show(w: World, tmp_path: Path, number: str) -> str:
-    out = CliRunner().invoke(cli, ["--config", str(write_config(w.app.cfg, tmp_path)),
-                                   "case", "show", number])
+    out = ringi(write_config(w.app.cfg, tmp_path), "case", "show", number)
     assert out.exit_code == 0, out.output
     return out.output
 

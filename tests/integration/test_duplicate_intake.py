@@ -12,20 +12,25 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import tomli_w
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from daemon.app import App
-from daemon.cli.main import cli
 from daemon.clock import FrozenClock
-from daemon.config import MailConfig, QueueConfig, config_as_dict
+from daemon.config import MailConfig, QueueConfig
 from daemon.intake.duplicates import Dedupe
 from daemon.intake.store import store_inbound
 from daemon.store.db import Store
 from daemon.store.models import Case, InboundMessage, WorkItem
 from daemon.workqueue.queue import WorkQueue
-from tests.support import REQUEST, CapturingRelay, free_port, make_config, wait_until
+from tests.support import (
+    REQUEST,
+    CapturingRelay,
+    free_port,
+    make_config,
+    ringi,
+    wait_until,
+    write_config,
+)
 
 DEDUPE = Dedupe.from_config(MailConfig(request_address=REQUEST))
 TRAVEL = ("Type: travel\r\nDestination: Nagoya\r\nPurpose: Audit {n}\r\n"
@@ -218,9 +223,8 @@ def test_dropped_after_the_dot_and_resent_is_one_case(tmp_path: Path, db_url: st
         assert answers == [f"cancel {number.group(0)}: 完了"]  # tanaka reads Japanese
         assert [(i, dup) for i, dup, _ in rows(app.store)] == [(1, None), (2, 1), (3, None),
                                                                (4, 3)]
-        cfg_file = tmp_path / "ringi.toml"
-        cfg_file.write_text(tomli_w.dumps(config_as_dict(cfg)))
-        status = CliRunner().invoke(cli, ["--config", str(cfg_file), "status"])
+        cfg_file = write_config(cfg, tmp_path)
+        status = ringi(cfg_file, "status")
         assert status.exit_code == 0, status.output
         assert "duplicate deliveries in the last 7 days: 2 (latest: intake 4 = intake 3" \
             in status.output

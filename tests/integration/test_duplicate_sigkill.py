@@ -19,14 +19,12 @@ from pathlib import Path
 from select import select as wait_readable
 from typing import Any
 
-import tomli_w
 from sqlalchemy import ColumnElement, func, select
 
-from daemon.config import config_as_dict
 from daemon.store.db import Store
 from daemon.store.models import Case, CaseEvent, InboundMessage, WorkItem
 from tests.integration.test_crash_recovery import DaemonProcess
-from tests.support import REQUEST, CapturingRelay, free_port, make_config, wait_until
+from tests.support import REQUEST, CapturingRelay, free_port, make_config, wait_until, write_config
 
 TANAKA, SATO, SUZUKI = "tanaka@example.com", "sato@example.com", "suzuki@example.com"
 REQUESTS = 9
@@ -130,8 +128,7 @@ def test_sigkill_during_a_burst_of_requests_and_replies(tmp_path: Path, db_url: 
                                                         relay: CapturingRelay) -> None:
     port = free_port()
     cfg = make_config(tmp_path, db_url, relay.port, port)
-    cfg_file = tmp_path / "ringi.toml"
-    cfg_file.write_text(tomli_w.dumps(config_as_dict(cfg)))
+    cfg_file = write_config(cfg, tmp_path)
     daemon = DaemonProcess(cfg_file, port, tmp_path / "daemon.log")
     store = Store(db_url)
     mta = ResendingMta(port)

@@ -7,13 +7,16 @@ import os
 import smtplib
 from pathlib import Path
 
-import tomli_w
-from click.testing import CliRunner
-
 from daemon.app import App
-from daemon.cli.main import cli
-from daemon.config import config_as_dict
-from tests.support import REQUEST, CapturingRelay, free_port, make_config, wait_until
+from tests.support import (
+    REQUEST,
+    CapturingRelay,
+    free_port,
+    make_config,
+    ringi,
+    wait_until,
+    write_config,
+)
 
 BODY = ("種別: travel\n出張先: 名古屋（栄）\n目的: {purpose}\n出発日: 2026年11月10日\n"
         "帰着日: 2026/11/11\n金額: 12,345円\n")
@@ -50,8 +53,7 @@ def test_legacy_encodings_round_trip(tmp_path: Path, db_url: str,
     cfg = make_config(tmp_path, db_url, relay.port, free_port(), drop={
         "stable_seconds": 0.2, "rescan_seconds": 0.5,
         "folders": [{"name": "tanaka", "path": str(drop), "person": "tanaka"}]})
-    cfg_file = tmp_path / "ringi.toml"
-    cfg_file.write_text(tomli_w.dumps(config_as_dict(cfg)))
+    cfg_file = write_config(cfg, tmp_path)
     app = App(cfg)
     app.prepare()
     app.start()
@@ -70,8 +72,7 @@ def test_legacy_encodings_round_trip(tmp_path: Path, db_url: str,
         wait_until(lambda: len(relay.to("sato@example.com")) >= 3, 30, "three requests")
         outputs = []
         for n in (1, 2, 3):
-            res = CliRunner().invoke(cli, ["--config", str(cfg_file), "case", "show",
-                                           f"R-{app.clock.now().year}-{n:06d}"])
+            res = ringi(cfg_file, "case", "show", f"R-{app.clock.now().year}-{n:06d}")
             assert res.exit_code == 0, res.output
             outputs.append(res.output)
     finally:

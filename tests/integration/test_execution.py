@@ -17,14 +17,10 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-import tomli_w
-from click.testing import CliRunner
 from sqlalchemy import select
 
 from daemon.app import App, StartupError
 from daemon.cli.inspect import print_case
-from daemon.cli.main import cli
-from daemon.config import config_as_dict
 from daemon.store.condition_models import Execution
 from daemon.store.models import OutboundMail, WorkItem
 from tests.integration.test_conditions import CLARK, purchase, through_line
@@ -38,7 +34,16 @@ from tests.integration.test_outcomes import (
     number_of,
     start_world,
 )
-from tests.support import ROOT, Captured, CapturingRelay, free_port, make_config, wait_until
+from tests.support import (
+    ROOT,
+    Captured,
+    CapturingRelay,
+    free_port,
+    make_config,
+    ringi,
+    wait_until,
+    write_config,
+)
 
 MORI = "mori@example.com"
 ACME = "orders@acme.example"
@@ -308,9 +313,8 @@ def test_rules_check_lists_and_validates_destinations(tmp_path: Path) -> None:
     def check(rules: Path) -> tuple[int, str]:
         cfg = make_config(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", None, free_port(),
                           paths={"rules": str(rules)})
-        cfg_file = tmp_path / "ringi.toml"
-        cfg_file.write_text(tomli_w.dumps(config_as_dict(cfg)))
-        out = CliRunner().invoke(cli, ["--config", str(cfg_file), "rules", "check"])
+        cfg_file = write_config(cfg, tmp_path)
+        out = ringi(cfg_file, "rules", "check")
         return out.exit_code, out.output
 
     code, output = check(ROOT / "rules")

@@ -14,16 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomli_w
 from sqlalchemy import func, select
 
 from daemon.app import App
-from daemon.config import Config, config_as_dict
+from daemon.config import Config
 from daemon.intake.imap import ImapChannel
 from daemon.store.db import Store
 from daemon.store.models import Case, InboundMessage
 from tests.imap_server import DovecotServer, dovecot_available
-from tests.support import REQUEST, ROOT, CapturingRelay, free_port, make_config, wait_until
+from tests.support import (
+    REQUEST,
+    ROOT,
+    CapturingRelay,
+    free_port,
+    make_config,
+    wait_until,
+    write_config,
+)
 
 pytestmark = pytest.mark.skipif(
     not dovecot_available(),
@@ -161,8 +168,7 @@ def test_sigkill_during_imap_intake(tmp_path: Path, db_url: str, relay: Capturin
                                     dovecot: DovecotServer) -> None:
     cfg = imap_config(tmp_path, db_url, relay, dovecot)
     cfg.smtp.enabled = False
-    cfg_file = tmp_path / "ringi.toml"
-    cfg_file.write_text(tomli_w.dumps(config_as_dict(cfg)))
+    cfg_file = write_config(cfg, tmp_path)
     n = 30
     for i in range(n):
         dovecot.append("INBOX", request_mail(i))

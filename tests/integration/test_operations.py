@@ -11,27 +11,28 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import tomli_w
 from click.testing import CliRunner
 from sqlalchemy import select
 
 from daemon.app import App
 from daemon.cli.main import cli
 from daemon.clock import FrozenClock
-from daemon.config import Config, config_as_dict
 from daemon.security.secrets import InsecureSecretError
 from daemon.store.models import OutboundMail, Person, ReplyToken, WorkItem
 from daemon.workqueue.queue import State
-from tests.support import ROOT, CapturingRelay, free_port, make_config, reply_to, send
+from tests.support import (
+    ROOT,
+    CapturingRelay,
+    free_port,
+    make_config,
+    reply_to,
+    ringi,
+    send,
+    write_config,
+)
 
 TRAVEL = ("Type: travel\nDestination: Sendai\nPurpose: Trade fair\nDeparture date: 2026-11-12\n"
           "Return date: 2026-11-13\nAmount: 51000\n")
-
-
-def write_config(cfg: Config, tmp_path: Path) -> Path:
-    f = tmp_path / "ringi.toml"
-    f.write_text(tomli_w.dumps(config_as_dict(cfg)))
-    return f
 
 
 def test_case_show_and_status(daemon: App, relay: CapturingRelay, tmp_path: Path) -> None:
@@ -42,7 +43,7 @@ def test_case_show_and_status(daemon: App, relay: CapturingRelay, tmp_path: Path
     reply_to(request, port, "sato@example.com", "承認\n良いと思います")
     relay.wait_for("suzuki@example.com")
     cfg_file = write_config(daemon.cfg, tmp_path)
-    out = CliRunner().invoke(cli, ["--config", str(cfg_file), "case", "show", number])
+    out = ringi(cfg_file, "case", "show", number)
     assert out.exit_code == 0, out.output
     text = out.output
     assert f"{number}  Sendai trade fair" in text and "state:     in_review" in text
@@ -60,10 +61,10 @@ def test_case_show_and_status(daemon: App, relay: CapturingRelay, tmp_path: Path
     assert lines == ["received", "routed", "asked", "decision", "routed", "routed", "routed",
                      "asked"]
 
-    missing = CliRunner().invoke(cli, ["--config", str(cfg_file), "case", "show", "R-0000-1"])
+    missing = ringi(cfg_file, "case", "show", "R-0000-1")
     assert missing.exit_code == 1 and "no case R-0000-1" in missing.output
 
-    status = CliRunner().invoke(cli, ["--config", str(cfg_file), "status"])
+    status = ringi(cfg_file, "status")
     assert status.exit_code == 0
     assert re.search(r"inbound\s+queued=\d+\s+running=\d+\s+done=2\s+dead=0", status.output)
     assert "outbound" in status.output
@@ -263,8 +264,7 @@ def test_directory_dry_run_changes_nothing(tmp_path: Path, db_url: str) -> None:
         'id = "brown"', 'id = "green"')
     new = tmp_path / "org.toml"
     new.write_text(changed)
-    out = CliRunner().invoke(cli, ["--config", str(write_config(cfg, tmp_path)), "directory",
-                                   "import", "--dry-run", str(new)])
+    out = ringi(write_config(cfg, tmp_path), "directory", "import", "--dry-run", str(new))
     assert out.exit_code == 0, out.output
     assert "+ person green" in out.output and "- person brown" in out.output
     app = App(cfg)
@@ -297,7 +297,7 @@ def test_run_refuses_to_start_with_a_clear_reason(tmp_path: Path, db_url: str,
     else:
         cfg.smtp.port = blocker.getsockname()[1]
         expected = "cannot listen on 127.0.0.1"
-    result = CliRunner().invoke(cli, ["--config", str(write_config(cfg, tmp_path)), "run"])
+    result = ringi(write_config(cfg, tmp_path), "run")
     blocker.close()
     assert result.exit_code == 2, result.output
     assert expected in result.output

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import tomli_w
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -31,15 +30,21 @@ from cryptography.hazmat.primitives.serialization import (
 
 from daemon.cli.main import cli
 from daemon.clock import SystemClock
-from daemon.config import config_as_dict
 from daemon.publication.folders import FolderError, FolderRule, ensure_folder
 from daemon.publication.partners import PartnerRegistry
 from daemon.store.db import Store
 from tests.integration.test_crash_recovery import DaemonProcess
-from tests.integration.test_operations import write_config
 from tests.integration.test_outcomes import ADMIN, World
 from tests.integration.test_publication import PARTNER, PARTNER_MAIL, release
-from tests.support import ROOT, CapturingRelay, free_port, make_config, stamp_key_pem, wait_until
+from tests.support import (
+    ROOT,
+    CapturingRelay,
+    free_port,
+    make_config,
+    stamp_key_pem,
+    wait_until,
+    write_config,
+)
 
 USER, GROUP, READER = "ringi-svc-test", "ringi-partner-test", "ringi-reader-test"
 TOOLS = ("useradd", "groupadd", "setpriv")
@@ -265,8 +270,7 @@ def service_setup(base: Path, relay: CapturingRelay | None,
     cfg = make_config(var, f"sqlite:///{var / 'ringi.db'}", relay.port if relay else None,
                       port, publication={"partners_dir": str(files)})
     subprocess.run(["chown", "-R", f"{USER}:{USER}", str(var)], check=True)
-    cfg_file = base / "ringi.toml"
-    cfg_file.write_text(tomli_w.dumps(config_as_dict(cfg)))
+    cfg_file = write_config(cfg, base)
     return cfg_file, port
 
 

@@ -21,8 +21,7 @@ from daemon.cli.main import cli
 from daemon.clock import FrozenClock
 from daemon.publication.partners import PartnerError, PartnerRegistry
 from daemon.store.db import Store
-from tests.integration.test_operations import write_config
-from tests.support import ROOT, free_port, make_config
+from tests.support import ROOT, free_port, make_config, write_config
 
 TYPES = {"design_release", "purchase", "travel"}
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

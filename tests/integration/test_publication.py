@@ -19,19 +19,16 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
-from daemon.cli.main import cli
 from daemon.store.condition_models import AuditEntry
 from daemon.store.models import CaseEvent
 from daemon.store.publication_models import Delivery, Stamp
-from tests.integration.test_operations import write_config
 from tests.integration.test_outcomes import ADMIN, SUZUKI, TANAKA, World, number_of, start_world
 from tests.integration.test_recovery import new_case
-from tests.support import REQUEST, ROOT, CapturingRelay, wait_until
+from tests.support import REQUEST, ROOT, CapturingRelay, ringi, wait_until, write_config
 
 PARTNER_MAIL = "cad@kobe.example"
 GROUP = 54322
@@ -210,8 +207,7 @@ def test_release_is_stamped_published_opened_and_purged(
         assert detail == (f"stamped {fname} (approved by suzuki): sha256 "
                           f"{hashlib.sha256(data).hexdigest()}, key {fp[:12]}…, "
                           f"signature (base64) {sig}")
-    shown = CliRunner().invoke(cli, ["--config", str(write_config(w.app.cfg, tmp_path)),
-                                     "case", "show", number])
+    shown = ringi(write_config(w.app.cfg, tmp_path), "case", "show", number)
     assert shown.exit_code == 0, shown.output
     lines = [ln for ln in shown.output.splitlines() if " stamped " in ln]
     assert len(lines) == 2 and all("Suzuki" in ln and signatures[i] in ln
@@ -287,10 +283,7 @@ def test_sample_partner_file_is_valid() -> None:
 
 
 def test_status_shows_deliveries_in_progress(world: World, tmp_path: Path) -> None:
-    from click.testing import CliRunner
 
-    from daemon.cli.main import cli
-    from tests.integration.test_operations import write_config
 
     w = world
     number = release(w, "specification", {"S-2.pdf": b"%PDF"})  # refused: a case to hang on
@@ -302,8 +295,7 @@ def test_status_shows_deliveries_in_progress(world: World, tmp_path: Path) -> No
         s.add(Delivery(case_id=case_id, partner_id=partner.id, name=f"{number}-kobe-9",
                        state="building", total_bytes=4_000_000, done_bytes=1_000_000,
                        created_at=now, updated_at=now, detail={}))
-    out = CliRunner().invoke(cli, ["--config", str(write_config(w.app.cfg, tmp_path)),
-                                   "status"])
+    out = ringi(write_config(w.app.cfg, tmp_path), "status")
     assert out.exit_code == 0, out.output
     assert f"{number}-kobe-9 building: 1,000,000 of 4,000,000 bytes (25%)" in out.output
 
@@ -355,19 +347,14 @@ name = "stamp"
         assert any("Stamping failed" in m.subject or "電子印を押せません" in m.subject
                    for m in w.relay.wait_for(ADMIN, 1))
         # Once the document is restored, the administrator resumes the case where it stopped.
-        from click.testing import CliRunner
 
-        from daemon.cli.main import cli
-        from tests.integration.test_operations import write_config
 
         blob.write_bytes(b"%PDF soon gone")
-        out = CliRunner().invoke(cli, ["--config", str(write_config(w.app.cfg, tmp_path)),
-                                       "case", "resume", broken])
+        out = ringi(write_config(w.app.cfg, tmp_path), "case", "resume", broken)
         assert out.exit_code == 0, out.output
         assert f"{broken}: resumed; now approved" in out.output
         assert "stamped" in [k for k, _ in w.events(broken)]
-        again = CliRunner().invoke(cli, ["--config", str(write_config(w.app.cfg, tmp_path)),
-                                         "case", "resume", broken])
+        again = ringi(write_config(w.app.cfg, tmp_path), "case", "resume", broken)
         assert again.exit_code == 1 and "not suspended" in again.output
     finally:
         w.app.stop()

@@ -14,7 +14,7 @@ from daemon.directory.lookup import member
 from daemon.routing.engine import Facts, Pos, walk
 from daemon.routing.resolvers import RouteContext, resolve
 from daemon.routing.templates import Step
-from tests.support import free_port, make_config
+from tests.support import free_port, make_config, ringi, write_config
 
 ON = datetime.date(2026, 11, 2)
 
@@ -216,19 +216,13 @@ def test_design_release_climbs_to_parent_head(app: App) -> None:
 def test_rules_check_cli(tmp_path: Path, db_url: str) -> None:
     import shutil
 
-    import tomli_w
-    from click.testing import CliRunner
-
-    from daemon.cli.main import cli
-    from daemon.config import config_as_dict
     from tests.support import ROOT
 
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules)
     cfg = make_config(tmp_path, db_url, None, free_port(), paths={"rules": str(rules)})
-    cfg_file = tmp_path / "ringi.toml"
-    cfg_file.write_text(tomli_w.dumps(config_as_dict(cfg)))
-    ok = CliRunner().invoke(cli, ["--config", str(cfg_file), "rules", "check"])
+    cfg_file = write_config(cfg, tmp_path)
+    ok = ringi(cfg_file, "rules", "check")
     assert ok.exit_code == 0, ok.output
     assert "travel           workflow travel" in ok.output and "line → accounting" in ok.output
     (rules / "workflows" / "broken.toml").write_text('''
@@ -253,7 +247,7 @@ name = "p"
   when = "case.amout > 5"
 ''')
     (rules / "workflows" / "design_release.toml").unlink()
-    bad = CliRunner().invoke(cli, ["--config", str(cfg_file), "rules", "check"])
+    bad = ringi(cfg_file, "rules", "check")
     assert bad.exit_code == 1  # a refused file is a failed check; the daemon still starts
     out = bad.output
     assert "broken.toml: case_types: unknown case type 'nosuchtype'" in out

@@ -8,17 +8,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-import tomli_w
-from click.testing import CliRunner, Result
+from click.testing import Result
 from sqlalchemy import select
 
 from daemon.app import App
-from daemon.cli.main import cli
-from daemon.config import Config, config_as_dict
+from daemon.config import Config
 from daemon.rulefiles import report_broken
 from daemon.store.models import AdminAlert, OutboundMail
 from tests.integration.test_outcomes import ADMIN, PURCHASE, SMITH, TAKAHASHI, start_world
-from tests.support import ROOT, CapturingRelay, free_port, make_config
+from tests.support import ROOT, CapturingRelay, free_port, make_config, ringi, write_config
 
 
 def rules_copy(tmp_path: Path) -> Path:
@@ -28,9 +26,8 @@ def rules_copy(tmp_path: Path) -> Path:
 
 
 def check(tmp_path: Path, cfg: Config) -> Result:
-    cfg_file = tmp_path / "ringi.toml"
-    cfg_file.write_text(tomli_w.dumps(config_as_dict(cfg)))
-    return CliRunner().invoke(cli, ["--config", str(cfg_file), "rules", "check"])
+    cfg_file = write_config(cfg, tmp_path)
+    return ringi(cfg_file, "rules", "check")
 
 
 STRANGERS = """

@@ -13,20 +13,17 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select
 
 from daemon.app import App, StartupError
-from daemon.cli.main import cli
 from daemon.clock import FrozenClock
 from daemon.publication.stamp import Stamper, StampError, StampKey, StampKeyError
 from daemon.security.secrets import InsecureSecretError
 from daemon.store.models import Attachment, Case, CaseEvent
 from daemon.store.publication_models import Stamp
-from tests.integration.test_operations import write_config
-from tests.support import CapturingRelay, free_port, make_config, wait_until
+from tests.support import CapturingRelay, free_port, make_config, ringi, wait_until, write_config
 
 RELEASE = "Type: design_release\nDocument number: D-100\nRevision: B\nSummary: Bracket\n"
 
@@ -80,8 +77,7 @@ def test_documents_are_stamped_and_openssl_verifies_each(
         (hashlib.sha256(d).hexdigest(), "tanaka", clock.now(), fp) for d in docs.values()]
 
     # What a partner does: the public key from `ringi partners stamp-key`, then OpenSSL.
-    out = CliRunner().invoke(cli, ["--config", str(write_config(daemon.cfg, tmp_path)),
-                                   "partners", "stamp-key"])
+    out = ringi(write_config(daemon.cfg, tmp_path), "partners", "stamp-key")
     assert out.exit_code == 0
     assert out.stdout == daemon.stamp_key.public_pem()
     assert f"stamp key RSA-3072 PKCS#1 v1.5 SHA-256, sha256 {fp}" in out.stderr
