@@ -17,9 +17,8 @@ import click
 
 from daemon.audit.trail import AuditTrail
 from daemon.cases.casetypes import CaseTypeError, load_case_types
-from daemon.cli.common import EXIT_USAGE, cli_config
+from daemon.cli.common import EXIT_USAGE, cli_clock, cli_config
 from daemon.cli.output import echo
-from daemon.clock import SystemClock
 from daemon.publication.partnercheck import check_target, summary, targets
 from daemon.publication.partners import PartnerError, PartnerRegistry, PartnerView
 from daemon.publication.stamp import StampKey, StampKeyError
@@ -45,7 +44,7 @@ def _registry(ctx: click.Context) -> Iterator[tuple[Store, PartnerRegistry, Audi
     store = Store(cfg.database_url)
     try:
         store.migrate()
-        clock = SystemClock()
+        clock = cli_clock(ctx, cfg)
         trail = AuditTrail(clock)
         yield store, PartnerRegistry(clock, trail.append, types), trail
     finally:

@@ -8,9 +8,8 @@ import click
 
 from daemon.audit.casechain import case_history_counts, verify_cases
 from daemon.audit.trail import AuditTrail, format_entry
-from daemon.cli.common import BoundedInt, cli_config, open_store
+from daemon.cli.common import BoundedInt, cli_clock, cli_config, open_store
 from daemon.cli.output import echo, inline
-from daemon.clock import SystemClock
 from daemon.conditions.budgets import Budgets
 from daemon.conditions.factors import FactorError, Factors, describe
 
@@ -25,7 +24,7 @@ def audit() -> None:
 def audit_verify(ctx: click.Context) -> None:
     """Recompute the chain; exit 1 and name each problem if anything was altered or removed."""
     store = open_store(ctx)
-    trail = AuditTrail(SystemClock())
+    trail = AuditTrail(cli_clock(ctx, cli_config(ctx)))
     with store.transaction() as s:
         problems = trail.verify(s) + verify_cases(s)
         seq, digest = trail.head(s)
@@ -52,7 +51,7 @@ def audit_show(ctx: click.Context, subject: str | None, limit: int) -> None:
     """Print the newest entries, oldest first, one a line."""
     store = open_store(ctx)
     with store.transaction() as s:
-        entries = AuditTrail(SystemClock()).recent(s, subject, limit)
+        entries = AuditTrail(cli_clock(ctx, cli_config(ctx))).recent(s, subject, limit)
         lines = [inline(format_entry(e)) for e in entries]  # one entry, one line
     store.dispose()
     for line in lines:
@@ -74,7 +73,7 @@ def factor() -> None:
 def factor_set(ctx: click.Context, name: str, value: str, by: str | None) -> None:
     """Set NAME to VALUE (a number, true/false, a date YYYY-MM-DD, or text)."""
     store = open_store(ctx)
-    clock = SystemClock()
+    clock = cli_clock(ctx, cli_config(ctx))
     try:
         with store.transaction() as s:
             parsed = Factors(clock, AuditTrail(clock)).set(s, name, value, by, "cli")
@@ -93,7 +92,7 @@ def factor_set(ctx: click.Context, name: str, value: str, by: str | None) -> Non
 def factor_unset(ctx: click.Context, name: str, by: str | None) -> None:
     """Remove NAME; conditions that read it then see it unset."""
     store = open_store(ctx)
-    clock = SystemClock()
+    clock = cli_clock(ctx, cli_config(ctx))
     try:
         with store.transaction() as s:
             removed = Factors(clock, AuditTrail(clock)).unset(s, name, by, "cli")
@@ -113,7 +112,7 @@ def factor_unset(ctx: click.Context, name: str, by: str | None) -> None:
 def factor_list(ctx: click.Context) -> None:
     """Every factor, its value, and when and by whom it was last set."""
     store = open_store(ctx)
-    clock = SystemClock()
+    clock = cli_clock(ctx, cli_config(ctx))
     with store.transaction() as s:
         rows = [(f.name, describe(f.value), f.updated_at, f.updated_by)
                 for f in Factors(clock, AuditTrail(clock)).rows(s)]
@@ -136,7 +135,7 @@ def budget() -> None:
 def budget_show(ctx: click.Context, all_periods: bool) -> None:
     """Each budget's limit, consumption and what remains."""
     store = open_store(ctx)
-    clock = SystemClock()
+    clock = cli_clock(ctx, cli_config(ctx))
     with store.transaction() as s:
         lines = Budgets(clock, AuditTrail(clock), cli_config(ctx).workflow.zone).show(
             s, all_periods)

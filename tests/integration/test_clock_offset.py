@@ -79,7 +79,10 @@ def test_production_instance_refuses_a_shifted_clock(tmp_path: Path) -> None:
     cfg_file = _config_file(tmp_path, f"sqlite:///{tmp_path / 'r.db'}",
                             instance={"production": True})
     runner = CliRunner()
-    for command in (["status"], ["run"], ["case", "show", "R-2026-000001"]):
+    org = str(ROOT / "samples" / "organisation.toml")
+    for command in (["status"], ["run"], ["case", "show", "R-2026-000001"],
+                    ["directory", "import", org], ["factor", "set", "rate", "1"],
+                    ["audit", "show"]):
         out = runner.invoke(cli, ["--config", str(cfg_file), "--clock-offset", "31d", *command])
         assert out.exit_code == 2, out.output
         assert "clock offset +31d refused: this instance is configured with [instance] " \
@@ -88,6 +91,21 @@ def test_production_instance_refuses_a_shifted_clock(tmp_path: Path) -> None:
                             env={"RINGI_CLOCK_OFFSET": "12h"})
     assert via_env.exit_code == 2 and "refused" in via_env.output
     assert runner.invoke(cli, ["--config", str(cfg_file), "status"]).exit_code == 0
+
+
+def test_record_commands_stamp_the_shifted_time(tmp_path: Path, db_url: str) -> None:
+    cfg_file = _config_file(tmp_path, db_url)
+    runner = CliRunner()
+    base = ["--config", str(cfg_file)]
+    set_ = runner.invoke(cli, [*base, "--clock-offset", "31d", "factor", "set", "rate", "0.35",
+                               "--by", "sato"])
+    assert set_.exit_code == 0, set_.output
+    assert "ringi: WARNING: clock offset +31d in effect" in set_.output
+    shown = runner.invoke(cli, [*base, "audit", "show"])
+    assert shown.exit_code == 0, shown.output
+    shifted_day = (datetime.now(UTC) + timedelta(days=31)).date().isoformat()
+    assert shifted_day in shown.output and "factor rate" in shown.output, shown.output
+    assert datetime.now(UTC).date().isoformat() not in shown.output
 
 
 def test_run_with_an_offset_sends_the_reminder_that_is_due_then(
