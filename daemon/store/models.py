@@ -251,6 +251,9 @@ class CaseStep(Base):
     kind: Mapped[str] = mapped_column(String(16), default="approver")
     reminded_at: Mapped[datetime | None]
     escalated_at: Mapped[datetime | None]
+    # When the timers next look at this pending step: the earlier of its reminder and
+    # escalation still to come (daemon/cases/duetimes.py); None when nothing is.
+    next_check_at: Mapped[datetime | None] = mapped_column(index=True)
     # The approver's post when asked: a substitute is found if it changes.
     asked_post: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
