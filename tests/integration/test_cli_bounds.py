@@ -10,23 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import tomli_w
-from click.testing import CliRunner, Result
 
 from daemon.cli import rules
-from daemon.cli.main import cli
-from daemon.config import Config, config_as_dict
-from tests.support import free_port, make_config
-
-
-def write_config(cfg: Config, folder: Path) -> Path:
-    path = folder / "ringi.toml"
-    path.write_text(tomli_w.dumps(config_as_dict(cfg)))
-    return path
-
-
-def ringi(cfg_file: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--config", str(cfg_file), *args])
+from tests.support import free_port, make_config, ringi, write_config
 
 
 @pytest.fixture
