@@ -204,8 +204,11 @@ def _body_and_attachments(msg: email.message.Message) -> tuple[str, tuple[Attach
             if html is None and ctype == "text/html":
                 html = _part_text(part)
                 continue
+        # A named part is a file whatever its disposition: Apple Mail and Outlook send pasted
+        # images and PDFs "inline" with a filename. Only an unnamed inline part (an HTML
+        # body's cid: image, a second text part) is left out, unless it looks like a form.
         form_like = ctype.startswith(_FORM_TYPES) or filename.lower().endswith(_FORM_EXTENSIONS)
-        if disposition == "attachment" or (filename and disposition != "inline") or form_like:
+        if disposition == "attachment" or filename or form_like:
             name = filename or f"attachment-{len(attachments) + 1}"
             attachments.append(Attachment(name, ctype, _payload(part)))
     text = plain if plain is not None else html or ""

@@ -253,9 +253,13 @@ def test_attachments() -> None:
         # a path as filename must not leak directories
         part([("Content-Type", "text/plain"),
               ("Content-Disposition", 'attachment; filename="../../etc/passwd"')], b"p"),
-        # inline signature logo: not an attachment
-        part([("Content-Type", "image/png"), ("Content-ID", "<logo>"),
-              ("Content-Disposition", 'inline; filename="logo.png"')], b"png"),
+        # a pasted image: inline, but named (Apple Mail, Outlook), so a file like any other
+        part([("Content-Type", "image/png"), ("Content-ID", "<pasted>"),
+              ("Content-Disposition", 'inline; filename="receipt.png"')], b"png"),
+        # an HTML body's cid: image without a name: decoration, not kept
+        part([("Content-Type", "image/gif"), ("Content-ID", "<logo>"),
+              ("Content-Disposition", "inline")], b"gif"),
+        part([("Content-Type", "image/gif"), ("Content-ID", "<logo2>")], b"gif"),
     ])
     mail = parse_mail(raw)
     assert mail.text == "承認します"
@@ -266,6 +270,7 @@ def test_attachments() -> None:
         ("明細.csv", "text/csv", b"a,b\r\n"),
         ("attachment-5", "application/octet-stream", b"blob"),
         ("passwd", "text/plain", b"p"),
+        ("receipt.png", "image/png", b"png"),
     ]
 
 
