@@ -62,6 +62,20 @@ def test_status_shows_the_shifted_now_from_the_option_and_the_variable(
     assert "clock     SHIFTED +1d12h: now" in both.output, both.output
 
 
+def test_the_documented_variable_form_from_a_shell(tmp_path: Path, db_url: str) -> None:
+    cfg_file = _config_file(tmp_path, db_url)
+    env = {**os.environ, "RINGI_CONFIG": str(cfg_file),
+           "PATH": f"{Path(RINGI).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("RINGI_CLOCK_OFFSET", None)
+    real = datetime.now(UTC)
+    out = subprocess.run(["bash", "-c", "RINGI_CLOCK_OFFSET=-2d ringi status"], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ringi: WARNING: clock offset -2d in effect" in out.stderr
+    assert out.stdout.startswith("clock     SHIFTED -2d: now ")
+    assert abs(_shown_now(out.stdout) - (real - timedelta(days=2))) < timedelta(minutes=1)
+
+
 @pytest.mark.parametrize("given", ["31x", "1d1d", "P", "31 d", "9999999d"])
 def test_bad_offsets_are_refused_readably(tmp_path: Path, given: str) -> None:
     cfg_file = _config_file(tmp_path, f"sqlite:///{tmp_path / 'r.db'}")
