@@ -1,5 +1,10 @@
 """What a bounce changes in a case: a bounced approval request must not wait in silence.
 
+"Bounced" covers both ways an approver turns out unreachable: a delivery report about the
+request (daemon/intake/bounces.py), and the relay refusing it for good when ringi sends it
+(a dead outbound mail: daemon/notify/deadletters.py calls `reroute_bounced_request` with
+`how="was refused"`). Both take the same path below.
+
 The approver never saw the request, so the case would sit until the reminder (which bounces
 too) and the escalation days later. Instead the step is escalated at once, the way the timers
 escalate a late step (daemon/cases/timers.py): the approver's registered proxy is asked in an
@@ -23,6 +28,7 @@ from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
 from daemon.directory.lookup import Member, member, primary_email, proxies_of
 from daemon.notify.alerts import AdminAlerts
+from daemon.store.condition_models import Execution
 from daemon.store.db import rowcount
 from daemon.store.models import Case, CaseStep, OutboundMail, ReplyToken
 
@@ -58,8 +64,11 @@ def _claim(wf: Workflow, s: Session, step: CaseStep) -> bool:
 
 
 def reroute_bounced_request(wf: Workflow, alerts: AdminAlerts, s: Session, case: Case,
-                            mail: OutboundMail, why: str) -> str:
-    """Ask the proxy (or the administrator) now; returns what was done, for the record."""
+                            mail: OutboundMail, why: str, how: str = "bounced") -> str:
+    """Ask the proxy (or the administrator) now; returns what was done, for the record.
+
+    `how` says what happened to the request ("bounced", "was refused"), in the case history
+    and the alerts."""
     step = asked_step(wf, s, mail)
     if step is None or step.state != StepState.PENDING or \
             case.state not in (CaseState.IN_REVIEW, CaseState.ON_HOLD):
@@ -71,7 +80,7 @@ def reroute_bounced_request(wf: Workflow, alerts: AdminAlerts, s: Session, case:
     if step.mode == "all":
         # Everyone must approve: a stand-in cannot replace one of them; the route needs editing.
         alerts.tell(s, f"bounce:step:{step.id}", f"{case.number}: approval request to "
-                    f"{mail.recipient} bounced",
+                    f"{mail.recipient} {how}",
                     f"{why}\n\n{name} must approve case {case.number} together with others, "
                     "so nobody can stand in. Fix the address in the directory, or replace "
                     "the approver in the case's route.", case=case)
@@ -80,27 +89,44 @@ def reroute_bounced_request(wf: Workflow, alerts: AdminAlerts, s: Session, case:
     today = wf.clock.now().date()
     targets: list[Member] = [p for p in proxies_of(s, step.approver_id, today)
                              if p.person.active and p.id not in asked]
-    how = "registered proxy"
+    role = "registered proxy"
     if not targets:
         admin = member(s, wf.cfg.workflow.admin)
         if admin is not None and admin.id not in asked:
-            targets, how = [admin], "administrator"
+            targets, role = [admin], "administrator"
     if not targets:
         alerts.tell(s, f"bounce:step:{step.id}", f"{case.number}: approval request to "
-                    f"{mail.recipient} bounced", f"{why}\n\nNobody else can be asked for "
+                    f"{mail.recipient} {how}", f"{why}\n\nNobody else can be asked for "
                     f"{name}'s step of case {case.number}. Fix the address in the directory.",
                     case=case)
         wf.record(s, case, "escalation", None, detail=f"the approval request to {name} "
-                  "bounced, but there is no proxy and no administrator to ask instead")
+                  f"{how}, but there is no proxy and no administrator to ask instead")
         return "nobody else to ask; the administrator is told"
     if step.mode == "single":
         step.mode = "any"  # now either of them may decide
     for target in targets:
         new = wf.new_step(s, case, target, slot=step.slot, mode="any", phase=step.phase,
                           step_name=step.step_name, pos=step.pos, kind="escalation",
-                          resolver=how)
+                          resolver=role)
         wf.record(s, case, "escalated", target,
-                  detail=f"the approval request to {name} bounced; {how} asked at once")
+                  detail=f"the approval request to {name} {how}; {role} asked at once")
         display = approver.display_name(target.locale) if approver else name
         wf.ask(s, case, new, target, note="bounced", note_detail=display)
-    return f"{how} asked at once: " + ", ".join(t.person.name for t in targets)
+    return f"{role} asked at once: " + ", ".join(t.person.name for t in targets)
+
+
+def execution_bounced(wf: Workflow, s: Session, case: Case, mail: OutboundMail,
+                      why: str) -> str:
+    """An execution request came back: the relay took it, but the destination may never
+    have seen it, so it may not have been executed. The requester and the administrator are
+    told (the bounce is on the case already); the execution's record says so too."""
+    ex = s.scalar(select(Execution).where(Execution.mail_id == mail.id))
+    if ex is not None:
+        ex.reason, ex.updated_at = "bounced", wf.clock.now()
+        ex.detail = f"{ex.detail}; the request bounced: {why}"[:4000]
+    extra = {"error": why, "attempts": 1, "item": None, "bounced": True}
+    wf.tell_requester(s, case, "execution_failed", {**extra, "admin": False})
+    admin = member(s, wf.cfg.workflow.admin)
+    if admin is not None and admin.id not in (case.requester_id, case.entered_by_id):
+        wf.send(s, "execution_failed", admin, case, {**extra, "admin": True})
+    return "the requester and the administrator are told it may not have been executed"

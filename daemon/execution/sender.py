@@ -5,7 +5,8 @@ attempt, so every retry sends the same bytes with the same Message-ID and a dest
 recognise a repeat. This runner delivers it itself instead of through the outbox: the
 execution is "sent" only once the relay has taken it, and its failures follow this queue's
 retry and dead-letter rules. When it finally fails, the requester and the administrator are
-told it was not executed.
+told it was not executed. It leaves with its own VERP return path like every other mail, so a
+bounce from the destination's server is matched to the case (daemon/intake/bounces.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from daemon.notify.compose import Composer
 from daemon.notify.templates import TemplateError, Templates
 from daemon.notify.views import case_view, format_value, local_time, who
 from daemon.outbox.outbox import store_mail
+from daemon.outbox.returnpath import ReturnPaths
 from daemon.outbox.transport import Transport
 from daemon.store.condition_models import Execution
 from daemon.store.db import Store
@@ -44,8 +46,9 @@ class ExecutionSender:
 
     def __init__(self, store: Store, queue: WorkQueue, executions: Executions,
                  templates: Templates, composer: Composer, transport: Transport,
-                 clock: Clock) -> None:
+                 clock: Clock, return_paths: ReturnPaths | None = None) -> None:
         self.store = store
+        self.return_paths = return_paths  # VERP: a bounce names the request it is about
         self.queue = queue
         self.executions = executions
         self.wf: Workflow = executions.wf
@@ -60,14 +63,17 @@ class ExecutionSender:
             prepared = self._prepare(item)
             if prepared is None:
                 return
-            self.transport.send(*prepared)
+            recipient, raw, mail_id = prepared
+            self.transport.send(recipient, raw, sender=self.return_paths.address(mail_id)
+                                if self.return_paths else None)
         except Exception as exc:
             self._failed(item, exc)
         self._sent(item)
         self.on_done()
 
-    def _prepare(self, item: Claimed) -> tuple[str, bytes] | None:
-        """The stored request to send now; None when already sent or not yet open."""
+    def _prepare(self, item: Claimed) -> tuple[str, bytes, int] | None:
+        """The stored request to send now (recipient, bytes, mail id); None when already
+        sent or not yet open."""
         with self.store.transaction() as s:
             ex = s.get(Execution, item.ref_id)
             if ex is None:
@@ -98,7 +104,7 @@ class ExecutionSender:
             mail = s.get(OutboundMail, ex.mail_id)
             if mail is None:
                 raise PermanentError(f"stored request mail {ex.mail_id} is missing")
-            return mail.recipient, mail.raw
+            return mail.recipient, mail.raw, mail.id
 
     def record_of(self, s: Session, case: Case, ex: Execution, locale: str) -> Record:
         requester = member(s, case.requester_id)
@@ -184,7 +190,7 @@ class ExecutionSender:
         self.wf.record(s, case, "execution", None,
                        detail=f"not executed: sending to {ex.destination or '-'} "
                        f"<{ex.address}> failed after {item.attempts} attempt(s): {exc}")
-        extra = {"error": str(exc), "attempts": item.attempts, "item": item.id}
+        extra = {"error": str(exc), "attempts": item.attempts, "item": item.id, "bounced": False}
         self.wf.tell_requester(s, case, "execution_failed", {**extra, "admin": False})
         admin = member(s, self.wf.cfg.workflow.admin)
         if admin is not None and admin.id not in (case.requester_id, case.entered_by_id):

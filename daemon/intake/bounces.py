@@ -9,6 +9,8 @@ Anything else — a wrong MAC, an unknown Message-ID, a known one reported for a
 address — is logged and ignored. A bounce is never answered: nothing here mails its sender.
 Each mail and action (failed, delayed...) is recorded once in `bounces`; a repeat is noted in
 the intake's outcome and changes nothing. Only a failure acts: a delay is recorded only.
+A failed execution request (sent by daemon/execution/sender.py with its own return path) is
+told to the requester and the administrator: it may not have been executed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from daemon.cases.bounces import reroute_bounced_request
+from daemon.cases.bounces import execution_bounced, reroute_bounced_request
 from daemon.cases.workflow import Workflow
 from daemon.directory.lookup import member, member_by_email, primary_email
 from daemon.notify.alerts import AdminAlerts
@@ -130,6 +132,8 @@ class BounceHandler:
             return "recorded only"
         if out.template == "approval_request" and case is not None:
             return reroute_bounced_request(self.wf, self.alerts, s, case, out, why)
+        if out.template == "execution_request" and case is not None:
+            return execution_bounced(self.wf, s, case, out, why)
         admin = member(s, self.wf.cfg.workflow.admin)
         if out.template in _NO_ALERT or (admin and primary_email(s, admin.id) == out.recipient):
             # Never an alert about an alert (or about mail to the administrator): no loop.

@@ -6,6 +6,10 @@ a dead item is one mail however often it is retried and dies again the same day 
 senders outside the directory share one key: a day's undeliverable answers are one mail).
 A mail that itself dead-letters is recorded on its case; when it was an administrator
 alert, it is only logged: an alert about an undeliverable alert would loop.
+An approval request the relay refused for good is the same news as a bounce — the approver
+cannot be reached — so it goes through the bounce path's rerouting (`unreachable`: the proxy
+or the administrator asked at once) in this same transaction; the step's escalation claim
+makes a retried and again refused mail ask nobody twice.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ log = logging.getLogger(__name__)
 
 ERROR_MAX = 1500  # characters of the last error quoted in the mail (the log has it whole)
 ALERT_TEMPLATE = "admin_alert"
+REQUEST_TEMPLATE = "approval_request"
 
 
 class CaseRecorder(Protocol):
@@ -36,24 +41,39 @@ class CaseRecorder(Protocol):
                  detail: str = "") -> None: ...
 
 
+class Unreachable(Protocol):
+    """`reroute_bounced_request` (daemon/cases/bounces.py) with its workflow and alerts."""
+
+    def __call__(self, s: Session, case: Case, mail: OutboundMail, why: str,
+                 how: str = "bounced") -> str: ...
+
+
 def retry_command(item_id: int) -> str:
     return f"ringi queue retry {item_id}"
 
 
 class DeadLetters:
-    def __init__(self, alerts: AdminAlerts, record: CaseRecorder) -> None:
+    def __init__(self, alerts: AdminAlerts, record: CaseRecorder,
+                 unreachable: Unreachable | None = None) -> None:
         self.alerts = alerts
         self.record = record
+        self.unreachable = unreachable
 
     def __call__(self, s: Session, letter: DeadLetter) -> None:
         what, case = self.describe(s, letter)
         mail = s.get(OutboundMail, letter.ref_id) if letter.queue == Queues.OUTBOUND else None
+        done = ""
         if letter.queue == Queues.OUTBOUND and mail is not None:
             mail.failed_at = self.alerts.clock.now()
             mail.error = letter.error[:ERROR_MAX]
             if case is not None:
                 self.record(s, case, "mail failed", None,
                             detail=f"{what} was not delivered: {_last_line(letter.error)}")
+            if case is not None and letter.permanent and self.unreachable is not None \
+                    and mail.template == REQUEST_TEMPLATE:
+                why = (f"The approval request to {mail.recipient} was refused by the relay: "
+                       f"{_last_line(letter.error)}")
+                done = self.unreachable(s, case, mail, why, how="was refused")
             if mail.template == ALERT_TEMPLATE:
                 log.error("administrator alert %s (%s) could not be delivered and is "
                           "dead-lettered: %s; not alerted again (it would loop). Retry "
@@ -72,6 +92,7 @@ class DeadLetters:
         body = (f"Queue: {letter.queue}\nItem: {letter.id}\nWhat: {what}\n"
                 f"It {how} and is now a dead letter; nothing retries it by itself.\n\n"
                 f"Last error:\n  {_excerpt(letter.error)}\n\n"
+                + (f"Meanwhile: {done}.\n\n" if done else "") +
                 f"Once the cause is fixed, queue it again with:\n\n"
                 f"  {retry_command(letter.id)}\n")
         self.alerts.tell(s, key, f"Dead letter: {what}", body, case=case)
