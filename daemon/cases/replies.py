@@ -101,6 +101,9 @@ class ReplyHandler:
             return f"{case.number}: reply already kept"
         s.add(ReorgKeptReply(reorg_id=reorg.id, inbound_id=inbound_id, author=mail.from_addr,
                              kept_at=self.wf.clock.now()))
+        self.wf.record(s, case, "reply kept", member_by_email(s, mail.from_addr),
+                       detail=f"reorganisation {reorg.id} in progress: the reply is applied "
+                       "when it ends, if its author is still this step's approver")
         self.wf.notifier.to_address(s, "reply_kept", mail.from_addr, locale,
                                     {"number": case.number, "reorganisation": reorg.id}, None,
                                     in_reply_to=mail.message_id)

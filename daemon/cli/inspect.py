@@ -17,6 +17,7 @@ from daemon.notify.views import case_view, person_name, snapshot_name
 from daemon.store.condition_models import Execution
 from daemon.store.models import Case, CaseEvent, CaseStep, WorkItem
 from daemon.store.publication_models import Delivery
+from daemon.store.reorg_models import ReorgKeptReply, in_progress
 from daemon.workqueue.queue import State, queue_stats
 
 if TYPE_CHECKING:
@@ -33,6 +34,14 @@ def print_case(app: App, number: str) -> bool:
         echo(f"  type:      {view['type_title']} ({view['type']})")
         echo(f"  requester: {inline(view['requester'])}")
         echo(f"  state:     {view['state']} (round {case.round})")
+        route = case.route or {}
+        if case.state == "held":
+            echo(f"  held:      at {inline(route.get('where', '-'))}: "
+                 f"{inline(route.get('held', '-'))} ({inline(route.get('detail', ''))}); "
+                 "resumes when a directory import gives this step an approver")
+        if case.state == "received" and route.get("deferred"):
+            echo(f"  waiting:   registered during reorganisation {route['deferred']}; routed "
+                 "when it ends")
         echo(f"  workflow:  {app.registry.version_label(s, case.workflow_version_id)}")
         echo(f"  created:   {view['created']}")
         for f in view["fields"]:
@@ -92,6 +101,25 @@ def print_executions(rows: Sequence[Execution]) -> None:
                    f"{ex.due_at:%Y-%m-%d %H:%M} UTC{sent} [{inline(ex.detail)}]")
 
 
+def _print_reorganisation(s: Session) -> None:
+    """A change in progress, and the cases nobody can approve (held)."""
+    reorg = in_progress(s)
+    if reorg is not None:
+        kept = len(s.scalars(select(ReorgKeptReply.id).where(
+            ReorgKeptReply.reorg_id == reorg.id)).all())
+        echo(f"REORGANISATION {reorg.id} IN PROGRESS since {reorg.begun_at:%Y-%m-%d %H:%M:%S} "
+             f"({inline(reorg.source)}): routing waits; {kept} kept repl(ies); "
+             "`ringi reorg commit` or `ringi reorg rollback`")
+    held = s.scalars(select(Case).where(Case.state == "held").order_by(Case.id)).all()
+    if held:
+        echo(f"held cases (nobody can approve them): {len(held)}")
+    for c in held[:10]:
+        route = c.route or {}
+        echo(f"  {c.number}  {inline(route.get('where', '-'))}: {inline(route.get('held', '-'))}")
+    if len(held) > 10:
+        echo(f"  ... and {len(held) - 10} more (`ringi case show NUMBER`)")
+
+
 def print_status(app: App) -> None:
     now = app.clock.now()
     if isinstance(app.clock, OffsetClock):  # never let a shifted clock pass unnoticed
@@ -123,6 +151,7 @@ def print_status(app: App) -> None:
             first = (w.last_error or "").splitlines()[0][:160]
             dead = " (dead letter: `ringi queue retry ID`)" if w.state == State.DEAD else ""
             echo(f"  item {w.id} {w.queue} {w.state} attempts={w.attempts}{dead}: {first}")
+        _print_reorganisation(s)
         days = app.cfg.mail.duplicate_window_days
         dups, latest = recent_duplicates(s, now - timedelta(days=days))
         if latest is not None:  # resends recognised: stored and acknowledged, acted on once

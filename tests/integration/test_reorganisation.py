@@ -233,5 +233,23 @@ def test_cli_plan_verify_status_and_dry_run(tmp_path: Path, db_url: str,
         assert again.exit_code == 1 and "ringi reorg cancel 1" in again.output
         assert ringi(cfg_file, "reorg", "cancel").exit_code == 0
         w.nothing_more(SATO, SUZUKI)
+        assert ringi(cfg_file, "reorg", "plan", str(plan)).exit_code == 0
+        assert ringi(cfg_file, "reorg", "begin").exit_code == 0
+        status = ringi(cfg_file, "status")
+        assert "REORGANISATION 2 IN PROGRESS" in status.output, status.output
+        refused = ringi(cfg_file, "reorg", "commit")
+        assert refused.exit_code == 1 and "--hold-failing" in refused.output
+        done = ringi(cfg_file, "reorg", "commit", "--hold-failing")
+        assert done.exit_code == 0 and "committed: reorganisation 2" in done.output
+        shown = ringi(cfg_file, "case", "show", str(f["c"]))
+        assert "state:     held" in shown.output
+        assert "held:      at line/up-to-section-manager: no approver left above" in shown.output
+        status = ringi(cfg_file, "status")
+        assert "held cases (nobody can approve them): 1" in status.output
+        assert "IN PROGRESS" not in status.output
+        # The commands ran on the real clock and queued the mails; the daemon sends them.
+        w.clock.advance(timedelta(minutes=10))
+        w.app.outbox_runner.drain()
+        assert number_of(w.one(SATO)) == f["a"]
     finally:
         app.stop()
