@@ -20,6 +20,7 @@ from daemon.cases.replies import ReplyHandler
 from daemon.cases.requests import RequestHandler
 from daemon.cases.reroute import reroute_all
 from daemon.cases.timers import Timers
+from daemon.cases.versions import suspend_unbuildable
 from daemon.cases.workflow import Workflow
 from daemon.clock import Clock, SystemClock
 from daemon.conditions.budgets import Budgets
@@ -195,6 +196,9 @@ class App:
         self.registry.restore([b for b in self.broken_rules if b.kind == "workflow template"])
         for line in self.registry.register():
             log.info("registered %s", line)
+        with self.store.transaction() as s:  # before anything routes (the directory import)
+            for line in suspend_unbuildable(self.workflow, s):
+                log.warning("%s", line)
         with self.store.transaction() as s:
             lines, bad_sets = self.workflow.library.sync_files(
                 s, self.cfg.paths.rules / "conditions")

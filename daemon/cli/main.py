@@ -223,6 +223,7 @@ def case_resume(ctx: click.Context, number: str, by: str) -> None:
     from daemon.cases.states import CaseState
     from daemon.directory.lookup import member
     from daemon.routing.engine import Pos
+    from daemon.routing.registry import StoredVersionError
     from daemon.store.models import Case
 
     app = _app(ctx)
@@ -236,8 +237,12 @@ def case_resume(ctx: click.Context, number: str, by: str) -> None:
         found.state = CaseState.IN_REVIEW
         app.workflow.record(s, found, "resumed", actor, detail="resumed by command")
         last = app.workflow.previous_actor(s, found, app.workflow.next_slot(s, found))
-        asked = app.workflow.route(s, found, Pos.of(found.route), False,
-                                   last or actor or member(s, found.requester_id))
+        try:
+            asked = app.workflow.route(s, found, Pos.of(found.route), False,
+                                       last or actor or member(s, found.requester_id))
+        except StoredVersionError as exc:  # rolled back: the case stays suspended
+            echo(f"ringi: {number} cannot resume: {exc}", err=True)
+            sys.exit(1)
         state = found.state
     echo(f"{number}: resumed; now {state}"
                + (f", asked: {', '.join(m.id for m in asked)}" if asked else ""))

@@ -15,11 +15,13 @@ from sqlalchemy.orm import Session
 from daemon.cases.droprequests import DropRequestHandler
 from daemon.cases.replies import ReplyHandler
 from daemon.cases.requests import RequestHandler, looks_japanese
+from daemon.cases.versions import suspend_on_version
 from daemon.config import MailConfig
 from daemon.directory.lookup import member_by_email
 from daemon.intake.bounces import BounceHandler
 from daemon.parsing.authresults import verify_message
 from daemon.parsing.message import ParsedMail, parse_mail
+from daemon.routing.registry import StoredVersionError
 from daemon.security.tokens import is_token, token_from_subject
 from daemon.store.db import Store
 from daemon.store.models import InboundMessage
@@ -61,6 +63,20 @@ class InboundProcessor:
         self.bounces: BounceHandler | None = None  # set by the app (daemon/intake/bounces.py)
 
     def process(self, item: Claimed) -> None:
+        try:
+            self._process(item)
+        except StoredVersionError as exc:
+            # Rolled back; retrying meets the same version again. The cases on it are
+            # suspended (history, administrator) and this input waits as a dead letter for
+            # `ringi queue retry` once the case types are fixed.
+            with self.store.transaction() as s:
+                lines = suspend_on_version(self.replies.wf, s, exc)
+            for line in lines:
+                log.warning("%s", line)
+            raise PermanentError(f"{exc}; the cases on it are suspended; retry this input "
+                                 "once the case types are fixed", told=bool(lines)) from None
+
+    def _process(self, item: Claimed) -> None:
         with self.store.transaction() as s:
             row = s.get(InboundMessage, item.ref_id)
             if row is None:

@@ -21,6 +21,19 @@ from daemon.store.db import Store
 from daemon.store.models import WorkflowVersion
 
 
+class StoredVersionError(Exception):
+    """A case's own workflow version no longer builds against today's case types (a field
+    it names was removed or renamed): the case cannot go on until the administrator
+    restores what it needs. Carries the version so callers can find every case on it."""
+
+    def __init__(self, version_id: int, label: str, errors: list[str]) -> None:
+        super().__init__(f"workflow {label} no longer builds against today's case types: "
+                         + "; ".join(errors))
+        self.version_id = version_id
+        self.label = label
+        self.errors = errors
+
+
 class TemplateRegistry:
     def __init__(self, store: Store, templates: TemplateSet, fields_of: dict[str, set[str]],
                  clock: Clock) -> None:
@@ -94,15 +107,20 @@ class TemplateRegistry:
         return self._current[t.name], t
 
     def of_version(self, s: Session, version_id: int | None, case_type: str) -> Template:
-        """The template a case runs on (its own version, even after the file changed)."""
+        """The template a case runs on (its own version, even after the file changed), or
+        StoredVersionError (daemon.cases.versions suspends the cases on it)."""
         if version_id is None:
             return self.current(case_type)[1]
         if version_id not in self._by_version:
             row = s.get(WorkflowVersion, version_id)
             if row is None:
                 return self.current(case_type)[1]
-            self._by_version[version_id] = build_template(
-                row.body, f"{row.source} (version {row.version})", self.fields_of)
+            try:
+                self._by_version[version_id] = build_template(
+                    row.body, f"{row.source} (version {row.version})", self.fields_of)
+            except TemplateError as exc:
+                raise StoredVersionError(version_id, f"{row.name} v{row.version}",
+                                         [e[:300] for e in exc.errors[:5]]) from None
         return self._by_version[version_id]
 
     def version_label(self, s: Session, version_id: int | None) -> str:
