@@ -8,8 +8,10 @@ nobody above (Ito, Accounting). Requests and replies arrive during the change.
 from __future__ import annotations
 
 import json
+import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -203,8 +205,16 @@ def test_commit_is_one_transaction(tmp_path: Path, db_url: str, relay: Capturing
         w.app.stop()
 
 
-def test_cli_plan_verify_status_and_dry_run(tmp_path: Path, db_url: str,
-                                            relay: CapturingRelay) -> None:
+def readme_commands() -> list[str]:
+    section = (ROOT / "README.md").read_text().split("\n## Reorganisations\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    return [ln.strip() for ln in section.splitlines() if ln.startswith("       ringi ")]
+
+
+def test_the_readme_procedure_runs_as_written(tmp_path: Path, db_url: str,
+                                              relay: CapturingRelay,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command of README's "Reorganisations", verbatim, in its order, through the CLI."""
     clock = FrozenClock(datetime.now(UTC))
     app = App(make_config(tmp_path, db_url, relay.port, free_port()), clock=clock)
     app.prepare()
@@ -213,43 +223,59 @@ def test_cli_plan_verify_status_and_dry_run(tmp_path: Path, db_url: str,
     try:
         f = file_three(w)
         cfg_file = write_config(app.cfg, tmp_path)
-        plan = plan_file(tmp_path)
-        dry = ringi(cfg_file, "directory", "import", "--dry-run", str(plan))
+        (tmp_path / "org-2027-04.toml").write_text(NEW_ORG)
+        monkeypatch.chdir(tmp_path)
+
+        def run(command: str) -> Any:
+            args = shlex.split(command)
+            assert args[0] == "ringi"
+            return ringi(cfg_file, *args[1:])
+
+        commands = readme_commands()
+        assert commands == [
+            "ringi reorg plan org-2027-04.toml --effective 2027-04-01T00:00",
+            "ringi reorg verify", "ringi reorg verify --json", "ringi reorg begin",
+            "ringi reorg commit", "ringi reorg commit --hold-failing", "ringi reorg rollback",
+            "ringi reorg status"]
+        dry = run("ringi directory import --dry-run org-2027-04.toml")  # as the text says
         assert dry.exit_code == 0, dry.output
-        assert "~ role" in dry.output or "+ role eng/head sato" in dry.output
-        assert f"{f['a']}" in dry.output and "moves to sato" in dry.output
-        assert "fails: no approver left above" in dry.output
-        planned = ringi(cfg_file, "reorg", "plan", str(plan), "--effective",
-                        "2027-04-01T00:00")
+        assert "+ role eng/head sato" in dry.output and "- role eng/head suzuki" in dry.output
+        assert "moves to sato from suzuki" in dry.output and "fails: no approver left above" \
+            in dry.output
+        planned = run(commands[0])
         assert planned.exit_code == 0, planned.output
         assert "planned: reorganisation 1, effective 2027-04-01T00:00:00" in planned.output
-        verified = ringi(cfg_file, "reorg", "verify", "--json")
-        assert verified.exit_code == 1  # a case would fail
-        data = json.loads(verified.output)
-        assert data["counts"] == {"moves": 1, "unchanged": 1, "fails": 1}
-        status = ringi(cfg_file, "reorg", "status")
-        assert status.exit_code == 0 and "planned" in status.output
-        again = ringi(cfg_file, "reorg", "plan", str(plan))
+        assert f"{f['c']}" in planned.output and "3 waiting ask(s)" in planned.output
+        again = run(commands[0])
         assert again.exit_code == 1 and "ringi reorg cancel 1" in again.output
-        assert ringi(cfg_file, "reorg", "cancel").exit_code == 0
-        w.nothing_more(SATO, SUZUKI)
-        assert ringi(cfg_file, "reorg", "plan", str(plan)).exit_code == 0
-        assert ringi(cfg_file, "reorg", "begin").exit_code == 0
-        status = ringi(cfg_file, "status")
-        assert "REORGANISATION 2 IN PROGRESS" in status.output, status.output
-        refused = ringi(cfg_file, "reorg", "commit")
+        verified = run(commands[1])
+        assert verified.exit_code == 1 and "moves to sato" in verified.output
+        data = json.loads(run(commands[2]).output)
+        assert data["counts"] == {"moves": 1, "unchanged": 1, "fails": 1}
+        assert run(commands[3]).exit_code == 0
+        status = run("ringi status")
+        assert "REORGANISATION 1 IN PROGRESS" in status.output, status.output
+        refused = run(commands[4])
         assert refused.exit_code == 1 and "--hold-failing" in refused.output
-        done = ringi(cfg_file, "reorg", "commit", "--hold-failing")
-        assert done.exit_code == 0 and "committed: reorganisation 2" in done.output
-        shown = ringi(cfg_file, "case", "show", str(f["c"]))
+        done = run(commands[5])
+        assert done.exit_code == 0 and "committed: reorganisation 1" in done.output
+        shown = run(f"ringi case show {f['c']}")
         assert "state:     held" in shown.output
         assert "held:      at line/up-to-section-manager: no approver left above" in shown.output
-        status = ringi(cfg_file, "status")
+        status = run("ringi status")
         assert "held cases (nobody can approve them): 1" in status.output
         assert "IN PROGRESS" not in status.output
         # The commands ran on the real clock and queued the mails; the daemon sends them.
         w.clock.advance(timedelta(minutes=10))
         w.app.outbox_runner.drain()
         assert number_of(w.one(SATO)) == f["a"]
+        back = run(commands[6])
+        assert back.exit_code == 0 and "rolled back" in back.output
+        listed = run(commands[7])
+        assert listed.exit_code == 0 and "rolled_back" in listed.output
+        trail = run('ringi audit show --subject "reorganisation 1"')  # as README says
+        for step in ("planned", "begun", "committed", "rolled back"):
+            assert f"reorganisation {step}" in trail.output
+        assert w.case(f["c"]).state == "in_review"
     finally:
         app.stop()
