@@ -95,11 +95,29 @@ class Decisions:
             start, inside = next_step(template, Pos.of(step.pos)), False
         else:
             start, inside = after_approval(template, Pos.of(step.pos))
+            last = self._footing(s, case, step) or last
         asked = wf.route(s, case, start, inside, last)
         self._confirm(s, case, actor, documents, decision="approve", reason=reason,
                       next=", ".join(who(m, actor.locale) for m in asked) if asked else None)
         if case.state != CaseState.APPROVED and asked:
             wf.tell_requester(s, case, "progress", by=actor, asked=asked)
+
+    def _footing(self, s: Session, case: Case, step: CaseStep) -> Member | None:
+        """Whom a step stands for, when the route must climb from their post rather than
+        the decider's: the approver recorded as "as" (an escalation to a proxy, a step asked
+        again after a send-back), or, for a proxy or administrator asked beside a late or
+        unreachable approver, that approver. A next-rank escalation climbs from its target,
+        who is already on the approver's ladder."""
+        as_id = (step.pos or {}).get("as")
+        if as_id:
+            return member(s, str(as_id))
+        if step.kind != "escalation" or step.resolver == "next rank":
+            return None
+        original = s.scalar(select(CaseStep.approver_id).where(
+            CaseStep.case_id == case.id, CaseStep.round == step.round,
+            CaseStep.slot == step.slot, CaseStep.kind != "escalation")
+            .order_by(CaseStep.seq).limit(1))
+        return member(s, original) if original else None
 
     def _reject(self, s: Session, case: Case, step: CaseStep, actor: Member,
                 reason: str, documents: Sequence[Note] = ()) -> None:
@@ -114,22 +132,8 @@ class Decisions:
         # A reconsideration refused ends the case: the conditions below had already failed.
         # A co-approver's refusal also ends it: the conditions required their approval.
         final = business or step.kind in ("reconsider", "coapproval")
-        previous = None if final else wf.previous_approval(s, case, step.slot)
-        if previous is not None:
-            back_to = member(s, previous.approver_id)
-            if back_to is not None and back_to.person.active:
-                new = wf.new_step(s, case, back_to, slot=wf.next_slot(s, case), mode="single",
-                                  phase=previous.phase, step_name=previous.step_name,
-                                  pos=previous.pos, kind="returned", resolver=previous.resolver)
-                case.route = previous.pos
-                wf.record(s, case, "sent back", back_to,
-                          detail=f"rejected by {actor.person.name}; back to the previous "
-                          "approver", reason=reason or None)
-                wf.ask(s, case, new, back_to, note="returned",
-                       note_detail=f"{actor.person.name}: {reason or '-'}")
-                self._confirm(s, case, actor, documents, decision="reject", reason=reason,
-                              next=who(back_to, actor.locale))
-                return
+        if not final and self._send_back(s, case, step, actor, reason, documents):
+            return
         wf.release_budgets(s, case, "the case was rejected")
         case.state = CaseState.REJECTED
         case.route = None
@@ -147,6 +151,63 @@ class Decisions:
                 if person is not None:
                     wf.send(s, "reject_notice", person, case,
                             {"by": who(actor, person.locale), "reason": reason})
+
+    def _send_back(self, s: Session, case: Case, step: CaseStep, actor: Member,
+                   reason: str, documents: Sequence[Note]) -> bool:
+        """Back to the last approver before this ask who is not the rejecter; False when
+        there is none (the requester gets the case). Every approval of the round from that
+        ask onward is undone, so a sent-back approver who rejects in turn goes further back,
+        never to themselves; an "all" ask is asked again whole."""
+        wf = self.wf
+        approved = s.scalars(select(CaseStep).where(
+            CaseStep.case_id == case.id, CaseStep.round == case.round,
+            CaseStep.state == StepState.APPROVED, CaseStep.slot < step.slot)
+            .order_by(CaseStep.slot.desc(), CaseStep.seq.desc())).all()
+        previous = next((a for a in approved if a.approver_id != actor.id), None)
+        back_to = member(s, previous.approver_id) if previous is not None else None
+        if previous is None or back_to is None or not back_to.person.active:
+            return False
+        group = [back_to]
+        if previous.mode == "all":
+            for a in approved:
+                m = member(s, a.approver_id) if a.slot == previous.slot else None
+                if m is not None and m.person.active and m.id != actor.id \
+                        and m.id not in {g.id for g in group}:
+                    group.append(m)
+        names = ", ".join(g.person.name for g in group)
+        undone = [a for a in s.scalars(select(CaseStep).where(
+            CaseStep.case_id == case.id, CaseStep.round == case.round,
+            CaseStep.state == StepState.APPROVED, CaseStep.slot >= previous.slot)
+            .order_by(CaseStep.slot, CaseStep.seq)).all()]
+        for a in undone:
+            a.state = StepState.UNDONE
+            wf.record(s, case, "approval undone", member(s, a.approver_id),
+                      detail=f"{a.phase}/{a.step_name} (ask {a.slot}): rejected by "
+                      f"{actor.person.name}; back to {names}")
+        wf.release_budgets(s, case, "the approval was undone by a send-back", undone)
+        # The budgets the undone approvals used are given back; a new approval uses its own.
+        pos = {k: v for k, v in (previous.pos or {}).items() if k not in ("uses", "released")}
+        slot = wf.next_slot(s, case)
+        case.route = pos or None
+        wf.record(s, case, "sent back", back_to, detail=f"rejected by {actor.person.name}; "
+                  f"back to the previous approver{'s' if len(group) > 1 else ''} {names}",
+                  reason=reason or None)
+        for g in group:
+            new = wf.new_step(s, case, g, slot=slot, mode="all" if len(group) > 1 else "single",
+                              phase=previous.phase, step_name=previous.step_name,
+                              pos=pos or None, kind="returned", resolver=previous.resolver)
+            wf.ask(s, case, new, g, note="returned",
+                   note_detail=f"{actor.person.name}: {reason or '-'}")
+        self._confirm(s, case, actor, documents, decision="reject", reason=reason,
+                      next=", ".join(who(g, actor.locale) for g in group))
+        asked = {g.id for g in group}
+        for approver_id in dict.fromkeys(a.approver_id for a in undone):
+            person = member(s, approver_id)
+            if person is not None and person.id not in asked and person.id != actor.id:
+                wf.send(s, "approval_undone", person, case,
+                        {"by": who(actor, person.locale), "reason": reason,
+                         "to": ", ".join(who(g, person.locale) for g in group)})
+        return True
 
     def _return(self, s: Session, case: Case, step: CaseStep, actor: Member,
                 reason: str, documents: Sequence[Note] = ()) -> None:

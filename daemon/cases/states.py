@@ -27,3 +27,4 @@ class StepState(StrEnum):
     REJECTED = "rejected"
     RETURNED = "returned"  # changes requested from the requester
     SUPERSEDED = "superseded"  # withdrawn: someone else decided, the person left, cancelled
+    UNDONE = "undone"  # an approval a later rejection sent the case back before; counts no more

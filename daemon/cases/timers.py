@@ -274,9 +274,14 @@ class Timers:
             return 0
         if step.mode == "single":
             step.mode = "any"  # now either of them may decide
+        # A proxy stands for the late approver (or for whom their step already stood): its
+        # approval continues the route from that person's post, not the proxy's unit. The next
+        # rank is on the approver's own ladder: the route climbs on from them.
+        pos = step.pos if step.pos is None or step.pos.get("as") or how == "next rank" \
+            else {**step.pos, "as": approver.id}
         for target in targets:
             new = self.wf.new_step(s, case, target, slot=step.slot, mode="any",
-                                   phase=step.phase, step_name=step.step_name, pos=step.pos,
+                                   phase=step.phase, step_name=step.step_name, pos=pos,
                                    kind="escalation", resolver=how)
             self.wf.record(s, case, "escalated", target,
                            detail=f"{approver.person.name} has not decided within "

@@ -7,6 +7,7 @@ daemon.cases.decisions; requester commands in daemon.cases.requests.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -328,13 +329,15 @@ class Workflow:
             self.record(s, case, "budget released", None,
                         detail=f"{u['set']}/{u['budget']}: {Decimal(u['amount']):,f} ({why})")
 
-    def release_budgets(self, s: Session, case: Case, why: str) -> None:
+    def release_budgets(self, s: Session, case: Case, why: str,
+                        steps: Sequence[CaseStep] | None = None) -> None:
         """What this round's approvals consumed comes back, exactly as recorded on their
-        steps, when the case ends without them counting (rejected, cancelled, reapplied).
+        steps, when the case ends without them counting (rejected, cancelled, reapplied),
+        or only `steps`' when those approvals are undone by a send-back.
         Each use is given back once."""
         if self.budgets is None:
             return
-        for st in s.scalars(select(CaseStep).where(
+        for st in steps if steps is not None else s.scalars(select(CaseStep).where(
                 CaseStep.case_id == case.id, CaseStep.round == case.round)).all():
             pos = dict(st.pos or {})
             if not pos.get("uses") or pos.get("released"):

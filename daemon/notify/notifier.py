@@ -26,7 +26,7 @@ ANSWER_TEMPLATES = ("request_error", "reply_error", "unknown_sender", "help", "f
 # before a case needs it.
 REQUIRED_TEMPLATES = (*ANSWER_TEMPLATES, "ack", "approval_request", "decision_confirmed",
                       "progress", "approved", "rejected", "drop_rejected", "hold",
-                      "returned", "reject_notice", "cancelled", "notify",
+                      "returned", "reject_notice", "approval_undone", "cancelled", "notify",
                       "rejected_conditions", "reserved", "revision_request",
                       "execution_request", "execution_sent", "execution_failed",
                       "partner_delivery", "publication_notice", "admin_alert", "held",
