@@ -1,0 +1,209 @@
+"""Rejections that go back (SPEC 5): each one undoes the approvals from the earlier ask on,
+so a sent-back approver who rejects sends the case further back, never to themselves; and an
+escalation decided by a proxy keeps the route's footing. Real mail in and out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from daemon.directory.importer import import_directory_file
+from daemon.store.models import Case, CaseStep
+from tests.integration.test_outcomes import (
+    BROWN,
+    SATO,
+    SMITH,
+    SUZUKI,
+    TAKAHASHI,
+    TANAKA,
+    WATANABE,
+    YAMAMOTO,
+    World,
+    custom_rules,
+    number_of,
+    start_world,
+    travel,
+)
+from tests.support import ROOT, CapturingRelay, ringi, write_config
+
+
+def steps_of(w: World, number: str) -> list[tuple[str, str, str]]:
+    """(approver, kind, state) of every step, in the order they were asked."""
+    with w.app.store.transaction() as s:
+        case = s.scalar(select(Case).where(Case.number == number))
+        assert case is not None
+        return [(st.approver_id, st.kind, st.state) for st in s.scalars(
+            select(CaseStep).where(CaseStep.case_id == case.id).order_by(CaseStep.seq))]
+
+
+def test_double_rejection_goes_back_step_by_step(tmp_path: Path, db_url: str,
+                                                 relay: CapturingRelay) -> None:
+    """Takahashi, Brown, Watanabe approve in turn (¥54,500 from Sales). Watanabe rejects:
+    back to Brown. Brown rejects: back to Takahashi, not to Brown again. Takahashi rejects:
+    the requester has it. Each undone approval shows as such."""
+    w = start_world(tmp_path, db_url, relay)
+    try:
+        w.send(SMITH, "Trip", travel("54,500"))
+        number = number_of(w.one(SMITH))
+        w.reply(w.one(TAKAHASHI), TAKAHASHI, "承認")
+        w.new(TAKAHASHI)
+        w.reply(w.one(BROWN), BROWN, "approve")
+        w.new(BROWN)
+        w.reply(w.one(WATANABE), WATANABE, "却下\n顧客名がありません")
+        assert "ブラウン" in w.one(WATANABE).body  # goes back to Brown
+        back_to_brown = w.one(BROWN)
+        assert "顧客名がありません" in back_to_brown.body
+        w.nothing_more(TAKAHASHI)  # his approval stands: nothing to tell him yet
+        assert steps_of(w, number)[:3] == [("takahashi", "approver", "approved"),
+                                           ("brown", "approver", "undone"),
+                                           ("watanabe", "approver", "rejected")]
+
+        w.reply(back_to_brown, BROWN, "REJECT\nThe purpose is too vague")
+        confirm = w.one(BROWN)
+        assert "goes back to" in confirm.body and "Takahashi" in confirm.body
+        w.nothing_more(BROWN)  # never asked again by her own rejection
+        back_to_takahashi = w.one(TAKAHASHI)
+        assert "後続の承認者が却下" in back_to_takahashi.body
+        assert "The purpose is too vague" in back_to_takahashi.body
+        assert w.case(number).state == "in_review"
+
+        w.reply(back_to_takahashi, TAKAHASHI, "却下\n出張を取りやめます")
+        assert "却下しました" in w.one(TAKAHASHI).subject
+        w.nothing_more(TAKAHASHI, BROWN, WATANABE)  # the first approver: no one before him
+        final = w.relay.to(SMITH)[-1]
+        assert "Rejected" in final.subject and "出張を取りやめます" in final.body
+        assert w.case(number).state == "rejected"
+        assert steps_of(w, number) == [("takahashi", "approver", "undone"),
+                                       ("brown", "approver", "undone"),
+                                       ("watanabe", "approver", "rejected"),
+                                       ("brown", "returned", "rejected"),
+                                       ("takahashi", "returned", "rejected")]
+        undone = [d for k, d in w.events(number) if k == "approval undone"]
+        assert len(undone) == 2 and "rejected by Emily Brown" in undone[1]
+        shown = ringi(write_config(w.app.cfg, tmp_path), "case", "show", number)
+        assert shown.exit_code == 0, shown.output
+        assert "brown via rank-above: undone" in shown.output
+        assert "takahashi via rank-above: undone" in shown.output
+    finally:
+        w.app.stop()
+
+
+BOARD = '''
+name = "design_release"
+case_types = ["design_release"]
+[[phases]]
+name = "review"
+  [[phases.steps]]
+  name = "author-lead"
+  resolver = "fixed"
+  people = ["takahashi"]
+  [[phases.steps]]
+  name = "board"
+  resolver = "fixed"
+  people = ["brown", "watanabe"]
+  mode = "all"
+  [[phases.steps]]
+  name = "director"
+  resolver = "fixed"
+  people = ["yamamoto"]
+'''
+
+
+def test_all_of_ask_is_asked_again_whole_and_undone_approvers_are_told(
+        tmp_path: Path, db_url: str, relay: CapturingRelay) -> None:
+    w = start_world(tmp_path, db_url, relay,
+                    rules=custom_rules(tmp_path, "design_release.toml", BOARD))
+    try:
+        w.send(TANAKA, "Release", "Type: design_release\nDocument number: D-1\n"
+               "Revision: A\nSummary: first release\n")
+        number = number_of(w.one(TANAKA))
+        w.reply(w.one(TAKAHASHI), TAKAHASHI, "承認")
+        w.new(TAKAHASHI)
+        to_b, to_w = w.one(BROWN), w.one(WATANABE)
+        w.reply(to_b, BROWN, "approve")
+        w.new(BROWN)
+        w.reply(to_w, WATANABE, "承認")
+        w.new(WATANABE)
+        # The director rejects: back to the board, both of them, as an all-of ask again.
+        w.reply(w.one(YAMAMOTO), YAMAMOTO, "却下\n図面番号の確認を")
+        w.new(YAMAMOTO)
+        again_b, again_w = w.one(BROWN), w.one(WATANABE)
+        assert "図面番号の確認を" in again_b.body and "全員の承認が必要です" in again_w.body
+        w.nothing_more(TAKAHASHI, BROWN, WATANABE)  # both asked again: no notice besides
+
+        # Brown approves again, Watanabe rejects: back to Takahashi; Brown's approval is
+        # undone and she is told, naming who rejected and to whom it went.
+        w.reply(again_b, BROWN, "approve")
+        w.new(BROWN)
+        w.reply(again_w, WATANABE, "却下\n版数が違います")
+        w.new(WATANABE)
+        notice = w.one(BROWN)
+        assert "Your approval was undone" in notice.subject
+        assert "Yuki Watanabe" in notice.body and "Kenji Takahashi" in notice.body
+        assert "版数が違います" in notice.body
+        back = w.one(TAKAHASHI)
+        assert "後続の承認者が却下" in back.body
+        w.nothing_more(BROWN, WATANABE, YAMAMOTO)
+        states = steps_of(w, number)
+        assert states[0] == ("takahashi", "approver", "undone")
+        assert [x for x in states if x[0] == "brown"] == [("brown", "approver", "undone"),
+                                                          ("brown", "returned", "undone")]
+
+        # Takahashi approves again: the route goes on from his step, the board is asked.
+        w.reply(back, TAKAHASHI, "承認")
+        w.new(TAKAHASHI)
+        w.reply(w.one(BROWN), BROWN, "approve")
+        w.new(BROWN)
+        w.reply(w.one(WATANABE), WATANABE, "承認")
+        w.new(WATANABE)
+        w.reply(w.one(YAMAMOTO), YAMAMOTO, "承認")
+        w.new(YAMAMOTO)
+        assert w.case(number).state == "approved"
+        assert "承認されました" in w.relay.to(TANAKA)[-1].subject
+    finally:
+        w.app.stop()
+
+
+def test_escalation_to_a_proxy_in_another_unit_keeps_the_footing(
+        tmp_path: Path, db_url: str, relay: CapturingRelay) -> None:
+    """Takahashi (Sales, Chief) is late; his registered proxy Sato is in Engineering. Her
+    approval of the escalated step stands for his: the route climbs Sales (Brown, Section
+    Manager), not Engineering (where nobody holds rank 30 and Suzuki would be asked)."""
+    w = start_world(tmp_path, db_url, relay)
+    try:
+        org = (ROOT / "samples" / "organisation.toml").read_text()
+        with_proxy = tmp_path / "org.toml"
+        with_proxy.write_text(org + '\n[[relations]]\napprover = "sato"\nperson = "takahashi"\n'
+                              'kind = "proxy"\nvalid_from = 2026-01-01\n')
+        assert import_directory_file(w.app.store, with_proxy, w.clock.now()) is not None
+        w.clock.set(datetime(2026, 11, 6, 9, 0, tzinfo=UTC))  # a Friday
+        w.send(SMITH, "Trip", travel("54,500"))
+        number = number_of(w.one(SMITH))
+        request = w.one(TAKAHASHI)
+        w.clock.set(datetime(2026, 11, 10, 9, 0, tzinfo=UTC))
+        assert w.app.timers.run_once() == 1  # reminder
+        w.one(TAKAHASHI)
+        w.clock.set(datetime(2026, 11, 13, 9, 0, tzinfo=UTC))
+        assert w.app.timers.run_once() == 1  # escalation to the proxy
+        escalated = w.one(SATO)
+        assert "代理または上位の承認者" in escalated.body
+        w.reply(escalated, SATO, "承認")
+        w.new(SATO)
+        to_brown = w.one(BROWN)  # the rank above Takahashi, in Sales
+        assert "Approval needed" in to_brown.subject
+        w.nothing_more(SUZUKI)
+        w.reply(request, TAKAHASHI, "承認")  # his own request was withdrawn
+        assert "受付できません" in w.one(TAKAHASHI).subject
+        w.reply(to_brown, BROWN, "approve")
+        w.new(BROWN)
+        w.reply(w.one(WATANABE), WATANABE, "承認")  # ¥54,500: the Department Manager too
+        w.new(WATANABE)
+        assert w.case(number).state == "approved"
+        w.nothing_more(SUZUKI)
+        with w.app.store.transaction() as s:
+            esc = s.scalar(select(CaseStep).where(CaseStep.kind == "escalation"))
+            assert esc is not None and (esc.approver_id, esc.pos["as"]) == ("sato", "takahashi")
+    finally:
+        w.app.stop()
