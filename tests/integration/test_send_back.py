@@ -5,6 +5,7 @@ escalation decided by a proxy keeps the route's footing. Real mail in and out.""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import select
@@ -205,5 +206,68 @@ def test_escalation_to_a_proxy_in_another_unit_keeps_the_footing(
         with w.app.store.transaction() as s:
             esc = s.scalar(select(CaseStep).where(CaseStep.kind == "escalation"))
             assert esc is not None and (esc.approver_id, esc.pos["as"]) == ("sato", "takahashi")
+    finally:
+        w.app.stop()
+
+
+EXECUTIVE = '''
+name = "purchase"
+case_types = ["purchase"]
+[[phases]]
+name = "line"
+  [[phases.steps]]
+  name = "line"
+  resolver = "rank-above"
+  max_rank = 40
+[[phases]]
+name = "executive"
+  [[phases.steps]]
+  name = "director"
+  resolver = "fixed"
+  people = ["yamamoto"]
+[[phases]]
+name = "procurement"
+kind = "business"
+  [[phases.steps]]
+  name = "procurement"
+  resolver = "business"
+  groups = { purchase = { unit = "procurement", roles = ["buyer", "purchasing_manager"] } }
+'''
+
+
+def test_an_undone_automatic_approval_gives_its_budget_back_once(
+        tmp_path: Path, db_url: str, relay: CapturingRelay) -> None:
+    """Watanabe's stored conditions approve (¥180,000 of his monthly budget); the director
+    rejects, so the case goes back to Watanabe in person and the amount comes back; his
+    approval in person takes it again; a final rejection gives it back once more."""
+    from tests.integration.test_budget_conditions import MONTHLY, consumed
+    from tests.integration.test_conditions import CLARK
+    from tests.integration.test_recovery import up_to_watanabe, with_rules
+    from tests.support import wait_until
+
+    rules = with_rules(tmp_path, MONTHLY)
+    (rules / "workflows" / "purchase.toml").write_text(EXECUTIVE)
+    w = start_world(tmp_path, db_url, relay, rules=rules, paths={"rules": str(rules)})
+    try:
+        number = up_to_watanabe(w, "180,000")
+        to_director = w.one(YAMAMOTO)
+        assert consumed(w) == Decimal("180000.00")
+        w.reply(to_director, YAMAMOTO, "却下\n見積書を添付してください")
+        w.new(YAMAMOTO)
+        asked = wait_until(lambda: [m for m in w.relay.to(WATANABE)
+                                    if number in m.subject and "#" in m.subject], what="ask")
+        assert "見積書を添付してください" in asked[-1].body
+        assert consumed(w) == Decimal(0)  # the undone automatic approval gave it back
+        w.reply(asked[-1], WATANABE, "承認")
+        w.reply(w.one(YAMAMOTO), YAMAMOTO, "承認")
+        w.new(YAMAMOTO)
+        assert consumed(w) == Decimal("180000.00")  # taken once by his approval in person
+        w.reply(w.one(CLARK), CLARK, "reject\nNo budget code")
+        wait_until(lambda: w.case(number).state == "rejected", what="rejected")
+        assert consumed(w) == Decimal(0)
+        released = [d for k, d in w.events(number) if k == "budget released"]
+        assert len(released) == 2 and all("180,000.00" in d for d in released)
+        assert [x[2] for x in steps_of(w, number) if x[0] == "watanabe"] == ["undone",
+                                                                             "approved"]
     finally:
         w.app.stop()
