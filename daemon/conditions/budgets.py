@@ -66,20 +66,33 @@ class BudgetLine:
 
 def parse_amount(value: Any) -> Decimal:
     """A money amount from a case field or a TOML value: 1900000, "1,900,000", "12.50"."""
+    shown = _shown(value)
     if isinstance(value, bool) or value is None:
-        raise BudgetError(f"{value!r} is not an amount")
+        raise BudgetError(f"{shown} is not an amount")
+    if isinstance(value, int) and value.bit_length() > 64:
+        raise BudgetError(f"{shown} is too large")
     text = repr(value) if isinstance(value, float) else str(value).strip().replace(",", "")
+    if len(text) > 40:  # 18 digits, a point, 2 decimals, and room for zeros and a sign
+        raise BudgetError(f"{shown} is too long to be an amount")
     try:
         amount = Decimal(text)
-    except InvalidOperation:
-        raise BudgetError(f"{value!r} is not an amount") from None
-    if not amount.is_finite():
-        raise BudgetError(f"{value!r} is not an amount")
-    if abs(amount) >= MAX_AMOUNT:
-        raise BudgetError(f"{value!r} is too large")
-    if amount != amount.quantize(CENT):
-        raise BudgetError(f"{value!r} has more than two decimal places")
+        if not amount.is_finite():
+            raise BudgetError(f"{shown} is not an amount")
+        if abs(amount) >= MAX_AMOUNT:
+            raise BudgetError(f"{shown} is too large")
+        if amount != amount.quantize(CENT):
+            raise BudgetError(f"{shown} has more than two decimal places")
+    except (InvalidOperation, ArithmeticError):  # "1e999999999" overflows quantize
+        raise BudgetError(f"{shown} is not an amount") from None
     return amount.quantize(CENT)
+
+
+def _shown(value: Any) -> str:
+    """The value as quoted in a message, one short line however long it is."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"a number of about {int(value.bit_length() * 0.30103)} digits"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def amount_of(spec: BudgetSpec, fields: dict[str, Any]) -> Decimal | None:

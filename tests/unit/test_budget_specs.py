@@ -99,6 +99,16 @@ def test_amounts() -> None:
     for bad in ("1.001", "abc", "NaN", "Infinity", True, None, "1e30"):
         with pytest.raises(BudgetError):
             parse_amount(bad)
+    # Huge or extreme numbers: a short readable refusal, never Overflow or a 100 kB message.
+    for huge, why in (("9" * 100_000, "is too long to be an amount"),
+                      (10**4000, "a number of about 4000 digits is too large"),
+                      ("1e999999999", "'1e999999999' is not an amount"),
+                      ("1e-999999999", "has more than two decimal places"),
+                      (2**64, "18446744073709551616 is too large"),
+                      ("9" * 19, "is too large")):
+        with pytest.raises(BudgetError) as info:
+            parse_amount(huge)
+        assert str(info.value).endswith(why) and len(str(info.value)) < 90, info.value
     spec = BudgetSpec("m", Decimal(10), "month", "amount")
     assert amount_of(spec, {"amount": "180000"}) == Decimal("180000.00")
     assert amount_of(spec, {"amount": ""}) is None and amount_of(spec, {}) is None
