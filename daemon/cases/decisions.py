@@ -181,7 +181,9 @@ class Decisions:
             .order_by(CaseStep.slot, CaseStep.seq)).all()]
         for a in undone:
             a.state = StepState.UNDONE
-            wf.record(s, case, "approval undone", member(s, a.approver_id),
+            # Named after whoever gave the approval (a proxy, a set's decider): mails list
+            # approvals by their decision events, and this takes that person's back.
+            wf.record(s, case, "approval undone", member(s, a.decided_by or a.approver_id),
                       detail=f"{a.phase}/{a.step_name} (ask {a.slot}): rejected by "
                       f"{actor.person.name}; back to {names}")
         wf.release_budgets(s, case, "the approval was undone by a send-back", undone)

@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from daemon.cases.casetypes import CaseType, CaseTypeRegistry
@@ -84,17 +84,28 @@ def case_view(
                 label = spec.label_ja if locale == "ja" else spec.label
                 fields.append({"label": label,
                                "value": format_value(spec.kind, case.fields[spec.name])})
+    # An approval a send-back undid no longer counts: each "approval undone" takes away
+    # that person's latest approval still listed (undoing reaches the latest asks only).
+    counted: list[CaseEvent] = []
+    for e in s.scalars(
+        select(CaseEvent)
+        .where(CaseEvent.case_id == case.id, or_(CaseEvent.decision == "approve",
+                                                 CaseEvent.kind == "approval undone"))
+        .order_by(CaseEvent.seq, CaseEvent.id)
+    ):
+        if e.kind != "approval undone":
+            counted.append(e)
+            continue
+        mine = [i for i, c in enumerate(counted) if c.actor_id == e.actor_id]
+        if mine:
+            del counted[mine[-1]]
     approvals = [
         {
             "name": snapshot_name(e.actor, locale),
             "at": e.at.strftime("%Y-%m-%d %H:%M UTC"),
             "reason": e.reason or "",
         }
-        for e in s.scalars(
-            select(CaseEvent)
-            .where(CaseEvent.case_id == case.id, CaseEvent.decision == "approve")
-            .order_by(CaseEvent.seq, CaseEvent.id)
-        )
+        for e in counted
     ]
     attachments = [
         {"filename": a.filename, "size": a.size, "sha256": a.sha256}

@@ -162,7 +162,13 @@ def test_all_of_ask_is_asked_again_whole_and_undone_approvers_are_told(
         w.reply(w.one(YAMAMOTO), YAMAMOTO, "承認")
         w.new(YAMAMOTO)
         assert w.case(number).state == "approved"
-        assert "承認されました" in w.relay.to(TANAKA)[-1].subject
+        approved = w.relay.to(TANAKA)[-1]
+        assert "承認されました" in approved.subject
+        # The approvers' list counts what stands: one line each, none of the undone ones.
+        listed = [line for line in approved.body.splitlines() if line.startswith("  - ")]
+        assert len(listed) == 4, listed
+        for name in ("高橋 健二", "エミリー・ブラウン", "渡辺 由紀", "山本 誠"):
+            assert sum(name in line for line in listed) == 1, (name, listed)
     finally:
         w.app.stop()
 
