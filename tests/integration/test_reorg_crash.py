@@ -1,0 +1,247 @@
+"""A reorganisation's commit killed with SIGKILL at several moments (SPEC 10, issue 12).
+
+Some 200 cases wait: a handful filed over SMTP, the rest opened through the application's own
+request path in-process (Workflow.open_case, as the intake does). The plan hands Engineering's
+head from Suzuki to Sato (every design release moves), moves Takahashi from Sales to
+Procurement (Smith's trips move up to Brown) and retires Ito (Kato's trips are held).
+`ringi reorg commit --hold-failing` runs as a real process and is killed; after every kill the
+database holds either the old state, untouched, with the change still in progress (which
+another instance on the same database reports), or the new one, complete.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.exc import OperationalError
+
+from daemon.app import App
+from daemon.cases.states import CaseState, StepState
+from daemon.cases.workflow import NewRequest
+from daemon.directory.export import snapshot
+from daemon.directory.lookup import member
+from daemon.parsing.request import parse_form_text, validate_fields
+from daemon.store.models import (
+    Case,
+    CaseEvent,
+    CaseStep,
+    DirectoryImport,
+    OutboundMail,
+    ReplyToken,
+    WorkItem,
+)
+from daemon.store.reorg_models import Reorganisation, ReorgCaseBackup
+from tests.integration.test_outcomes import (
+    KATO,
+    SMITH,
+    TANAKA,
+    World,
+    number_of,
+    start_world,
+    travel,
+)
+from tests.integration.test_reorganisation import NEW_ORG, RELEASE
+from tests.support import ROOT, CapturingRelay, ringi, wait_until, write_config
+
+PER_KIND = 70  # design releases, Smith's trips, Kato's trips: 210 waiting cases
+TAKAHASHI_POST = 'unit = "sales"\nposition = "chief"'
+PLAN = NEW_ORG.replace(TAKAHASHI_POST, 'unit = "procurement"\nposition = "chief"')
+FORMS = {"tanaka": RELEASE, "smith": travel("20,000"), "kato": travel("12,000")}
+
+
+def open_many(w: World) -> None:
+    """Most cases through the request path in-process: over SMTP 300 would take minutes."""
+    for who in ("tanaka", "smith", "kato"):
+        text_ = FORMS[who]
+        with w.app.store.transaction() as s:
+            requester = member(s, who)
+            assert requester is not None
+            raw = parse_form_text(text_)
+            ct = w.app.workflow.types.get(raw.type_key)
+            assert ct is not None
+            values, problems = validate_fields(ct, raw)
+            assert not problems
+            for i in range(PER_KIND - 1):
+                w.app.workflow.open_case(s, NewRequest(
+                    requester=requester, case_type=ct, title=f"{who} {i}", fields=values,
+                    channel="test"))
+
+
+def state_of(app: App) -> dict[str, Any]:
+    """Everything a commit changes: cases, asks, tokens, mail, the directory, the change."""
+    with app.store.transaction() as s:
+        cases = {c.number: (c.state, json.dumps(c.route, sort_keys=True))
+                 for c in s.scalars(select(Case))}
+        pending = {(st.case_id, st.id, st.approver_id) for st in s.scalars(
+            select(CaseStep).where(CaseStep.state == StepState.PENDING))}
+        asked = {}
+        for number, approver in s.execute(
+                select(Case.number, CaseStep.approver_id).join(CaseStep, CaseStep.case_id ==
+                                                               Case.id)
+                .where(CaseStep.state == StepState.PENDING)):
+            asked.setdefault(number, set()).add(approver)
+        reorg = s.scalar(select(Reorganisation).order_by(Reorganisation.id.desc()))
+        assert reorg is not None
+        return {
+            "reorg": reorg.state, "cases": cases, "pending": pending, "asked": asked,
+            "superseded": s.scalar(select(func.count(CaseStep.id)).where(
+                CaseStep.state == StepState.SUPERSEDED)),
+            "live_tokens": s.scalar(select(func.count(ReplyToken.id)).where(
+                ReplyToken.revoked_at.is_(None))),
+            "mail": s.scalar(select(func.count(OutboundMail.id))),
+            "imports": s.scalar(select(func.count(DirectoryImport.id))),
+            "events": s.scalar(select(func.count(CaseEvent.id))),
+            "work": s.scalar(select(func.count(WorkItem.id))),
+            "backups": s.scalar(select(func.count(ReorgCaseBackup.id))),
+            "directory": json.dumps(snapshot(s), sort_keys=True),
+        }
+
+
+class Writer:
+    """Whether some process holds the database's write lock (SQLite) or the audit trail's
+    head row (PostgreSQL: the commit locks it first) right now, asked from outside."""
+
+    def __init__(self, db_url: str) -> None:
+        self.url = db_url
+        self.engine = None if db_url.startswith("sqlite") else create_engine(db_url)
+
+    def busy(self) -> bool:
+        if self.engine is None:
+            conn = sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=0,
+                                   isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+                return False
+            except sqlite3.OperationalError:
+                return True
+            finally:
+                conn.close()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(text("SELECT seq FROM audit_head FOR UPDATE NOWAIT"))
+            return False
+        except OperationalError:
+            return True
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+
+
+def command(cfg_file: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "daemon", "--config", str(cfg_file), *args]
+
+
+def commit_process(cfg_file: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command(cfg_file, "reorg", "commit", "--hold-failing"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def assert_old_or_new(w: World, cfg_file: Path, before: dict[str, Any],
+                      plan: dict[str, Any]) -> str:
+    """Either nothing changed and the change is still in progress, or all of it is done."""
+    now = state_of(w.app)
+    if now["reorg"] == "in_progress":
+        assert now == before  # no case, ask, token, mail or directory row changed
+        status = ringi(cfg_file, "status")  # a restarted daemon, another instance: told
+        assert "REORGANISATION 1 IN PROGRESS" in status.output, status.output
+        return "old"
+    assert now["reorg"] == "committed", now["reorg"]
+    outcomes = {c["case"]: c for c in plan["cases"]}
+    for number, c in outcomes.items():
+        if c["outcome"] == "moves":
+            assert now["asked"].get(number) == set(c["new"]), (number, c)
+        elif c["outcome"] == "fails":
+            assert now["cases"][number][0] == CaseState.HELD, (number, c)
+            assert number not in now["asked"]
+        else:
+            assert now["asked"].get(number) == before["asked"].get(number), (number, c)
+    touched = plan["counts"]["moves"] + plan["counts"]["fails"]  # every such ask withdrawn
+    assert now["superseded"] - before["superseded"] == touched
+    assert now["backups"] == touched
+    assert now["imports"] == before["imports"] + 1 and now["directory"] != before["directory"]
+    assert "IN PROGRESS" not in ringi(cfg_file, "status").output
+    return "new"
+
+
+def kill_during_commit(cfg_file: Path, writer: Writer, after: float | None,
+                       while_running: Callable[[], None] | None = None) -> bool:
+    """Start the commit and SIGKILL it: `after` seconds once it holds the lock (None: at
+    once, before it can have started); True when it still held the lock at the kill."""
+    proc = commit_process(cfg_file)
+    if after is not None:
+        wait_until(lambda: writer.busy() or proc.poll() is not None, 60, "the commit to start")
+        time.sleep(after)
+    if while_running is not None:
+        while_running()
+    mid = proc.poll() is None and after is not None and writer.busy()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return mid
+
+
+def test_sigkill_during_commit_leaves_old_or_new(tmp_path: Path, db_url: str,
+                                                 relay: CapturingRelay) -> None:
+    w = start_world(tmp_path, db_url, relay)
+    writer = Writer(db_url)
+    try:
+        w.send(TANAKA, "Release", RELEASE)  # a few over SMTP, as people file them
+        number_of(w.one(TANAKA))
+        w.send(SMITH, "Trip", travel("20,000"))
+        w.one(SMITH)
+        w.send(KATO, "Trip", travel("12,000"))
+        w.one(KATO)
+        w.app.stop()  # from here on the commands (other processes) run the change
+        t0 = time.monotonic()
+        open_many(w)
+        cfg_file = write_config(w.app.cfg, tmp_path)
+        (tmp_path / "org-2027-04.toml").write_text(PLAN)
+        planned = ringi(cfg_file, "reorg", "plan", str(tmp_path / "org-2027-04.toml"))
+        assert planned.exit_code == 0, planned.output
+        plan = json.loads(ringi(cfg_file, "reorg", "verify", "--json").output)
+        assert plan["counts"] == {"moves": 2 * PER_KIND, "fails": PER_KIND}, plan["counts"]
+        began = ringi(cfg_file, "reorg", "begin")
+        assert began.exit_code == 0, began.output
+        before = state_of(w.app)
+        assert before["reorg"] == "in_progress"
+        print(f"{len(before['cases'])} cases opened, planned and begun in "
+              f"{time.monotonic() - t0:.1f}s")
+
+        def another_instance_sees_it() -> None:
+            """While the commit holds its transaction open, PostgreSQL's other readers
+            (another instance) still see the change in progress, and are not blocked."""
+            if not db_url.startswith("sqlite"):
+                status = ringi(cfg_file, "status")
+                assert "REORGANISATION 1 IN PROGRESS" in status.output, status.output
+
+        landed: list[tuple[float | None, bool, str]] = []
+        for after in (None, 0.0, 1.0, 2.5):
+            mid = kill_during_commit(cfg_file, writer, after,
+                                     another_instance_sees_it if after == 1.0 else None)
+            landed.append((after, mid, assert_old_or_new(w, cfg_file, before, plan)))
+            if landed[-1][2] == "new":
+                break
+        print(f"kills (seconds after the commit began, still in it, state): {landed}")
+        assert any(mid and state == "old" for _, mid, state in landed), landed
+
+        if landed[-1][2] == "old":  # and an unkilled commit completes
+            t0 = time.monotonic()
+            done = subprocess.run(command(cfg_file, "reorg", "commit", "--hold-failing"),
+                                  cwd=ROOT, capture_output=True)
+            print(f"unkilled commit (with the process's start): {time.monotonic() - t0:.1f}s")
+            assert done.returncode == 0, done.stderr.decode()
+            assert b"committed: reorganisation 1" in done.stdout
+            assert assert_old_or_new(w, cfg_file, before, plan) == "new"
+    finally:
+        writer.close()
+        w.app.stop()
