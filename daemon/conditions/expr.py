@@ -271,6 +271,14 @@ def _value(raw: Any) -> Any:
     return json_to_cel(raw)
 
 
+def _short(value: Any) -> str:
+    """A value quoted in a problem line: an example's 100,000-digit string stays short."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"a number of about {int(value.bit_length() * 0.30103)} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
 def activation(fields: dict[str, Any], kinds: dict[str, str],
                context: dict[str, Any] | None = None,
                maps: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | str:
@@ -291,13 +299,13 @@ def activation(fields: dict[str, Any], kinds: dict[str, str],
                 case[ct.StringType(name)] = _convert(raw, kinds.get(name))
         except (ValueError, TypeError, ArithmeticError):
             what = f"a valid {kinds[name]}" if name in kinds else "usable"
-            return f"case field '{name}' holds {raw!r}, which is not {what}"
+            return f"case field '{name}' holds {_short(raw)}, which is not {what}"
     for name, raw in (context or {}).items():
         try:
             dated = isinstance(raw, dt.date) or (name == "today" and isinstance(raw, str))
             ctx[ct.StringType(name)] = _timestamp(raw) if dated else json_to_cel(raw)
         except (ValueError, TypeError):
-            return f"ctx.{name} holds {raw!r}, which is not usable"
+            return f"ctx.{name} holds {_short(raw)}, which is not usable"
     return {"case": ct.MapType(case), "ctx": ct.MapType(ctx), **external}
 
 

@@ -82,6 +82,12 @@ def test_stored_value_variants(fields: dict[str, Any], source: str, expected: bo
     ({"amount": "NaN"}, "which is not a valid money"),
     ({"count": 3.5}, "'count' holds 3.5, which is not a valid integer"),
     ({"delivery": "31/12/2026"}, "which is not a valid date"),
+    # An example's value past a CEL int, or 5,000 digits long: quoted short, still refused.
+    ({"count": 10**30}, "'count' holds 1000000000000000000000000000000, which is not a "
+                        "valid integer"),
+    ({"count": "9" * 5000}, "'count' holds '" + "9" * 58 + "…, which is not a valid integer"),
+    ({"count": 10**5000}, "'count' holds a number of about 5000 digits, which is not a valid "
+                          "integer"),
 ])
 def test_unusable_stored_value_is_an_error(fields: dict[str, Any], needle: str) -> None:
     outcome = run("case.amount > 0 || case.count > 0 || case.delivery > ctx.today", fields)
