@@ -23,15 +23,24 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.audit.trail import AuditTrail
-from daemon.cases.reorgrestore import restore_cases, route_registered, snapshot_case
+from daemon.cases.reorgrestore import restore_cases, route_registered, snapshot_cases
 from daemon.cases.reroute import Check, apply, check_all
 from daemon.cases.workflow import Workflow
 from daemon.directory.export import snapshot
 from daemon.directory.importer import DirectoryDiff, apply_directory
 from daemon.directory.loader import format_for, parse_directory
+from daemon.directory.lookup import cached_directory
 from daemon.notify.alerts import AdminAlerts
 from daemon.store.db import Store
-from daemon.store.models import DirectoryImport
+from daemon.store.models import (
+    Case,
+    CaseEvent,
+    CaseStep,
+    DirectoryImport,
+    OutboundMail,
+    ReplyToken,
+    WorkItem,
+)
 from daemon.store.reorg_models import (
     Reorganisation,
     ReorgCaseBackup,
@@ -44,6 +53,16 @@ from daemon.workqueue.queue import Queues, WorkQueue
 log = logging.getLogger(__name__)
 
 OPEN = (ReorgState.PLANNED, ReorgState.IN_PROGRESS)
+COMMIT_CHUNK = 200  # cases acted on between two flushes
+# Rows a commit writes and never reads again: let go of after each flush, so memory follows
+# one chunk of cases, not every case that moved (bench/orgchange.py).
+WRITTEN = (Case, CaseStep, CaseEvent, OutboundMail, ReplyToken, WorkItem, ReorgCaseBackup)
+
+
+def _let_go(s: Session) -> None:
+    s.flush()
+    for obj in [o for o in s.identity_map.values() if isinstance(o, WRITTEN)]:
+        s.expunge(obj)
 
 
 class ReorgError(Exception):
@@ -166,13 +185,22 @@ class Reorganisations:
                                  "commit with --hold-failing to hold exactly those", report)
             why = f"reorganisation {reorg.id} ({reorg.source})"
             held: list[Check] = []
+            acted: dict[int, list[Check]] = {}  # case id -> its checks that act, in order
             for c in report.checks:
-                if c.outcome not in ("moves", "fails", "resumes"):
-                    continue
-                before = snapshot_case(s, c.case_id)
-                held += apply(self.wf, s, [c], why)
-                s.add(ReorgCaseBackup(reorg_id=reorg.id, case_id=c.case_id, before=before,
-                                      after=snapshot_case(s, c.case_id)))
+                if c.outcome in ("moves", "fails", "resumes"):
+                    acted.setdefault(c.case_id, []).append(c)
+            ids = list(acted)
+            with cached_directory(s):  # read once for every case that moves
+                for start in range(0, len(ids), COMMIT_CHUNK):
+                    part = ids[start:start + COMMIT_CHUNK]
+                    before = snapshot_cases(s, part)
+                    for cid in part:
+                        held += apply(self.wf, s, acted[cid], why)
+                    after = snapshot_cases(s, part)
+                    s.add_all(ReorgCaseBackup(reorg_id=reorg.id, case_id=cid,
+                                              before=before[cid], after=after[cid])
+                              for cid in part if cid in before)
+                    _let_go(s)
             imp = DirectoryImport(at=self.wf.clock.now(), source=f"{why}", sha256=reorg.sha256,
                                   diff=report.diff.as_dict())
             s.add(imp)

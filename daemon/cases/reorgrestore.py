@@ -27,15 +27,29 @@ from daemon.store.reorg_models import Reorganisation, ReorgCaseBackup
 
 
 def snapshot_case(s: Session, case_id: int) -> dict[str, Any]:
-    case = s.get(Case, case_id)
-    assert case is not None
+    return snapshot_cases(s, [case_id])[case_id]
+
+
+def snapshot_cases(s: Session, case_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Per case: its state and route, its pending asks and their live tokens (three queries
+    for any number of cases)."""
     s.flush()
-    pending = list(s.scalars(select(CaseStep.id).where(
-        CaseStep.case_id == case_id, CaseStep.state == StepState.PENDING)))
-    tokens = list(s.scalars(select(ReplyToken.id).where(
-        ReplyToken.step_id.in_(pending), ReplyToken.revoked_at.is_(None),
-        ReplyToken.used_at.is_(None)))) if pending else []
-    return {"state": case.state, "route": case.route, "pending": pending, "tokens": tokens}
+    out: dict[int, dict[str, Any]] = {
+        cid: {"state": state, "route": route, "pending": [], "tokens": []}
+        for cid, state, route in s.execute(select(Case.id, Case.state, Case.route)
+                                           .where(Case.id.in_(case_ids)))}
+    for sid, cid in s.execute(select(CaseStep.id, CaseStep.case_id).where(
+            CaseStep.case_id.in_(case_ids), CaseStep.state == StepState.PENDING)
+            .order_by(CaseStep.id)):
+        out[cid]["pending"].append(sid)
+    for tid, cid in s.execute(select(ReplyToken.id, ReplyToken.case_id).where(
+            ReplyToken.case_id.in_(case_ids), ReplyToken.revoked_at.is_(None),
+            ReplyToken.used_at.is_(None), ReplyToken.step_id.in_(
+                select(CaseStep.id).where(CaseStep.case_id.in_(case_ids),
+                                          CaseStep.state == StepState.PENDING)))
+            .order_by(ReplyToken.id)):
+        out[cid]["tokens"].append(tid)
+    return out
 
 
 def restore_cases(wf: Workflow, s: Session, reorg: Reorganisation) -> list[str]:

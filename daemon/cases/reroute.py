@@ -14,12 +14,18 @@ rolled back. `apply` then acts on each outcome:
 
 Asks of named people (added, replacing someone, co-approvals, reconsiderations) stay while
 the person is active; an escalation ask stays beside its step.
+
+`check_all` runs over every waiting case (100,000 in the benchmark, bench/orgchange.py), so
+it reads in bulk: cases a chunk at a time with their pending asks and earlier approvals in
+one query each, the directory once (daemon.directory.lookup.cached_directory), and it lets
+go of the rows of each chunk before the next.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -28,7 +34,7 @@ from sqlalchemy.orm import Session
 from daemon.cases.holds import held_at, hold_for_approver, probe_held, resume_held
 from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
-from daemon.directory.lookup import Member, member
+from daemon.directory.lookup import Member, cached_directory, member
 from daemon.notify.alerts import AdminAlerts
 from daemon.notify.views import who
 from daemon.routing.engine import Pos, walk
@@ -59,20 +65,38 @@ class Check:
                 "why": self.why}
 
 
+@dataclass
+class Loaded:
+    """What checking one case reads besides the directory, loaded for many cases at once."""
+
+    pending: dict[int, list[CaseStep]] = field(default_factory=dict)  # case id -> by seq
+    # case id -> (round, slot, seq, approver) of every approved step
+    approved: dict[int, list[tuple[int, int, int, str]]] = field(default_factory=dict)
+
+    def previous_actor(self, s: Session, case: Case, before_slot: int) -> Member | None:
+        """As Workflow.previous_actor, from the loaded approvals."""
+        prev = max(((slot, seq, pid) for rnd, slot, seq, pid in self.approved.get(case.id, [])
+                    if rnd == case.round and slot < before_slot), default=None)
+        return member(s, prev[2]) if prev else member(s, case.requester_id)
+
+
 def _person_gone(m: Member | None) -> bool:
     return m is None or not m.person.active
 
 
-def check_case(wf: Workflow, s: Session, case: Case) -> list[Check]:
+def check_case(wf: Workflow, s: Session, case: Case, loaded: Loaded | None = None) -> list[Check]:
+    """`loaded`: the case's pending and approved steps, read in bulk by check_all."""
     requester = member(s, case.requester_id)
     if case.state == CaseState.HELD:
         return [_check_held(wf, s, case, requester)]
     if case.state not in WAITING:
         return []
     slots: dict[int, list[CaseStep]] = defaultdict(list)
-    for st in wf.pending_steps(s, case):
+    pending = loaded.pending.get(case.id, []) if loaded else wf.pending_steps(s, case)
+    for st in pending:
         slots[st.slot].append(st)
-    return [_check_slot(wf, s, case, requester, slot, steps) for slot, steps in slots.items()]
+    return [_check_slot(wf, s, case, requester, slot, steps, loaded)
+            for slot, steps in slots.items()]
 
 
 def _requester_gap(requester: Member | None) -> str:
@@ -109,7 +133,7 @@ def _label(wf: Workflow, s: Session, case: Case, pos: Pos) -> str:
 
 
 def _check_slot(wf: Workflow, s: Session, case: Case, requester: Member | None, slot: int,
-                steps: list[CaseStep]) -> Check:
+                steps: list[CaseStep], loaded: Loaded | None) -> Check:
     asks = [st for st in steps if st.kind != "escalation"] or steps
     rep = asks[0]
     old = tuple(st.approver_id for st in asks)
@@ -124,7 +148,8 @@ def _check_slot(wf: Workflow, s: Session, case: Case, requester: Member | None, 
             return replace(base, outcome="fails",
                          reason="approver gone", why=f"{', '.join(gone)} left the directory")
         return replace(base, outcome="unchanged", new=old)
-    last = wf.previous_actor(s, case, slot) or requester
+    last = (loaded.previous_actor(s, case, slot) if loaded
+            else wf.previous_actor(s, case, slot)) or requester
     nxt = walk(s, wf.template_of(s, case), Pos.of(rep.pos), True, wf.facts(s, case),
                case.case_type, requester, last, wf.clock.now().date(), needed=True)
     res = nxt.resolution
@@ -140,15 +165,45 @@ def _check_slot(wf: Workflow, s: Session, case: Case, requester: Member | None, 
     return replace(base, outcome="moves", new=new, why=res.explanation)
 
 
+CHUNK = 500  # cases read at once (and let go of together)
+
+
 def check_all(wf: Workflow, s: Session) -> list[Check]:
     """Every waiting case, in case order."""
-    ids = s.scalars(select(Case.id).where(Case.state.in_(WAITING)).order_by(Case.id)).all()
     out: list[Check] = []
-    for cid in ids:
-        case = s.get(Case, cid)
-        if case is not None:
-            out.extend(check_case(wf, s, case))
+    with cached_directory(s):
+        ids = list(s.scalars(select(Case.id).where(Case.state.in_(WAITING)).order_by(Case.id)))
+        for start in range(0, len(ids), CHUNK):
+            for case, loaded in _chunk(s, ids[start:start + CHUNK]):
+                out.extend(check_case(wf, s, case, loaded))
     return out
+
+
+def _chunk(s: Session, ids: list[int]) -> Iterator[tuple[Case, Loaded]]:
+    """The cases with their pending and approved steps; rows this read brought into the
+    session leave it afterwards (the caller's own objects stay where they are)."""
+    s.flush()  # nothing unsaved is ever let go of
+    pending = select(CaseStep.id).where(CaseStep.case_id.in_(ids),
+                                        CaseStep.state == StepState.PENDING)
+    known = {k for cid in ids if (k := s.identity_key(Case, cid)) in s.identity_map}
+    known |= {k for sid in s.scalars(pending)
+              if (k := s.identity_key(CaseStep, sid)) in s.identity_map}
+    cases = list(s.scalars(select(Case).where(Case.id.in_(ids)).order_by(Case.id)))
+    loaded = Loaded()
+    steps = list(s.scalars(select(CaseStep).where(CaseStep.id.in_(pending))
+                           .order_by(CaseStep.case_id, CaseStep.seq)))
+    for st in steps:
+        loaded.pending.setdefault(st.case_id, []).append(st)
+    for cid, rnd, slot, seq, pid in s.execute(select(
+            CaseStep.case_id, CaseStep.round, CaseStep.slot, CaseStep.seq,
+            CaseStep.approver_id).where(CaseStep.case_id.in_(ids),
+                                        CaseStep.state == StepState.APPROVED)):
+        loaded.approved.setdefault(cid, []).append((rnd, slot, seq, pid))
+    for case in cases:
+        yield case, loaded
+    for obj in [*cases, *steps]:  # read-only above: nothing of theirs is unsaved
+        if s.identity_key(instance=obj) not in known:
+            s.expunge(obj)
 
 
 def apply(wf: Workflow, s: Session, checks: list[Check], why: str,
@@ -158,40 +213,45 @@ def apply(wf: Workflow, s: Session, checks: list[Check], why: str,
     `tell_admin`: one administrator mail per held case (callers that act on many cases
     send one summary instead, as reroute_all does)."""
     held: list[Check] = []
-    for c in checks:
-        if c.outcome in ("unchanged", "held"):
-            continue
-        case = s.scalar(select(Case).where(Case.id == c.case_id).with_for_update())
-        if case is None:
-            continue
-        if c.outcome == "resumes":
-            resume_held(wf, s, case)
-            continue
-        steps = [st for st in wf.pending_steps(s, case) if st.slot == c.slot]
-        if not steps:
-            continue  # decided meanwhile
-        rep = next((st for st in steps if st.kind != "escalation"), steps[0])
-        last = wf.previous_actor(s, case, c.slot) or member(s, case.requester_id)
-        for st in steps:
-            wf.close_step(s, st, StepState.SUPERSEDED)
-        old = [m for pid in c.old if (m := member(s, pid)) is not None]
-        names = ", ".join(m.person.name for m in old) or ", ".join(c.old)
-        if c.outcome == "moves":
-            wf.record(s, case, "reassigned", None,
-                      detail=f"{c.step}: no longer with {names} ({why}); now {c.why}")
-            case.state = CaseState.IN_REVIEW
-            asked = wf.route(s, case, Pos.of(rep.pos), True, last or old[0], needed=True,
-                             replacing=tuple(old))
-            _tell_old(wf, s, case, old, why, asked)
-            continue
-        wf.record(s, case, "withdrawn", None,
-                  detail=f"{c.step}: {names} can no longer be asked ({c.reason})")
-        _tell_old(wf, s, case, old, why, [])
-        if last is not None:
-            hold_for_approver(wf, s, case, Pos.of(rep.pos), c.reason, c.why, last,
-                              tell_admin=tell_admin)
-            held.append(c)
+    with cached_directory(s):
+        for c in checks:
+            if c.outcome not in ("unchanged", "held"):
+                held += _act(wf, s, c, why, tell_admin)
     return held
+
+
+def _act(wf: Workflow, s: Session, c: Check, why: str, tell_admin: bool) -> list[Check]:
+    case = s.scalar(select(Case).where(Case.id == c.case_id).with_for_update())
+    if case is None:
+        return []
+    if c.outcome == "resumes":
+        resume_held(wf, s, case)
+        return []
+    steps = [st for st in wf.pending_steps(s, case) if st.slot == c.slot]
+    if not steps:
+        return []  # decided meanwhile
+    rep = next((st for st in steps if st.kind != "escalation"), steps[0])
+    last = wf.previous_actor(s, case, c.slot) or member(s, case.requester_id)
+    for st in steps:
+        wf.close_step(s, st, StepState.SUPERSEDED)
+    old = [m for pid in c.old if (m := member(s, pid)) is not None]
+    names = ", ".join(m.person.name for m in old) or ", ".join(c.old)
+    if c.outcome == "moves":
+        wf.record(s, case, "reassigned", None,
+                  detail=f"{c.step}: no longer with {names} ({why}); now {c.why}")
+        case.state = CaseState.IN_REVIEW
+        asked = wf.route(s, case, Pos.of(rep.pos), True, last or old[0], needed=True,
+                         replacing=tuple(old))
+        _tell_old(wf, s, case, old, why, asked)
+        return []
+    wf.record(s, case, "withdrawn", None,
+              detail=f"{c.step}: {names} can no longer be asked ({c.reason})")
+    _tell_old(wf, s, case, old, why, [])
+    if last is None:
+        return []
+    hold_for_approver(wf, s, case, Pos.of(rep.pos), c.reason, c.why, last,
+                      tell_admin=tell_admin)
+    return [c]
 
 
 def _tell_old(wf: Workflow, s: Session, case: Case, old: list[Member], why: str,
@@ -204,8 +264,9 @@ def _tell_old(wf: Workflow, s: Session, case: Case, old: list[Member], why: str,
 
 def reroute_all(wf: Workflow, s: Session, why: str) -> list[Check]:
     """Re-resolve and act on every waiting case; one administrator mail lists the holds."""
-    checks = check_all(wf, s)
-    held = apply(wf, s, checks, why)
+    with cached_directory(s):
+        checks = check_all(wf, s)
+        held = apply(wf, s, checks, why)
     if held:
         lines = "\n".join(f"  {c.number}  {c.step}: {c.reason} ({c.why})" for c in held)
         AdminAlerts(wf.notifier, wf.clock, wf.cfg.workflow.admin).tell(

@@ -30,6 +30,7 @@ from daemon.directory.loader import (
     format_for,
     parse_directory,
 )
+from daemon.directory.lookup import forget_directory
 from daemon.directory.records import RelationRecord
 from daemon.store.db import Store
 from daemon.store.directory_models import ApprovalRelation, RoleAssignment
@@ -154,6 +155,7 @@ def _sync_relations(s: Session, data: DirectoryData, diff: DirectoryDiff, now: d
 
 def apply_directory(s: Session, data: DirectoryData, now: datetime | None = None) -> DirectoryDiff:
     """Bring the store in line with ``data``; ``now`` stamps newly registered relations."""
+    forget_directory(s)  # lookups cached in this transaction no longer hold
     diff = DirectoryDiff()
     _sync(s, OrgUnit, "unit", {
         u.id: {"name": u.name, "name_ja": u.name_ja, "parent_id": u.parent} for u in data.units

@@ -10,19 +10,19 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.directory.lookup import (
     Member,
+    active_positions,
     member,
     parent_unit,
     relations_for,
     role_holders,
+    unit,
     unit_members,
 )
 from daemon.routing.templates import Step
-from daemon.store.models import OrgUnit, Position
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,18 @@ def _pos(m: Member) -> str:
 
 
 def _unit_name(s: Session, unit_id: str) -> str:
-    unit = s.get(OrgUnit, unit_id)
-    return unit.name if unit else unit_id
+    found = unit(s, unit_id)
+    return found.name if found else unit_id
 
 
 def _active_unit(s: Session, unit_id: str) -> bool:
-    unit = s.get(OrgUnit, unit_id)
-    return unit is not None and unit.active
+    found = unit(s, unit_id)
+    return found is not None and found.active
+
+
+def _vacant(s: Session, lo: int, hi: int | None) -> list[str]:
+    """Names of active positions ranked lo..hi (inclusive; hi None: no limit)."""
+    return [p.name for p in active_positions(s) if p.rank >= lo and (hi is None or p.rank <= hi)]
 
 
 def _several(found: list[Member], resolver: str, why: str, mode: str = "any") -> Resolution:
@@ -82,25 +87,21 @@ def rank_above(s: Session, step: Step, ctx: RouteContext) -> Resolution:
     above = [m for m in unit_members(s, unit_id)
              if m.rank is not None and m.rank >= lo and (hi is None or m.rank <= hi)
              and m.id not in (actor.id, ctx.requester.id)]
-    unit = _unit_name(s, unit_id)
+    name = _unit_name(s, unit_id)
     limit = f" up to rank {hi}" if hi is not None else ""
     if not above:
-        vacant = s.scalars(select(Position.name).where(
-            Position.active.is_(True), Position.rank >= lo,
-            *([Position.rank <= hi] if hi is not None else [])).order_by(Position.rank)).all()
+        vacant = _vacant(s, lo, hi)
         gap = f" ({', '.join(vacant)} vacant)" if vacant else ""
-        return Resolution((), "rank-above", f"nobody in {unit} ranks above {actor.person.name} "
+        return Resolution((), "rank-above", f"nobody in {name} ranks above {actor.person.name} "
                           f"({_pos(actor)}){limit}{gap}", exhausted=True,
                           gap="no approver left above")
     best_rank = min(m.rank or 0 for m in above)
     best = [m for m in above if m.rank == best_rank]
-    vacant = s.scalars(select(Position.name).where(
-        Position.active.is_(True), Position.rank > actor.rank, Position.rank < best_rank)
-        .order_by(Position.rank)).all()
-    why = f"lowest rank above {_pos(actor)} in {unit}{limit}: " + ", ".join(
+    vacant = _vacant(s, actor.rank + 1, best_rank - 1)
+    why = f"lowest rank above {_pos(actor)} in {name}{limit}: " + ", ".join(
         f"{m.person.name} ({_pos(m)})" for m in best)
     if vacant:
-        why += f"; vacant in {unit}, stepped over: {', '.join(vacant)}"
+        why += f"; vacant in {name}, stepped over: {', '.join(vacant)}"
     return _several(best, "rank-above", why)
 
 
@@ -158,15 +159,15 @@ def business(s: Session, step: Step, ctx: RouteContext) -> Resolution:
                           exhausted=True)
     wanted = roles[ctx.sub]
     holders = [m for m in role_holders(s, group["unit"], wanted) if m.id != ctx.requester.id]
-    unit = _unit_name(s, group["unit"])
+    name = _unit_name(s, group["unit"])
     if not _active_unit(s, group["unit"]):
-        return Resolution((), "business", f"unit {unit} is not in the directory", failed=True,
+        return Resolution((), "business", f"unit {name} is not in the directory", failed=True,
                           gap="role or unit gone")
     if not holders:
-        return Resolution((), "business", f"nobody holds {wanted} in {unit}", failed=True,
+        return Resolution((), "business", f"nobody holds {wanted} in {name}", failed=True,
                           gap="role vacant")
     return _several(holders, "business", f"business group for {ctx.case_type}: {wanted} of "
-                    f"{unit} ({ctx.sub + 1} of {len(roles)}): "
+                    f"{name} ({ctx.sub + 1} of {len(roles)}): "
                     + ", ".join(m.person.name for m in holders))
 
 
