@@ -37,6 +37,9 @@ class ReplyHandler:
         a refused reply's error mail names each of them as not added.
         """
         now = self.wf.clock.now()
+        # First, before reading the token, the step or the sender: while a reorganisation's
+        # commit or rollback runs this waits for it, and then reads what it left.
+        reorg = in_progress(s) if inbound_id is not None else None
         sender = member_by_email(s, mail.from_addr) if mail.from_addr else None
         locale = sender.locale if sender else "en"
         check = self.wf.tokens.check(s, token, now)
@@ -68,7 +71,6 @@ class ReplyHandler:
         if sender is None or (sender.id != row.person_id and proxy_for is None):
             return refuse("not_asked",
                           asked=person_name(s, row.person_id, locale) if asked else row.person_id)
-        reorg = in_progress(s) if inbound_id is not None else None
         if reorg is not None and check.problem is None and step.state == StepState.PENDING:
             return self._keep(s, mail, reorg, case, sender.locale, inbound_id or 0)
         if check.problem in (TokenProblem.USED, TokenProblem.REVOKED) or \

@@ -103,7 +103,7 @@ def print_executions(rows: Sequence[Execution]) -> None:
 
 def _print_reorganisation(s: Session) -> None:
     """A change in progress, and the cases nobody can approve (held)."""
-    reorg = in_progress(s)
+    reorg = in_progress(s, wait=False)  # shown even while a commit runs
     if reorg is not None:
         kept = len(s.scalars(select(ReorgKeptReply.id).where(
             ReorgKeptReply.reorg_id == reorg.id)).all())

@@ -86,10 +86,12 @@ class TokenService:
         return TokenCheck(row, None)
 
     def consume(self, s: Session, row: ReplyToken, now: datetime) -> bool:
-        """Mark used; False if another transaction used it first (single use under races)."""
+        """Mark used; False if another transaction used or revoked it first (single use
+        under races; a step moved away meanwhile, e.g. by a reorganisation, is not decided)."""
         result = s.execute(
             update(ReplyToken)
-            .where(ReplyToken.id == row.id, ReplyToken.used_at.is_(None))
+            .where(ReplyToken.id == row.id, ReplyToken.used_at.is_(None),
+                   ReplyToken.revoked_at.is_(None))
             .values(used_at=now)
             .execution_options(synchronize_session=False)
         )

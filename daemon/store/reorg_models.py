@@ -67,7 +67,14 @@ class ReorgState:
     CANCELLED = "cancelled"
 
 
-def in_progress(s: Session) -> Reorganisation | None:
-    """The reorganisation under way, if any: while it is, routing waits."""
-    return s.scalar(select(Reorganisation).where(
-        Reorganisation.state == ReorgState.IN_PROGRESS).limit(1))
+def in_progress(s: Session, wait: bool = True) -> Reorganisation | None:
+    """The reorganisation under way, if any: while it is, routing waits.
+
+    `wait`: a caller about to act on the answer (keep a reply, register a request) shares
+    the row's lock, so while a commit or rollback holds it the caller waits and then reads
+    the change ended. Without that, on PostgreSQL a reply kept or a request registered
+    during the commit's transaction would belong to a change already over, and never be
+    processed. Readers that only report pass False and are never blocked (SQLite writers
+    are serialised anyway)."""
+    query = select(Reorganisation).where(Reorganisation.state == ReorgState.IN_PROGRESS)
+    return s.scalar(query.limit(1).with_for_update(read=True) if wait else query.limit(1))

@@ -16,11 +16,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
@@ -43,14 +45,15 @@ from daemon.store.reorg_models import Reorganisation, ReorgCaseBackup
 from tests.integration.test_outcomes import (
     KATO,
     SMITH,
+    SUZUKI,
     TANAKA,
     World,
     number_of,
     start_world,
     travel,
 )
-from tests.integration.test_reorganisation import NEW_ORG, RELEASE
-from tests.support import ROOT, CapturingRelay, ringi, wait_until, write_config
+from tests.integration.test_reorganisation import NEW_ORG, RELEASE, file_three, plan_file
+from tests.support import ROOT, Captured, CapturingRelay, ringi, wait_until, write_config
 
 PER_KIND = 70  # design releases, Smith's trips, Kato's trips: 210 waiting cases
 TAKAHASHI_POST = 'unit = "sales"\nposition = "chief"'
@@ -59,14 +62,14 @@ FORMS = {"tanaka": RELEASE, "smith": travel("20,000"), "kato": travel("12,000")}
 
 
 def open_many(w: World) -> None:
-    """Most cases through the request path in-process: over SMTP 300 would take minutes."""
+    """Most cases through the request path in-process: over SMTP 200 would take minutes."""
     for who in ("tanaka", "smith", "kato"):
         text_ = FORMS[who]
         with w.app.store.transaction() as s:
             requester = member(s, who)
             assert requester is not None
             raw = parse_form_text(text_)
-            ct = w.app.workflow.types.get(raw.type_key)
+            ct = w.app.workflow.types.get(raw.type_key or "")
             assert ct is not None
             values, problems = validate_fields(ct, raw)
             assert not problems
@@ -83,7 +86,7 @@ def state_of(app: App) -> dict[str, Any]:
                  for c in s.scalars(select(Case))}
         pending = {(st.case_id, st.id, st.approver_id) for st in s.scalars(
             select(CaseStep).where(CaseStep.state == StepState.PENDING))}
-        asked = {}
+        asked: dict[str, set[str]] = {}
         for number, approver in s.execute(
                 select(Case.number, CaseStep.approver_id).join(CaseStep, CaseStep.case_id ==
                                                                Case.id)
@@ -127,8 +130,8 @@ class Writer:
             finally:
                 conn.close()
         try:
-            with self.engine.begin() as conn:
-                conn.execute(text("SELECT seq FROM audit_head FOR UPDATE NOWAIT"))
+            with self.engine.begin() as pg:
+                pg.execute(text("SELECT seq FROM audit_head FOR UPDATE NOWAIT"))
             return False
         except OperationalError:
             return True
@@ -244,4 +247,56 @@ def test_sigkill_during_commit_leaves_old_or_new(tmp_path: Path, db_url: str,
             assert assert_old_or_new(w, cfg_file, before, plan) == "new"
     finally:
         writer.close()
+        w.app.stop()
+
+
+def test_a_reply_during_the_commit_waits_for_its_end(
+        tmp_path: Path, db_url: str, relay: CapturingRelay,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL, two instances: a reply another instance takes in while the commit's
+    transaction is open is not kept for a change that is over by the time it is stored (it
+    would never be processed): it waits for the commit and is then answered as things are."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite runs one writing transaction at a time")
+    import daemon.cases.reorganisation as module
+
+    w = start_world(tmp_path, db_url, relay)
+    other = App(w.app.cfg, clock=w.clock)  # the instance that runs the commit
+    try:
+        f = file_three(w)
+        other.reorganisations.plan(plan_file(tmp_path), None, "admin")
+        other.reorganisations.begin("admin")
+        real, inside, go_on = module.apply, threading.Event(), threading.Event()  # type: ignore[attr-defined]
+
+        def pause_after_first(*args: Any, **kw: Any) -> Any:
+            done = real(*args, **kw)
+            inside.set()
+            assert go_on.wait(30)
+            return done
+
+        monkeypatch.setattr(module, "apply", pause_after_first)
+        commit = threading.Thread(target=other.reorganisations.commit, args=("admin", True))
+        commit.start()
+        assert inside.wait(30)  # the commit has moved case A, in its open transaction
+        to_suzuki = f["suzuki"]
+        assert isinstance(to_suzuki, Captured)
+        w.reply(to_suzuki, SUZUKI, "承認")  # Suzuki answers the ask about to leave them
+        engine = create_engine(db_url)
+        try:
+            with engine.connect() as conn:
+                wait_until(lambda: conn.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()")).scalar(), 20, "the reply to wait")
+        finally:
+            engine.dispose()
+        go_on.set()
+        commit.join(30)
+        w.nothing_more()
+        subjects = [m.subject for m in w.new(SUZUKI, 2)]
+        assert not any("保管" in s for s in subjects), subjects  # not kept: the change is over
+        assert any("受付できません" in s for s in subjects), subjects  # answered as it stands
+        assert other.reorganisations.status()["reorganisations"][0]["kept_replies"] == 0
+    finally:
+        go_on.set()
+        other.store.dispose()
         w.app.stop()
