@@ -252,28 +252,34 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(db_url: str, tmp: Path, rollback: bool) -> dict[str, Any]:
+def timed(out: dict[str, Any], step: str, t0: float, c0: float) -> None:
+    """Record and print a step as soon as it is done (a large commit takes a while)."""
+    out[step] = secs, cpu, rss = time.perf_counter() - t0, time.process_time() - c0, peak_mb()
+    print(f"  {step:8} {secs:7.1f} s (CPU {cpu:6.1f} s)   peak RSS {rss:6.0f} MB", flush=True)
+
+
+def measure(db_url: str, tmp: Path, rollback: bool) -> None:
     app = App(config(tmp, db_url, tmp / "org.json"), clock=FrozenClock(NOW))
     out: dict[str, Any] = {}
     try:
         reorgs = app.reorganisations
         t0, c0 = time.perf_counter(), time.process_time()
         report = reorgs.verify()
-        out["verify"] = (time.perf_counter() - t0, time.process_time() - c0, peak_mb())
-        out["counts"] = report.counts
+        print("  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())),
+              flush=True)
+        timed(out, "verify", t0, c0)
         reorgs.begin("bench")
         t0, c0 = time.perf_counter(), time.process_time()
         committed = reorgs.commit("bench", hold_failing=True)
-        out["commit"] = (time.perf_counter() - t0, time.process_time() - c0, peak_mb())
+        timed(out, "commit", t0, c0)
         assert committed.counts == report.counts, (committed.counts, report.counts)
         if rollback:
             t0, c0 = time.perf_counter(), time.process_time()
             reorgs.rollback("bench")
-            out["rollback"] = (time.perf_counter() - t0, time.process_time() - c0, peak_mb())
+            timed(out, "rollback", t0, c0)
     finally:
         app.stop()
         app.store.dispose()
-    return out
 
 
 def main() -> None:
@@ -300,15 +306,10 @@ def main() -> None:
             child.join()
             if child.exitcode != 0:
                 raise SystemExit("seeding failed")
-            out = measure(url, Path(tmp), not args.no_rollback)
+            measure(url, Path(tmp), not args.no_rollback)
         finally:
             if url:
                 drop_database(args.database_url, url)
-    print("  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(out["counts"].items())))
-    for step in ("verify", "commit", "rollback"):
-        if step in out:
-            secs, cpu, rss = out[step]
-            print(f"  {step:8} {secs:7.1f} s (CPU {cpu:6.1f} s)   peak RSS {rss:6.0f} MB")
 
 
 if __name__ == "__main__":
