@@ -27,7 +27,7 @@ from tests.integration.test_outcomes import (
     start_world,
     travel,
 )
-from tests.support import ROOT, CapturingRelay, ringi, write_config
+from tests.support import ROOT, CapturingRelay, ringi, wait_until, write_config
 
 
 def steps_of(w: World, number: str) -> list[tuple[str, str, str]]:
@@ -73,8 +73,9 @@ def test_double_rejection_goes_back_step_by_step(tmp_path: Path, db_url: str,
         w.reply(back_to_takahashi, TAKAHASHI, "却下\n出張を取りやめます")
         assert "却下しました" in w.one(TAKAHASHI).subject
         w.nothing_more(TAKAHASHI, BROWN, WATANABE)  # the first approver: no one before him
-        final = w.relay.to(SMITH)[-1]
-        assert "Rejected" in final.subject and "出張を取りやめます" in final.body
+        final = wait_until(lambda: [m for m in w.relay.to(SMITH) if "Rejected" in m.subject],
+                           what="the rejection")[-1]
+        assert "出張を取りやめます" in final.body
         assert w.case(number).state == "rejected"
         assert steps_of(w, number) == [("takahashi", "approver", "undone"),
                                        ("brown", "approver", "undone"),
@@ -162,8 +163,8 @@ def test_all_of_ask_is_asked_again_whole_and_undone_approvers_are_told(
         w.reply(w.one(YAMAMOTO), YAMAMOTO, "承認")
         w.new(YAMAMOTO)
         assert w.case(number).state == "approved"
-        approved = w.relay.to(TANAKA)[-1]
-        assert "承認されました" in approved.subject
+        approved = wait_until(lambda: [m for m in w.relay.to(TANAKA)
+                                       if "承認されました" in m.subject], what="approved")[-1]
         # The approvers' list counts what stands: one line each, none of the undone ones.
         listed = [line for line in approved.body.splitlines() if line.startswith("  - ")]
         assert len(listed) == 4, listed
@@ -250,7 +251,6 @@ def test_an_undone_automatic_approval_gives_its_budget_back_once(
     from tests.integration.test_budget_conditions import MONTHLY, consumed
     from tests.integration.test_conditions import CLARK
     from tests.integration.test_recovery import up_to_watanabe, with_rules
-    from tests.support import wait_until
 
     rules = with_rules(tmp_path, MONTHLY)
     (rules / "workflows" / "purchase.toml").write_text(EXECUTIVE)
