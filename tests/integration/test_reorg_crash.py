@@ -44,6 +44,7 @@ from daemon.store.models import (
 from daemon.store.reorg_models import Reorganisation, ReorgCaseBackup
 from tests.integration.test_outcomes import (
     KATO,
+    SATO,
     SMITH,
     SUZUKI,
     TANAKA,
@@ -250,53 +251,93 @@ def test_sigkill_during_commit_leaves_old_or_new(tmp_path: Path, db_url: str,
         w.app.stop()
 
 
-def test_a_reply_during_the_commit_waits_for_its_end(
-        tmp_path: Path, db_url: str, relay: CapturingRelay,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """PostgreSQL, two instances: a reply another instance takes in while the commit's
-    transaction is open is not kept for a change that is over by the time it is stored (it
-    would never be processed): it waits for the commit and is then answered as things are."""
-    if db_url.startswith("sqlite"):
-        pytest.skip("SQLite runs one writing transaction at a time")
+def commit_paused(w: World, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch,
+                  meanwhile: Callable[[], None], answered: Callable[[], bool]) -> App:
+    """A second instance commits the plan, pausing inside its transaction after the first
+    case while `meanwhile` sends mail to the running instance; it goes on once that mail's
+    processing waits for a lock (or, wrongly, was `answered` without waiting). Returns the
+    second instance."""
     import daemon.cases.reorganisation as module
 
-    w = start_world(tmp_path, db_url, relay)
-    other = App(w.app.cfg, clock=w.clock)  # the instance that runs the commit
+    other = App(w.app.cfg, clock=w.clock)
+    other.reorganisations.plan(plan_file(tmp_path), None, "admin")
+    other.reorganisations.begin("admin")
+    real = module.apply  # type: ignore[attr-defined]
+    inside, go_on = threading.Event(), threading.Event()
+
+    def pause_after_first(*args: Any, **kw: Any) -> Any:
+        done = real(*args, **kw)
+        inside.set()
+        assert go_on.wait(30)
+        return done
+
+    monkeypatch.setattr(module, "apply", pause_after_first)
+    commit = threading.Thread(target=other.reorganisations.commit, args=("admin", True))
+    commit.start()
     try:
-        f = file_three(w)
-        other.reorganisations.plan(plan_file(tmp_path), None, "admin")
-        other.reorganisations.begin("admin")
-        real, inside, go_on = module.apply, threading.Event(), threading.Event()  # type: ignore[attr-defined]
-
-        def pause_after_first(*args: Any, **kw: Any) -> Any:
-            done = real(*args, **kw)
-            inside.set()
-            assert go_on.wait(30)
-            return done
-
-        monkeypatch.setattr(module, "apply", pause_after_first)
-        commit = threading.Thread(target=other.reorganisations.commit, args=("admin", True))
-        commit.start()
         assert inside.wait(30)  # the commit has moved case A, in its open transaction
-        to_suzuki = f["suzuki"]
-        assert isinstance(to_suzuki, Captured)
-        w.reply(to_suzuki, SUZUKI, "承認")  # Suzuki answers the ask about to leave them
+        meanwhile()
         engine = create_engine(db_url)
         try:
             with engine.connect() as conn:
-                wait_until(lambda: conn.execute(text(
+                wait_until(lambda: answered() or conn.execute(text(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND datname = current_database()")).scalar(), 20, "the reply to wait")
+                    "AND datname = current_database()")).scalar(), 20, "the mail to wait")
         finally:
             engine.dispose()
+    finally:
         go_on.set()
         commit.join(30)
-        w.nothing_more()
+    w.nothing_more()
+    assert other.reorganisations.status()["reorganisations"][0]["state"] == "committed"
+    return other
+
+
+def test_a_reply_during_the_commit_waits_for_its_end(
+        tmp_path: Path, db_url: str, relay: CapturingRelay,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL, two instances: a reply the daemon takes in while the commit's
+    transaction is open is not kept for a change that is over by the time it is stored (it
+    would never be processed), nor applied to the step the commit moved away: it waits for
+    the commit and is then answered as things are."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite runs one writing transaction at a time")
+    w = start_world(tmp_path, db_url, relay)
+    try:
+        f = file_three(w)
+        to_suzuki = f["suzuki"]
+        assert isinstance(to_suzuki, Captured)
+        other = commit_paused(w, tmp_path, db_url, monkeypatch,
+                              lambda: w.reply(to_suzuki, SUZUKI, "承認"),
+                              lambda: len(relay.to(SUZUKI)) > 1)
         subjects = [m.subject for m in w.new(SUZUKI, 2)]
         assert not any("保管" in s for s in subjects), subjects  # not kept: the change is over
         assert any("受付できません" in s for s in subjects), subjects  # answered as it stands
         assert other.reorganisations.status()["reorganisations"][0]["kept_replies"] == 0
-    finally:
-        go_on.set()
+        assert w.case(str(f["a"])).state == "in_review"  # Sato's to decide
         other.store.dispose()
+    finally:
+        w.app.stop()
+
+
+def test_a_request_during_the_commit_is_routed(
+        tmp_path: Path, db_url: str, relay: CapturingRelay,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same for a new request: not registered for a change already over (it would wait
+    for ever), but routed under the new directory once the commit is done."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite runs one writing transaction at a time")
+    w = start_world(tmp_path, db_url, relay)
+    try:
+        file_three(w)
+        other = commit_paused(w, tmp_path, db_url, monkeypatch,
+                              lambda: w.send(TANAKA, "Release 2", RELEASE),
+                              lambda: len(relay.to(TANAKA)) > 1)
+        ack = w.one(TANAKA)
+        assert "being reorganised" not in ack.body and "組織変更" not in ack.body, ack.body
+        assert w.case(number_of(ack)).state == "in_review"
+        asked = {number_of(m) for m in w.new(SATO, 2)}  # case A moved to Sato, and this
+        assert number_of(ack) in asked, asked  # asks Engineering's new head
+        other.store.dispose()
+    finally:
         w.app.stop()
