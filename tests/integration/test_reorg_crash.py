@@ -229,7 +229,7 @@ def test_sigkill_during_commit_leaves_old_or_new(tmp_path: Path, db_url: str,
                 assert "REORGANISATION 1 IN PROGRESS" in status.output, status.output
 
         landed: list[tuple[float | None, bool, str]] = []
-        for after in (None, 0.0, 1.0, 2.5):
+        for after in (None, 0.0, 1.0, 2.5, 5.0):
             mid = kill_during_commit(cfg_file, writer, after,
                                      another_instance_sees_it if after == 1.0 else None)
             landed.append((after, mid, assert_old_or_new(w, cfg_file, before, plan)))
