@@ -37,7 +37,7 @@ from daemon.cases.workflow import Workflow
 from daemon.directory.lookup import Member, cached_directory, member
 from daemon.notify.alerts import AdminAlerts
 from daemon.notify.views import who
-from daemon.routing.engine import Pos, walk
+from daemon.routing.engine import Next, Pos, walk
 from daemon.store.models import Case, CaseStep
 
 # Asks made by resolving the route (re-resolved); other kinds name a person on purpose.
@@ -72,6 +72,10 @@ class Loaded:
     pending: dict[int, list[CaseStep]] = field(default_factory=dict)  # case id -> by seq
     # case id -> (round, slot, seq, approver) of every approved step
     approved: dict[int, list[tuple[int, int, int, str]]] = field(default_factory=dict)
+    # Re-resolving a waiting ask reads neither the case's fields nor anything but who asked
+    # and who acted last (engine.walk with `needed` stops at the ask): one walk serves every
+    # case with the same template, ask, requester and last actor.
+    walks: dict[tuple[Any, ...], Next] = field(default_factory=dict)
 
     def previous_actor(self, s: Session, case: Case, before_slot: int) -> Member | None:
         """As Workflow.previous_actor, from the loaded approvals."""
@@ -150,8 +154,13 @@ def _check_slot(wf: Workflow, s: Session, case: Case, requester: Member | None, 
         return replace(base, outcome="unchanged", new=old)
     last = (loaded.previous_actor(s, case, slot) if loaded
             else wf.previous_actor(s, case, slot)) or requester
-    nxt = walk(s, wf.template_of(s, case), Pos.of(rep.pos), True, wf.facts(s, case),
-               case.case_type, requester, last, wf.clock.now().date(), needed=True)
+    key = (case.workflow_version_id, case.case_type, Pos.of(rep.pos), requester.id, last.id)
+    nxt = loaded.walks.get(key) if loaded else None
+    if nxt is None:
+        nxt = walk(s, wf.template_of(s, case), Pos.of(rep.pos), True, wf.facts(s, case),
+                   case.case_type, requester, last, wf.clock.now().date(), needed=True)
+        if loaded:
+            loaded.walks[key] = nxt
     res = nxt.resolution
     if res is None or res.failed:
         if rep.kind == "admin":  # the administrator stands in until the post is filled
@@ -171,15 +180,17 @@ CHUNK = 500  # cases read at once (and let go of together)
 def check_all(wf: Workflow, s: Session) -> list[Check]:
     """Every waiting case, in case order."""
     out: list[Check] = []
+    walks: dict[tuple[Any, ...], Next] = {}
     with cached_directory(s):
         ids = list(s.scalars(select(Case.id).where(Case.state.in_(WAITING)).order_by(Case.id)))
         for start in range(0, len(ids), CHUNK):
-            for case, loaded in _chunk(s, ids[start:start + CHUNK]):
+            for case, loaded in _chunk(s, ids[start:start + CHUNK], walks):
                 out.extend(check_case(wf, s, case, loaded))
     return out
 
 
-def _chunk(s: Session, ids: list[int]) -> Iterator[tuple[Case, Loaded]]:
+def _chunk(s: Session, ids: list[int],
+           walks: dict[tuple[Any, ...], Next]) -> Iterator[tuple[Case, Loaded]]:
     """The cases with their pending and approved steps; rows this read brought into the
     session leave it afterwards (the caller's own objects stay where they are)."""
     s.flush()  # nothing unsaved is ever let go of
@@ -189,7 +200,7 @@ def _chunk(s: Session, ids: list[int]) -> Iterator[tuple[Case, Loaded]]:
     known |= {k for sid in s.scalars(pending)
               if (k := s.identity_key(CaseStep, sid)) in s.identity_map}
     cases = list(s.scalars(select(Case).where(Case.id.in_(ids)).order_by(Case.id)))
-    loaded = Loaded()
+    loaded = Loaded(walks=walks)
     steps = list(s.scalars(select(CaseStep).where(CaseStep.id.in_(pending))
                            .order_by(CaseStep.case_id, CaseStep.seq)))
     for st in steps:
