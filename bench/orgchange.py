@@ -258,7 +258,7 @@ def timed(out: dict[str, Any], step: str, t0: float, c0: float) -> None:
     print(f"  {step:8} {secs:7.1f} s (CPU {cpu:6.1f} s)   peak RSS {rss:6.0f} MB", flush=True)
 
 
-def measure(db_url: str, tmp: Path, rollback: bool) -> None:
+def measure(db_url: str, tmp: Path, rollback: bool, commit: bool = True) -> None:
     app = App(config(tmp, db_url, tmp / "org.json"), clock=FrozenClock(NOW))
     out: dict[str, Any] = {}
     try:
@@ -268,6 +268,8 @@ def measure(db_url: str, tmp: Path, rollback: bool) -> None:
         print("  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())),
               flush=True)
         timed(out, "verify", t0, c0)
+        if not commit:
+            return
         reorgs.begin("bench")
         t0, c0 = time.perf_counter(), time.process_time()
         committed = reorgs.commit("bench", hold_failing=True)
@@ -290,6 +292,7 @@ def main() -> None:
     ap.add_argument("--database-url", default="",
                     help="PostgreSQL server to use (a scratch database is created on it)")
     ap.add_argument("--no-rollback", action="store_true", help="skip timing the rollback")
+    ap.add_argument("--verify-only", action="store_true", help="time verify alone")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from bench.ingest import drop_database, scratch_database
@@ -306,7 +309,7 @@ def main() -> None:
             child.join()
             if child.exitcode != 0:
                 raise SystemExit("seeding failed")
-            measure(url, Path(tmp), not args.no_rollback)
+            measure(url, Path(tmp), not args.no_rollback, not args.verify_only)
         finally:
             if url:
                 drop_database(args.database_url, url)
