@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from daemon.audit.trail import AuditTrail
 from daemon.cases.blobs import BlobStore
 from daemon.cases.bounces import reroute_bounced_request
-from daemon.cases.casetypes import load_case_types
 from daemon.cases.decisions import Decisions
 from daemon.cases.droprequests import DropRequestHandler
 from daemon.cases.reorganisation import Reorganisations
@@ -29,7 +28,7 @@ from daemon.conditions.library import ConditionLibrary
 from daemon.conditions.sets import read_condition_files
 from daemon.config import Config
 from daemon.directory.importer import DirectoryDiff, import_directory_file, last_import_digest
-from daemon.execution.destinations import DestinationError, load_destinations
+from daemon.execution.destinations import load_destinations
 from daemon.execution.executor import Executions
 from daemon.execution.sender import ExecutionSender
 from daemon.intake.bounces import BounceHandler
@@ -39,6 +38,7 @@ from daemon.intake.duplicates import Dedupe
 from daemon.intake.imap import ImapChannel
 from daemon.intake.pipeline import InboundProcessor
 from daemon.intake.smtp import IntakeController, IntakeHandler
+from daemon.kept_rules import CASE_TYPE, DESTINATIONS, case_types_at_start, destinations_at_start
 from daemon.notify.alerts import AdminAlerts
 from daemon.notify.compose import Composer
 from daemon.notify.deadletters import DeadLetters
@@ -54,7 +54,7 @@ from daemon.publication.publisher import Publisher
 from daemon.publication.stamp import Stamper, StampKey, StampKeyError
 from daemon.routing.registry import TemplateRegistry
 from daemon.routing.templates import read_template_files
-from daemon.rulefiles import broken_files, report_broken
+from daemon.rulefiles import broken_files, remember_good, report_broken
 from daemon.security.secrets import InsecureSecretError, load_or_create_key
 from daemon.security.tokens import TokenService
 from daemon.store.db import Store
@@ -83,7 +83,10 @@ class App:
         cfg.paths.spool.mkdir(parents=True, exist_ok=True)
         self.store = Store(cfg.database_url, connect_timeout)
         self.queue = WorkQueue(self.store, self.clock, cfg.queue, cfg.instance.name)
-        self.types = load_case_types(cfg.paths.rules / "casetypes")
+        # A refused case type or destinations file leaves its last good version in force.
+        self.types, self.broken_rules, kept = case_types_at_start(
+            self.store, cfg.paths.rules / "casetypes")
+        self.good_files = {CASE_TYPE: kept}
         self.templates = Templates(cfg.paths.templates)
         problems = self.templates.check(REQUIRED_TEMPLATES)
         if problems:
@@ -98,7 +101,7 @@ class App:
         fields_of = {t.name: {f.name for f in t.fields} for t in self.types.all()}
         # A refused rule file never stops the start (daemon.rulefiles): see prepare().
         templates, bad = read_template_files(cfg.paths.rules / "workflows", fields_of)
-        self.broken_rules = broken_files("workflow template", bad)
+        self.broken_rules += broken_files("workflow template", bad)
         self.registry = TemplateRegistry(self.store, templates, fields_of, self.clock)
         self.workflow = Workflow(
             cfg, self.clock, self.types, self.tokens, self.notifier, self.registry,
@@ -168,12 +171,12 @@ class App:
         rules, wf = self.cfg.paths.rules, self.cfg.workflow
         self.destination_templates = Templates(self.cfg.paths.templates,
                                                overrides=rules / "destinations" / "templates")
-        try:
-            destinations = load_destinations(rules / "destinations.toml", fields_of,
-                                             wf.business_days, wf.holidays,
-                                             self.destination_templates.problem)
-        except DestinationError as exc:
-            raise StartupError("execution destinations are invalid", exc.errors) from None
+        path = rules / "destinations.toml"
+        destinations, broken, self.good_files[DESTINATIONS] = destinations_at_start(
+            self.store, path, lambda text: load_destinations(
+                path, fields_of, wf.business_days, wf.holidays,
+                self.destination_templates.problem, text))
+        self.broken_rules += broken
         return Executions(self.workflow, destinations, self.clock, self.cfg.queue.max_attempts)
 
     def _drop_scanners(self) -> list[DropScanner]:
@@ -193,6 +196,8 @@ class App:
         """Migrate, sync rule and partner files, load the configured directory if it changed,
         recover interrupted work."""
         self.store.migrate()
+        for kind, texts in self.good_files.items():
+            remember_good(self.store, self.clock, kind, texts)
         self.registry.restore([b for b in self.broken_rules if b.kind == "workflow template"])
         for line in self.registry.register():
             log.info("registered %s", line)

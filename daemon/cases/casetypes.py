@@ -123,6 +123,41 @@ def load_case_types(directory: pathlib.Path) -> CaseTypeRegistry:
     return CaseTypeRegistry(types)
 
 
+def read_case_type_files(
+    directory: pathlib.Path,
+) -> tuple[list[CaseType], dict[str, list[str]], dict[str, str]]:
+    """Each file on its own, for a start that must not stop on one bad form: the types that
+    load, the problems of each refused file (a name or title another file already uses
+    refuses the later file) and the text of each good file (kept as its last good version).
+    Only a missing directory is still a CaseTypeError."""
+    if not directory.is_dir():
+        raise CaseTypeError([f"{directory}: not a directory of case type files"])
+    types: list[CaseType] = []
+    bad: dict[str, list[str]] = {}
+    texts: dict[str, str] = {}
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            bad[str(path)] = [f"{path}: cannot read file: {exc}"]
+            continue
+        case_type, errors = case_type_from_text(path, text)
+        errors = errors or clashes(types, case_type)
+        if case_type is None or errors:
+            bad[str(path)] = errors
+        else:
+            types.append(case_type)
+            texts[str(path)] = text
+    return types, bad, texts
+
+
+def clashes(types: list[CaseType], case_type: CaseType | None) -> list[str]:
+    """Problems when *case_type* answers to a name or title one of *types* already has."""
+    if case_type is None:
+        return []
+    return [e for e in _index([*types, case_type])[1] if e.startswith(f"{case_type.source}:")]
+
+
 def _index(types: Iterable[CaseType]) -> tuple[dict[str, CaseType], list[str]]:
     """Map every lookup key to its type; a key shared by two types is an error."""
     index: dict[str, CaseType] = {}
@@ -144,6 +179,11 @@ def _load_file(path: pathlib.Path) -> tuple[CaseType | None, list[str]]:
         text = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         return None, [f"{path}: cannot read file: {exc}"]
+    return case_type_from_text(path, text)
+
+
+def case_type_from_text(path: pathlib.Path, text: str) -> tuple[CaseType | None, list[str]]:
+    """One case type from a file's text (also a stored last good version of *path*)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

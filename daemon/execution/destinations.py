@@ -3,8 +3,8 @@
 Who receives an approved case's execution request, in which form (mail template, attached
 data format, language), and when they accept it (calendar). The first `[[destinations]]`
 entry whose case types and `when` condition match is used; otherwise the `[default]` table,
-if it has an address. The whole file is validated at start so a typo stops the daemon
-before an approved order goes nowhere.
+if it has an address. The whole file is validated at start; a refused file leaves its last
+good version in force (daemon.rulefiles), so a typo never sends an approved order astray.
 """
 
 from __future__ import annotations
@@ -247,12 +247,16 @@ class _Builder:
 
 
 def load_destinations(path: Path, fields_of: dict[str, set[str]], weekdays: list[int],
-                      holidays: list[dt.date], check_template: TemplateCheck) -> Destinations:
-    """Read and validate the file; a missing file means no destination at all."""
-    if not path.is_file():
+                      holidays: list[dt.date], check_template: TemplateCheck,
+                      text: str | None = None) -> Destinations:
+    """Read and validate the file (or *text*, a stored last good version of it); a missing
+    file means no destination at all."""
+    if text is None and not path.is_file():
         return Destinations(source=str(path))
     try:
-        body = tomllib.loads(path.read_text(encoding="utf-8"))
+        body = tomllib.loads(path.read_text(encoding="utf-8") if text is None else text)
+    except OSError as exc:
+        raise DestinationError([f"{path}: cannot read file: {exc}"]) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise DestinationError([f"{path}: not valid TOML: {exc}"]) from None
     b = _Builder(str(path), fields_of, weekdays, holidays, check_template)

@@ -11,6 +11,7 @@ from sqlalchemy import create_engine
 import daemon.store.condition_models
 import daemon.store.directory_models
 import daemon.store.publication_models
+import daemon.store.rulefile_models
 from daemon.store.db import migrate
 from daemon.store.models import Base
 

@@ -5,7 +5,8 @@ from alembic import context
 import daemon.store.condition_models
 import daemon.store.directory_models
 import daemon.store.publication_models
-import daemon.store.reorg_models  # noqa: F401
+import daemon.store.reorg_models
+import daemon.store.rulefile_models  # noqa: F401
 from daemon.store.models import Base
 
 connection = context.config.attributes["connection"]
