@@ -52,7 +52,8 @@ def destinations_at_start(store: Store, path: Path,
     """The destinations in force; `load(None)` reads the file, `load(text)` a stored
     version. With none ever good, no destination is in force: an approved case that would
     be executed is recorded as not executed (no destination takes it), and an execution
-    request already scheduled for a destination fails to the administrator (dead letter)."""
+    request already scheduled fails when it is due (the requester and administrator are
+    told, daemon.execution.sender)."""
     try:
         found = load(None)
     except DestinationError as exc:
@@ -69,7 +70,8 @@ def destinations_at_start(store: Store, path: Path,
         if not broken[0].in_force:
             broken[0].in_force = ("no good version is stored: no destination is in force "
                                   "(approved cases are recorded as not executed; execution "
-                                  "requests already scheduled fail to the administrator)")
+                                  "requests already scheduled fail, the requester and the "
+                                  "administrator are told)")
         return kept or Destinations(source=str(path)), broken, {}
     return found, [], ({str(path): path.read_text(encoding="utf-8")} if path.is_file()
                        else {})
