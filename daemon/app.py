@@ -15,6 +15,7 @@ from daemon.cases.bounces import reroute_bounced_request
 from daemon.cases.decisions import Decisions
 from daemon.cases.droprequests import DropRequestHandler
 from daemon.cases.reorganisation import Reorganisations
+from daemon.cases.reorgrunner import ReorgRerouter
 from daemon.cases.replies import ReplyHandler
 from daemon.cases.requests import RequestHandler
 from daemon.cases.reroute import reroute_all
@@ -160,6 +161,9 @@ class App:
         self.outbox_runner = Runner(self.queue, self.outbox, poll, dead)
         self.execution_runner = Runner(self.queue, self.execution_sender, poll, dead)
         self.publication_runner = Runner(self.queue, self.delivery_builder, poll, dead)
+        # A reorganisation's commit switches at once; its moved cases follow here.
+        self.rerouter = ReorgRerouter(self.store, self.queue, self.workflow)
+        self.reorg_runner = Runner(self.queue, self.rerouter, poll, dead)
         self.smtp: IntakeController | None = None
         dedupe = Dedupe.from_config(cfg.mail)
         self.imap = [ImapChannel(acc, self.queue, self.wake_inbound, dedupe) for acc in cfg.imap]
@@ -264,6 +268,9 @@ class App:
             self.outbox_runner.start()
             self.execution_runner.start()
             self.publication_runner.start()
+            self.reorg_runner.start()
+            self.rerouter.on_done = self.outbox_runner.wakeup.set
+            self.reorganisations.on_commit = self.reorg_runner.wakeup.set
             # New mails (and executions due now) should go out without waiting a poll.
             self.inbound.on_done = self.wake_senders
             self.execution_sender.on_done = self.outbox_runner.wakeup.set
@@ -297,7 +304,7 @@ class App:
             self.smtp.stop()
             self.smtp = None
         for runner in (self.inbound_runner, self.outbox_runner, self.execution_runner,
-                       self.publication_runner):
+                       self.publication_runner, self.reorg_runner):
             if runner.thread.is_alive():
                 runner.stop()
         self.store.dispose()

@@ -4,9 +4,11 @@ A plan stores a directory file whole. Verifying applies it inside a transaction 
 rolled back and re-resolves every waiting case against it (daemon.cases.reroute). Begin
 freezes routing: new requests are registered and acknowledged but not routed, replies are
 kept (daemon.cases.replies), reminders wait, and the directory is backed up. Commit is one
-transaction: the new directory, each case's new asks, kept replies queued again, registered
-requests routed; a crash leaves the old state or the new, never a mix. Rollback restores the
-directory and every case the commit changed, reviving the tokens it withdrew.
+transaction that switches in bulk: the new directory, the moving asks withdrawn with their
+tokens, one work item per moved case (its new asks and mails follow: reorgrunner), kept
+replies queued again, registered requests routed; a crash leaves the old state or the new,
+never a mix. Rollback restores the directory and every case the commit changed, reviving
+the tokens it withdrew.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,27 +26,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.audit.trail import AuditTrail
-from daemon.cases.reorgrestore import restore_cases, route_registered, snapshot_cases
-from daemon.cases.reroute import Check, apply, check_all
+from daemon.cases.reorgrestore import restore_cases, route_registered
+from daemon.cases.reorgrunner import rerouting, withdraw_in_bulk
+from daemon.cases.reroute import Check, check_all
 from daemon.cases.workflow import Workflow
 from daemon.directory.export import snapshot
 from daemon.directory.importer import DirectoryDiff, apply_directory
 from daemon.directory.loader import format_for, parse_directory
-from daemon.directory.lookup import cached_directory
 from daemon.notify.alerts import AdminAlerts
 from daemon.store.db import Store
-from daemon.store.models import (
-    Case,
-    CaseEvent,
-    CaseStep,
-    DirectoryImport,
-    OutboundMail,
-    ReplyToken,
-    WorkItem,
-)
+from daemon.store.models import DirectoryImport
 from daemon.store.reorg_models import (
     Reorganisation,
-    ReorgCaseBackup,
     ReorgKeptReply,
     ReorgState,
     in_progress,
@@ -53,18 +47,6 @@ from daemon.workqueue.queue import Queues, WorkQueue
 log = logging.getLogger(__name__)
 
 OPEN = (ReorgState.PLANNED, ReorgState.IN_PROGRESS)
-COMMIT_CHUNK = 200  # cases acted on between two flushes
-# Rows a commit writes and never reads again: let go of after each flush, so memory follows
-# one chunk of cases, not every case that moved (bench/orgchange.py).
-WRITTEN = (Case, CaseStep, CaseEvent, OutboundMail, ReplyToken, WorkItem, ReorgCaseBackup)
-
-
-def _let_go(s: Session) -> None:
-    s.flush()
-    for obj in [o for o in s.identity_map.values() if isinstance(o, WRITTEN)]:
-        s.expunge(obj)
-
-
 class ReorgError(Exception):
     def __init__(self, message: str, report: Report | None = None) -> None:
         super().__init__(message)
@@ -116,6 +98,7 @@ class Reorganisations:
         self.audit = audit
         self.queue = queue
         self.on_failure = on_failure  # at an effective time: "hold" failing cases or "rollback"
+        self.on_commit: Callable[[], None] | None = None  # wakes the reroute runner
 
     # --- plan and verify ---------------------------------------------------------------------
 
@@ -166,6 +149,9 @@ class Reorganisations:
         with self.store.transaction() as s:
             self.audit.lock(s)
             reorg = self._get(s, reorg_id, (ReorgState.PLANNED,))
+            if (left := rerouting(s)):
+                raise ReorgError(f"{left} case(s) of the last reorganisation are still being "
+                                 "rerouted; begin once `ringi reorg status` shows none")
             reorg.state = ReorgState.IN_PROGRESS
             reorg.begun_at = self.wf.clock.now()
             reorg.backup = snapshot(s)
@@ -184,23 +170,14 @@ class Reorganisations:
                 raise ReorgError(f"{len(report.failing)} case(s) would fail; fix the plan, or "
                                  "commit with --hold-failing to hold exactly those", report)
             why = f"reorganisation {reorg.id} ({reorg.source})"
-            held: list[Check] = []
             acted: dict[int, list[Check]] = {}  # case id -> its checks that act, in order
             for c in report.checks:
                 if c.outcome in ("moves", "fails", "resumes"):
                     acted.setdefault(c.case_id, []).append(c)
-            ids = list(acted)
-            with cached_directory(s):  # read once for every case that moves
-                for start in range(0, len(ids), COMMIT_CHUNK):
-                    part = ids[start:start + COMMIT_CHUNK]
-                    before = snapshot_cases(s, part)
-                    for cid in part:
-                        held += apply(self.wf, s, acted[cid], why)
-                    after = snapshot_cases(s, part)
-                    s.add_all(ReorgCaseBackup(reorg_id=reorg.id, case_id=cid,
-                                              before=before[cid], after=after[cid])
-                              for cid in part if cid in before)
-                    _let_go(s)
+            # The switch, in bulk; each case's new asks and mails follow (reorgrunner).
+            withdraw_in_bulk(s, reorg.id, acted, self.wf.clock.now(),
+                             self.queue.cfg.max_attempts)
+            held = report.failing
             imp = DirectoryImport(at=self.wf.clock.now(), source=f"{why}", sha256=reorg.sha256,
                                   diff=report.diff.as_dict())
             s.add(imp)
@@ -213,7 +190,9 @@ class Reorganisations:
                               {"counts": report.counts, "held": [c.number for c in held]})
             if held:
                 self._tell_admin(s, reorg, "committed", report, held)
-            return report
+        if self.on_commit is not None:
+            self.on_commit()
+        return report
 
     def rollback(self, by: str) -> list[str]:
         """Back to the state before begin: the directory, and every case the commit changed
@@ -264,7 +243,7 @@ class Reorganisations:
             reorg = s.scalar(select(Reorganisation).where(
                 Reorganisation.state == ReorgState.PLANNED,
                 Reorganisation.effective_at <= self.wf.clock.now()).limit(1))
-            if reorg is None or in_progress(s) is not None:
+            if reorg is None or in_progress(s) is not None or rerouting(s):
                 return 0
             reorg_id = reorg.id
         self.begin("ringi (effective time)", reorg_id)
@@ -318,4 +297,5 @@ class Reorganisations:
                 "effective_at": r.effective_at.isoformat() if r.effective_at else None,
                 "begun_at": r.begun_at.isoformat() if r.begun_at else None,
                 "ended_at": r.ended_at.isoformat() if r.ended_at else None,
-                "report": r.report or {}, "kept_replies": kept[r.id]} for r in rows]}
+                "report": r.report or {}, "kept_replies": kept[r.id],
+                "rerouting": rerouting(s, r.id)} for r in rows]}

@@ -4,18 +4,20 @@ The commit records, per case it touched, the case's state and route and its wait
 their live tokens before, and the asks it made after. Rollback closes the asks the commit
 made, reopens the ones it withdrew and revives their tokens (unless expired), so the mail the
 approver already has works again. A case someone decided since the commit is left as it is
-and named in the rollback's report.
+and named in the rollback's report. A case whose reroute had not run yet (reorgrunner) only
+had its asks withdrawn: they are reopened and its work item cancelled.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.cases.holds import tell_held
-from daemon.cases.reroute import reroute_all
+from daemon.cases.reroute import WAITING, reroute_all
 from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
 from daemon.directory.export import from_snapshot
@@ -23,7 +25,7 @@ from daemon.directory.importer import apply_directory
 from daemon.directory.lookup import member
 from daemon.routing.engine import Pos
 from daemon.store.models import Case, CaseStep, DirectoryImport, ReplyToken
-from daemon.store.reorg_models import Reorganisation, ReorgCaseBackup
+from daemon.store.reorg_models import Reorganisation, ReorgCaseBackup, Rerouting
 
 
 def snapshot_case(s: Session, case_id: int) -> dict[str, Any]:
@@ -67,6 +69,13 @@ def restore_cases(wf: Workflow, s: Session, reorg: Reorganisation) -> list[str]:
         case = s.scalar(select(Case).where(Case.id == b.case_id).with_for_update())
         if case is None:
             continue
+        if b.state == Rerouting.PENDING:
+            left += _cancel_pending(s, b, case, now)
+            continue
+        if b.state != Rerouting.DONE:
+            left.append(f"{case.number}: ended before it was rerouted ({case.state}); left "
+                        "as it is")
+            continue
         made = [s.get(CaseStep, i) for i in b.after["pending"] if i not in b.before["pending"]]
         if case.state != b.after["state"] or any(
                 st is None or st.state != StepState.PENDING for st in made):
@@ -98,6 +107,28 @@ def restore_cases(wf: Workflow, s: Session, reorg: Reorganisation) -> list[str]:
     # Whatever else waits (requests registered during the change) follows the old directory.
     reroute_all(wf, s, why)
     return left
+
+
+def _cancel_pending(s: Session, b: ReorgCaseBackup, case: Case, now: datetime) -> list[str]:
+    """A case whose reroute has not run: the commit only withdrew its asks in bulk, so they
+    are reopened with their tokens; nobody was told anything, so nobody is now. Its work
+    item then finds the backup cancelled and does nothing."""
+    b.state = Rerouting.CANCELLED
+    if (case.route or {}).get("rerouting") is not None:
+        case.route = b.before["route"]
+    if case.state not in WAITING:
+        return [f"{case.number}: ended before it was rerouted ({case.state}); left as it is"]
+    withdrawn = set((b.plan or {}).get("withdrawn", []))
+    for sid in withdrawn:
+        st = s.get(CaseStep, sid)
+        if st is not None and st.state == StepState.SUPERSEDED:
+            st.state = StepState.PENDING
+    for tid in b.before["tokens"]:
+        tok = s.get(ReplyToken, tid)
+        if tok is not None and tok.step_id in withdrawn and tok.used_at is None \
+                and tok.expires_at > now:
+            tok.revoked_at = None
+    return []
 
 
 def route_registered(wf: Workflow, s: Session, reorg_id: int) -> int:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.cases.documents import case_documents, superseded_by
+from daemon.cases.reorgrunner import rerouting
 from daemon.cli.output import echo, inline
 from daemon.clock import OffsetClock, describe_offset
 from daemon.intake.store import recent_duplicates
@@ -110,6 +111,9 @@ def _print_reorganisation(s: Session) -> None:
         echo(f"REORGANISATION {reorg.id} IN PROGRESS since {reorg.begun_at:%Y-%m-%d %H:%M:%S} "
              f"({inline(reorg.source)}): routing waits; {kept} kept repl(ies); "
              "`ringi reorg commit` or `ringi reorg rollback`")
+    if (left := rerouting(s)):
+        echo(f"reorganisation: {left} case(s) still being rerouted (their new approvers are "
+             "asked shortly; `ringi reorg status`)")
     held = s.scalars(select(Case).where(Case.state == "held").order_by(Case.id)).all()
     if held:
         echo(f"held cases (nobody can approve them): {len(held)}")

@@ -180,5 +180,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
              + (f"  effective {r['effective_at']}" if r["effective_at"] else "")
              + (f"  [{counts}]" if counts else "")
              + (f"  kept replies {r['kept_replies']}" if r["kept_replies"] else "")
+             + (f"  still being rerouted: {r['rerouting']} case(s)" if r.get("rerouting")
+                else "")
              + (f"  held: {', '.join(r['report']['held'])}" if r["report"].get("held")
                 else ""))

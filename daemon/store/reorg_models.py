@@ -38,7 +38,9 @@ class Reorganisation(Base):
 
 
 class ReorgCaseBackup(Base):
-    """One case the commit changed: its state before, and the asks the commit made."""
+    """One case the commit changed: its state before, what the commit decided for it
+    (`plan`, acted on afterwards by its work item: daemon.cases.reorgrunner), and the asks
+    that made (`after`, once `state` is done)."""
 
     __tablename__ = "reorg_case_backups"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -46,6 +48,19 @@ class ReorgCaseBackup(Base):
     case_id: Mapped[int] = mapped_column(Integer, index=True)
     before: Mapped[dict[str, Any]] = mapped_column(JSON)
     after: Mapped[dict[str, Any]] = mapped_column(JSON)
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="done", server_default="done")
+
+
+class Rerouting:
+    """ReorgCaseBackup.state: the case's work item has not run yet (pending), acted as the
+    commit decided (done), found the case ended meanwhile (skipped), or a rollback came
+    first (cancelled)."""
+
+    PENDING = "pending"
+    DONE = "done"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
 
 
 class ReorgKeptReply(Base):

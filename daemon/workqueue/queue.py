@@ -36,6 +36,7 @@ class Queues(StrEnum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
     EXECUTION = "execution"
+    REORG = "reorg"  # one case a reorganisation's commit moved (daemon.cases.reorgrunner)
 
 
 class TemporaryError(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from daemon.app import App
+from daemon.cases.reorgrunner import rerouting
 from daemon.clock import FrozenClock
 from daemon.directory.importer import import_directory_file
 from daemon.store.models import Case, CaseEvent
@@ -50,8 +52,21 @@ class World:
     def one(self, who: str) -> Captured:
         return self.new(who)[0]
 
+    def rerouted(self, timeout: float = 20.0) -> None:
+        """Every case a reorganisation's commit moved has been rerouted (here, or by the
+        runner thread that may hold the last item)."""
+        self.app.reorg_runner.drain()
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.app.store.transaction() as s:
+                if not rerouting(s):
+                    return
+            assert time.monotonic() < deadline, "cases still being rerouted"
+            time.sleep(0.05)
+
     def nothing_more(self, *who: str) -> None:
         self.app.inbound_runner.drain()
+        self.rerouted()
         self.app.outbox_runner.drain()
         for w in who:
             assert len(self.relay.to(w)) == self.seen.get(w, 0), (w, [

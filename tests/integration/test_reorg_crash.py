@@ -6,7 +6,10 @@ head from Suzuki to Sato (every design release moves), moves Takahashi from Sale
 Procurement (Smith's trips move up to Brown) and retires Ito (Kato's trips are held).
 `ringi reorg commit --hold-failing` runs as a real process and is killed; after every kill the
 database holds either the old state, untouched, with the change still in progress (which
-another instance on the same database reports), or the new one, complete.
+another instance on the same database reports), or the new one, complete: every moving ask
+withdrawn and one reroute queued per case. A daemon running those reroutes is killed too:
+each case is then either untouched since the commit or fully rerouted, and a restarted
+daemon finishes.
 """
 
 from __future__ import annotations
@@ -161,21 +164,59 @@ def assert_old_or_new(w: World, cfg_file: Path, before: dict[str, Any],
         assert "REORGANISATION 1 IN PROGRESS" in status.output, status.output
         return "old"
     assert now["reorg"] == "committed", now["reorg"]
-    outcomes = {c["case"]: c for c in plan["cases"]}
-    for number, c in outcomes.items():
-        if c["outcome"] == "moves":
-            assert now["asked"].get(number) == set(c["new"]), (number, c)
-        elif c["outcome"] == "fails":
-            assert now["cases"][number][0] == CaseState.HELD, (number, c)
-            assert number not in now["asked"]
+    # The switch is whole: every moving or failing ask withdrawn, its token dead, one queued
+    # reroute per case; the new asks and mails come from those items (rerouted_or_not).
+    for number, c in {c["case"]: c for c in plan["cases"]}.items():
+        if c["outcome"] in ("moves", "fails"):
+            assert number not in now["asked"], (number, c)
+            assert json.loads(now["cases"][number][1])["rerouting"] == 1, (number, c)
         else:
             assert now["asked"].get(number) == before["asked"].get(number), (number, c)
-    touched = plan["counts"]["moves"] + plan["counts"]["fails"]  # every such ask withdrawn
+    touched = plan["counts"]["moves"] + plan["counts"]["fails"]
     assert now["superseded"] - before["superseded"] == touched
-    assert now["backups"] == touched
+    assert before["live_tokens"] - now["live_tokens"] == touched
+    told = now["mail"] - before["mail"]
+    assert now["backups"] == touched and told == 1  # the administrator's summary, no other
+    assert now["work"] - before["work"] == touched + told
     assert now["imports"] == before["imports"] + 1 and now["directory"] != before["directory"]
-    assert "IN PROGRESS" not in ringi(cfg_file, "status").output
+    status = ringi(cfg_file, "status").output
+    assert "IN PROGRESS" not in status and f"{touched} case(s) still being rerouted" in status
     return "new"
+
+
+def rerouted(app: App) -> int:
+    """How many cases are rerouted (one query: also while a daemon is at work)."""
+    with app.store.transaction() as s:
+        return s.scalar(select(func.count(ReorgCaseBackup.id)).where(
+            ReorgCaseBackup.state == "done")) or 0
+
+
+def rerouted_or_not(app: App, plan: dict[str, Any]) -> int:
+    """Each moved case is either untouched since the commit or fully rerouted; returns how
+    many are rerouted. (Read while nothing else writes.)"""
+    now = state_of(app)
+    with app.store.transaction() as s:
+        done = dict(s.execute(select(Case.number, ReorgCaseBackup.state).join(
+            Case, Case.id == ReorgCaseBackup.case_id)).all())
+        events = {n: k for n, k in s.execute(select(Case.number, func.count(CaseEvent.id))
+                  .join(CaseEvent, CaseEvent.case_id == Case.id).where(
+                      CaseEvent.kind.in_(("reassigned", "withdrawn"))).group_by(Case.number))}
+    for c in plan["cases"]:
+        number, outcome = c["case"], c["outcome"]
+        if outcome not in ("moves", "fails"):
+            continue
+        state, route = now["cases"][number][0], json.loads(now["cases"][number][1]) or {}
+        if done[number] == "pending":
+            assert "rerouting" in route and number not in now["asked"], (number, c)
+            assert events.get(number, 0) == 0 and state == CaseState.IN_REVIEW
+            continue
+        assert done[number] == "done" and "rerouting" not in route, (number, done[number])
+        assert events.get(number) == 1, number
+        if outcome == "moves":
+            assert now["asked"].get(number) == set(c["new"]), (number, c)
+        else:
+            assert state == CaseState.HELD and number not in now["asked"], (number, c)
+    return sum(v == "done" for v in done.values())
 
 
 def kill_during_commit(cfg_file: Path, writer: Writer, after: float | None,
@@ -225,8 +266,10 @@ def test_sigkill_during_commit_leaves_old_or_new(tmp_path: Path, db_url: str,
             """While the commit holds its transaction open, PostgreSQL's other readers
             (another instance) still see the change in progress, and are not blocked."""
             if not db_url.startswith("sqlite"):
+                inside = writer.busy()
                 status = ringi(cfg_file, "status")
-                assert "REORGANISATION 1 IN PROGRESS" in status.output, status.output
+                if inside and writer.busy():  # (a commit this small may be over by now)
+                    assert "REORGANISATION 1 IN PROGRESS" in status.output, status.output
 
         landed: list[tuple[float | None, bool, str]] = []
         for after in (None, 0.0, 1.0, 2.5, 5.0):
@@ -246,6 +289,29 @@ def test_sigkill_during_commit_leaves_old_or_new(tmp_path: Path, db_url: str,
             assert done.returncode == 0, done.stderr.decode()
             assert b"committed: reorganisation 1" in done.stdout
             assert assert_old_or_new(w, cfg_file, before, plan) == "new"
+
+        # A daemon runs the reroutes and is killed half-way: each case is untouched or
+        # whole; a restarted daemon reclaims the interrupted item and finishes.
+        total = plan["counts"]["moves"] + plan["counts"]["fails"]
+        daemon = subprocess.Popen(command(cfg_file, "run"), cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: rerouted(w.app) > 0, 120, "reroutes to start")
+        finally:
+            daemon.send_signal(signal.SIGKILL)
+            daemon.wait()
+        halfway = rerouted_or_not(w.app, plan)
+        print(f"daemon killed with {halfway} of {total} cases rerouted")
+        assert halfway > 0
+        daemon = subprocess.Popen(command(cfg_file, "run"), cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: rerouted(w.app) == total, 180, "the restarted daemon to finish")
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(30)
+        assert rerouted_or_not(w.app, plan) == total
+        assert "still being rerouted" not in ringi(cfg_file, "status").output
     finally:
         writer.close()
         w.app.stop()
@@ -262,20 +328,19 @@ def commit_paused(w: World, tmp_path: Path, db_url: str, monkeypatch: pytest.Mon
     other = App(w.app.cfg, clock=w.clock)
     other.reorganisations.plan(plan_file(tmp_path), None, "admin")
     other.reorganisations.begin("admin")
-    real = module.apply  # type: ignore[attr-defined]
+    real = module.withdraw_in_bulk
     inside, go_on = threading.Event(), threading.Event()
 
-    def pause_after_first(*args: Any, **kw: Any) -> Any:
-        done = real(*args, **kw)
+    def pause_after_switch(*args: Any, **kw: Any) -> None:
+        real(*args, **kw)
         inside.set()
         assert go_on.wait(30)
-        return done
 
-    monkeypatch.setattr(module, "apply", pause_after_first)
+    monkeypatch.setattr(module, "withdraw_in_bulk", pause_after_switch)
     commit = threading.Thread(target=other.reorganisations.commit, args=("admin", True))
     commit.start()
     try:
-        assert inside.wait(30)  # the commit has moved case A, in its open transaction
+        assert inside.wait(30)  # the commit has withdrawn case A's ask, in its transaction
         meanwhile()
         engine = create_engine(db_url)
         try:

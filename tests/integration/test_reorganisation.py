@@ -18,8 +18,9 @@ from sqlalchemy import func, select
 
 from daemon.app import App
 from daemon.cases.reorganisation import ReorgError
+from daemon.cases.reorgrunner import rerouting
 from daemon.clock import FrozenClock
-from daemon.store.models import OutboundMail
+from daemon.store.models import CaseStep, OutboundMail, WorkItem
 from daemon.store.reorg_models import Reorganisation
 from tests.integration.test_outcomes import (
     ADMIN,
@@ -145,6 +146,7 @@ def test_effective_time_commits_by_itself(tmp_path: Path, db_url: str,
         w.clock.advance(timedelta(days=1))
         w.app.timers.run_once()
         assert number_of(w.one(SATO)) == f["a"]
+        w.rerouted()
         assert w.case(f["c"]).state == "held"  # configured default: hold the failing ones
         alert = w.one(ADMIN)
         assert "committed" in alert.subject and f["c"] in alert.body
@@ -181,26 +183,98 @@ def test_commit_is_one_transaction(tmp_path: Path, db_url: str, relay: Capturing
         f = file_three(w)
         reorgs.plan(plan_file(tmp_path), None, "admin")
         reorgs.begin("admin")
-        real, calls = module.apply, []
+        real = module.withdraw_in_bulk
 
-        def crash_on_second(*args: object, **kw: object) -> object:
-            calls.append(1)
-            if len(calls) == 2:
-                raise RuntimeError("power cut")
-            return real(*args, **kw)  # type: ignore[arg-type]
+        def crash_after(*args: Any, **kw: Any) -> None:
+            real(*args, **kw)  # every ask withdrawn, every item queued: then the power goes
+            raise RuntimeError("power cut")
 
-        monkeypatch.setattr(module, "apply", crash_on_second)
+        monkeypatch.setattr(module, "withdraw_in_bulk", crash_after)
         with w.app.store.transaction() as s:
             before = s.scalar(select(func.count(OutboundMail.id)))
+            pending = s.scalar(select(func.count(CaseStep.id)).where(
+                CaseStep.state == "pending"))
         with pytest.raises(RuntimeError):
             reorgs.commit("admin", hold_failing=True)
         with w.app.store.transaction() as s:
             assert s.scalar(select(func.count(OutboundMail.id))) == before
+            assert s.scalar(select(func.count(CaseStep.id)).where(
+                CaseStep.state == "pending")) == pending
+            assert s.scalar(select(func.count(WorkItem.id)).where(
+                WorkItem.queue == "reorg")) == 0
+            assert rerouting(s) == 0
         assert w.case(f["a"]).state == "in_review" and w.case(f["c"]).state == "in_review"
+        assert "rerouting" not in (w.case(f["a"]).route or {})
         assert reorgs.status()["reorganisations"][0]["state"] == "in_progress"
-        monkeypatch.setattr(module, "apply", real)
+        monkeypatch.setattr(module, "withdraw_in_bulk", real)
         reorgs.commit("admin", hold_failing=True)  # and it can be committed afterwards
         assert number_of(w.one(SATO)) == f["a"]
+    finally:
+        w.app.stop()
+
+
+def test_commit_switches_at_once_and_cases_follow(tmp_path: Path, db_url: str,
+                                                   relay: CapturingRelay) -> None:
+    """From the commit on, the old approver's mail is dead; the new ask, the old approver's
+    notice and the hold follow from the case's work item, in order."""
+    w = start_world(tmp_path, db_url, relay)
+    reorgs = w.app.reorganisations
+    try:
+        f = file_three(w)
+        reorgs.plan(plan_file(tmp_path), None, "admin")
+        reorgs.begin("admin")
+        w.app.reorg_runner.stop()  # the items wait: the state between commit and reroute
+        reorgs.commit("admin", hold_failing=True)
+        assert reorgs.status()["reorganisations"][0]["rerouting"] == 2
+        a = w.case(f["a"])
+        assert a.state == "in_review" and a.route is not None and a.route["rerouting"] == 1
+        with w.app.store.transaction() as s:
+            assert s.scalars(select(CaseStep.state).where(CaseStep.case_id == a.id)).all() \
+                == ["superseded"]
+        w.reply(f["suzuki"], SUZUKI, "承認")  # the switch is made: Suzuki's ask is dead
+        w.app.inbound_runner.drain()
+        assert "受付できません" in w.one(SUZUKI).subject
+        w.app.outbox_runner.drain()
+        assert relay.to(SATO) == [] and relay.to(KATO)[w.seen[KATO]:] == []
+        w.rerouted()
+        new_ask = w.one(SATO)
+        assert "承認依頼" in new_ask.subject and number_of(new_ask) == f["a"]
+        assert "ご判断は不要" in w.one(SUZUKI).subject
+        assert "停止中" in w.one(KATO).subject and w.case(f["c"]).state == "held"
+        assert "rerouting" not in (w.case(f["a"]).route or {})
+        assert "reassigned" in [k for k, _ in w.events(f["a"])]
+        w.reply(new_ask, SATO, "承認")
+        w.one(SATO)
+        assert w.case(f["a"]).state == "approved"
+    finally:
+        w.app.stop()
+
+
+def test_rollback_before_the_cases_were_rerouted(tmp_path: Path, db_url: str,
+                                                 relay: CapturingRelay) -> None:
+    """The withdrawn asks are reopened with their tokens; the queued reroutes do nothing."""
+    w = start_world(tmp_path, db_url, relay)
+    reorgs = w.app.reorganisations
+    try:
+        f = file_three(w)
+        reorgs.plan(plan_file(tmp_path), None, "admin")
+        reorgs.begin("admin")
+        w.app.reorg_runner.stop()
+        reorgs.commit("admin", hold_failing=True)
+        assert reorgs.rollback("admin") == []
+        assert reorgs.status()["reorganisations"][0]["rerouting"] == 0
+        w.nothing_more(SATO, SUZUKI, ITO, KATO)  # the items ran and did nothing
+        with w.app.store.transaction() as s:
+            assert s.scalars(select(WorkItem.state).where(WorkItem.queue == "reorg")).all() \
+                == ["done", "done"]
+        assert w.case(f["c"]).state == "in_review"
+        assert "rerouting" not in (w.case(f["a"]).route or {})
+        w.reply(f["suzuki"], SUZUKI, "承認")  # the original mail works again
+        w.one(SUZUKI)
+        assert w.case(f["a"]).state == "approved"
+        w.reply(f["ito"], ITO, "承認")
+        w.one(ITO)
+        assert w.case(f["c"]).state != "in_review"
     finally:
         w.app.stop()
 
@@ -259,14 +333,19 @@ def test_the_readme_procedure_runs_as_written(tmp_path: Path, db_url: str,
         assert refused.exit_code == 1 and "--hold-failing" in refused.output
         done = run(commands[5])
         assert done.exit_code == 0 and "committed: reorganisation 1" in done.output
+        listed = run(commands[7])
+        assert "still being rerouted: 2 case(s)" in listed.output, listed.output
+        # The commands ran on the real clock and queued the reroutes and mails (the daemon's
+        # clock is behind it); the daemon runs them.
+        w.clock.advance(timedelta(minutes=10))
+        w.rerouted()
         shown = run(f"ringi case show {f['c']}")
         assert "state:     held" in shown.output
         assert "held:      at line/up-to-section-manager: no approver left above" in shown.output
         status = run("ringi status")
         assert "held cases (nobody can approve them): 1" in status.output
-        assert "IN PROGRESS" not in status.output
-        # The commands ran on the real clock and queued the mails; the daemon sends them.
-        w.clock.advance(timedelta(minutes=10))
+        assert "IN PROGRESS" not in status.output and "still being rerouted" not in \
+            status.output
         w.app.outbox_runner.drain()
         assert number_of(w.one(SATO)) == f["a"]
         back = run(commands[6])
