@@ -8,9 +8,10 @@ their section; design release: the head of their section) and a live reply token
 writes a second directory in which about --touch of the sections change (heads and chiefs
 swap posts, heads move to another section, chiefs leave, both leave so nobody is left
 above), plus a few staff moving section, plans it, and times `Reorganisations.verify()`,
-`commit(hold_failing=True)` (after begin) and `rollback()`: wall time, this process's CPU
-time (a PostgreSQL server works in its own), and the process's peak RSS. Seeding runs in a
-child process, so the peak RSS is that of verify, commit and rollback.
+`commit(hold_failing=True)` (after begin), the reroute of every moved case that follows
+(the daemon's `reorg` runner, drained in this process) and `rollback()`: wall time, this
+process's CPU time (a PostgreSQL server works in its own), and the process's peak RSS.
+Seeding runs in a child process, so the peak RSS is that of the steps timed.
 
     .venv/bin/python bench/orgchange.py --people 10000 --cases 100000
     .venv/bin/python bench/orgchange.py --people 500 --cases 2000 \
@@ -258,7 +259,8 @@ def timed(out: dict[str, Any], step: str, t0: float, c0: float) -> None:
     print(f"  {step:8} {secs:7.1f} s (CPU {cpu:6.1f} s)   peak RSS {rss:6.0f} MB", flush=True)
 
 
-def measure(db_url: str, tmp: Path, rollback: bool, commit: bool = True) -> None:
+def measure(db_url: str, tmp: Path, rollback: bool, commit: bool = True,
+            reroute: bool = True) -> None:
     app = App(config(tmp, db_url, tmp / "org.json"), clock=FrozenClock(NOW))
     out: dict[str, Any] = {}
     try:
@@ -275,6 +277,15 @@ def measure(db_url: str, tmp: Path, rollback: bool, commit: bool = True) -> None
         committed = reorgs.commit("bench", hold_failing=True)
         timed(out, "commit", t0, c0)
         assert committed.counts == report.counts, (committed.counts, report.counts)
+        if reroute:  # the daemon's reorg runner, in this process: every moved case asked
+            t0, c0 = time.perf_counter(), time.process_time()
+            n = 0
+            while (done := app.reorg_runner.drain(limit=2000)):
+                n += done
+                print(f"    ... {n} rerouted after {time.perf_counter() - t0:.0f} s", flush=True)
+            timed(out, "reroute", t0, c0)
+            print(f"  rerouted {n} case(s): {n / max(out['reroute'][0], 1e-9):.0f}/s",
+                  flush=True)
         if rollback:
             t0, c0 = time.perf_counter(), time.process_time()
             reorgs.rollback("bench")
@@ -293,6 +304,8 @@ def main() -> None:
                     help="PostgreSQL server to use (a scratch database is created on it)")
     ap.add_argument("--no-rollback", action="store_true", help="skip timing the rollback")
     ap.add_argument("--verify-only", action="store_true", help="time verify alone")
+    ap.add_argument("--no-reroute", action="store_true",
+                    help="skip running the commit's reroute items (each moved case's new ask)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from bench.ingest import drop_database, scratch_database
@@ -309,7 +322,8 @@ def main() -> None:
             child.join()
             if child.exitcode != 0:
                 raise SystemExit("seeding failed")
-            measure(url, Path(tmp), not args.no_rollback, not args.verify_only)
+            measure(url, Path(tmp), not args.no_rollback, not args.verify_only,
+                    not args.no_reroute)
         finally:
             if url:
                 drop_database(args.database_url, url)

@@ -27,7 +27,6 @@ from daemon.cases.reorgrestore import snapshot_case, snapshot_cases
 from daemon.cases.reroute import WAITING, Check, act_withdrawn
 from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
-from daemon.directory.lookup import cached_directory
 from daemon.routing.engine import Pos
 from daemon.store.db import Store
 from daemon.store.models import Case, CaseStep, ReplyToken, WorkItem
@@ -152,14 +151,12 @@ class ReorgRerouter:
             b.state, b.after = Rerouting.SKIPPED, snapshot_case(s, case.id)
             return
         why = f"reorganisation {reorg.id} ({reorg.source})"
-        with cached_directory(s):
-            for d in (b.plan or {}).get("checks", []):
-                c = Check(case.id, case.number, d["step"], d["outcome"], old=tuple(d["old"]),
-                          new=tuple(d["new"]), reason=d["reason"], why=d["why"],
-                          slot=d["slot"])
-                if c.outcome == "resumes":
-                    if case.state == CaseState.HELD:
-                        resume_held(wf, s, case)
-                else:
-                    act_withdrawn(wf, s, case, c, Pos.of(d["pos"]), why, tell_admin=False)
+        for d in (b.plan or {}).get("checks", []):
+            c = Check(case.id, case.number, d["step"], d["outcome"], old=tuple(d["old"]),
+                      new=tuple(d["new"]), reason=d["reason"], why=d["why"], slot=d["slot"])
+            if c.outcome == "resumes":
+                if case.state == CaseState.HELD:
+                    resume_held(wf, s, case)
+            else:
+                act_withdrawn(wf, s, case, c, Pos.of(d["pos"]), why, tell_admin=False)
         b.state, b.after = Rerouting.DONE, snapshot_case(s, case.id)

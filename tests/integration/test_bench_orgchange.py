@@ -29,5 +29,5 @@ def test_the_reorganisation_bench_runs_small(backend: str) -> None:
     # Every kind of change happened: posts changed hands, and staff left with nobody above.
     assert counts["moves"] > 0 and counts["fails"] > 0 and counts["unchanged"] > 0
     assert sum(counts.values()) == 200  # one pending ask per case
-    for step in ("verify", "commit", "rollback"):
+    for step in ("verify", "commit", "reroute", "rollback"):
         assert re.search(rf"{step}\s+[\d.]+ s \(CPU\s+[\d.]+ s\)\s+peak RSS\s+\d+ MB", out), out
