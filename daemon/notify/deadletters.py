@@ -25,6 +25,7 @@ from daemon.notify.notifier import ANSWER_TEMPLATES
 from daemon.store.condition_models import Execution
 from daemon.store.models import Case, InboundMessage, OutboundMail
 from daemon.store.publication_models import Delivery
+from daemon.store.reorg_models import ReorgCaseBackup
 from daemon.workqueue.queue import DeadLetter, Queues
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,12 @@ class DeadLetters:
             case = s.get(Case, ex.case_id) if ex else None
             what = (f"execution request to {ex.destination} <{ex.address}>" if ex
                     else f"execution {ref} (missing)")
+            return _with_case(what, case), case
+        if q == Queues.REORG:
+            b = s.get(ReorgCaseBackup, ref)
+            case = s.get(Case, b.case_id) if b else None
+            what = (f"reroute after reorganisation {b.reorg_id} (its new approver is not "
+                    "asked until it runs)" if b else f"reroute {ref} (missing)")
             return _with_case(what, case), case
         if q == "publication":
             d = s.get(Delivery, ref)

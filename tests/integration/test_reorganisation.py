@@ -279,6 +279,51 @@ def test_rollback_before_the_cases_were_rerouted(tmp_path: Path, db_url: str,
         w.app.stop()
 
 
+def test_a_reroute_that_keeps_failing_is_told(tmp_path: Path, db_url: str,
+                                              relay: CapturingRelay,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A case whose reroute fails on every attempt is a dead letter the administrator is
+    told about, naming the case; the retry command runs it once the cause is gone."""
+    import daemon.cases.reorgrunner as module
+
+    w = start_world(tmp_path, db_url, relay)
+    reorgs = w.app.reorganisations
+    try:
+        f = file_three(w)
+        reorgs.plan(plan_file(tmp_path), None, "admin")
+        reorgs.begin("admin")
+        w.app.reorg_runner.stop()
+        real = module.act_withdrawn
+
+        def broken(*args: Any, **kw: Any) -> list[Any]:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(module, "act_withdrawn", broken)
+        reorgs.commit("admin", hold_failing=True)
+        w.one(ADMIN)  # the commit's summary
+        for _ in range(w.app.cfg.queue.max_attempts):
+            w.clock.advance(timedelta(hours=1))
+            w.app.reorg_runner.drain()
+        w.app.outbox_runner.drain()
+        dead = {m.subject: m for m in w.new(ADMIN, 2)}
+        told = next(m for s, m in dead.items() if f["a"] in s)
+        assert "reroute after reorganisation 1" in told.subject
+        with w.app.store.transaction() as s:
+            item = s.scalar(select(WorkItem).where(WorkItem.queue == "reorg",
+                                                   WorkItem.state == "dead").limit(1))
+            assert item is not None
+        assert reorgs.status()["reorganisations"][0]["rerouting"] == 2
+        monkeypatch.setattr(module, "act_withdrawn", real)
+        with w.app.store.transaction() as s:
+            items = s.scalars(select(WorkItem.id).where(WorkItem.queue == "reorg")).all()
+        for item_id in items:
+            assert w.app.queue.retry(item_id)
+        w.rerouted()
+        assert number_of(w.one(SATO)) == f["a"] and w.case(f["c"]).state == "held"
+    finally:
+        w.app.stop()
+
+
 def readme_commands() -> list[str]:
     section = (ROOT / "README.md").read_text().split("\n## Reorganisations\n", 1)[1]
     section = section.split("\n## ", 1)[0]
