@@ -129,28 +129,30 @@ class ReorgRerouter:
             reorg_id = s.scalar(select(ReorgCaseBackup.reorg_id)
                                 .where(ReorgCaseBackup.id == item.ref_id))
             # Shares the reorganisation's lock: a rollback (which takes it whole) waits for
-            # this case to finish, or comes first and cancels it.
-            reorg = s.scalar(select(Reorganisation).where(Reorganisation.id == reorg_id)
-                             .with_for_update(read=True)) if reorg_id is not None else None
+            # this case to finish, or comes first and cancels it. Only the columns needed:
+            # the row also holds the whole directory as it was (`backup`).
+            reorg = s.execute(select(Reorganisation.id, Reorganisation.state,
+                                     Reorganisation.source)
+                              .where(Reorganisation.id == reorg_id)
+                              .with_for_update(read=True)).first() \
+                if reorg_id is not None else None
             b = s.scalar(select(ReorgCaseBackup).where(ReorgCaseBackup.id == item.ref_id)
                          .with_for_update())
             if reorg is not None and b is not None:
                 case = s.scalar(select(Case).where(Case.id == b.case_id).with_for_update())
                 if b.state == Rerouting.PENDING and reorg.state == ReorgState.COMMITTED \
                         and case is not None:
-                    self._reroute(s, reorg, b, case)
+                    self._reroute(s, f"reorganisation {reorg.id} ({reorg.source})", b, case)
             self.queue.complete(s, item)
         if self.on_done is not None:
             self.on_done()
 
-    def _reroute(self, s: Session, reorg: Reorganisation, b: ReorgCaseBackup,
-                 case: Case) -> None:
+    def _reroute(self, s: Session, why: str, b: ReorgCaseBackup, case: Case) -> None:
         wf = self.wf
         unmark(case)
         if case.state not in WAITING:  # withdrawn, cancelled or decided since the commit
             b.state, b.after = Rerouting.SKIPPED, snapshot_case(s, case.id)
             return
-        why = f"reorganisation {reorg.id} ({reorg.source})"
         for d in (b.plan or {}).get("checks", []):
             c = Check(case.id, case.number, d["step"], d["outcome"], old=tuple(d["old"]),
                       new=tuple(d["new"]), reason=d["reason"], why=d["why"], slot=d["slot"])
