@@ -39,6 +39,16 @@ def _refused(exc: Any, as_json: bool = False) -> None:
     sys.exit(1)
 
 
+def _call(ctx: click.Context, step: str, *args: Any, as_json: bool = False) -> Any:
+    """One step of the procedure; a refusal prints its reason (and report) and exits 1."""
+    from daemon.cases.reorganisation import ReorgError
+
+    try:
+        return getattr(_app(ctx).reorganisations, step)(*args)
+    except ReorgError as exc:
+        _refused(exc, as_json)
+
+
 @click.group()
 def reorg() -> None:
     """Reorganisations: plan a new directory, verify it against waiting cases, apply it."""
@@ -88,12 +98,7 @@ def plan(ctx: click.Context, file: Path, effective: str | None, by: str,
 @click.pass_context
 def verify(ctx: click.Context, as_json: bool) -> None:
     """What the planned (or begun) reorganisation does to every waiting case."""
-    from daemon.cases.reorganisation import ReorgError
-
-    try:
-        report = _app(ctx).reorganisations.verify()
-    except ReorgError as exc:
-        _refused(exc)
+    report = _call(ctx, "verify")
     _show(report, as_json)
     sys.exit(1 if report.failing else 0)
 
@@ -103,12 +108,7 @@ def verify(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def begin(ctx: click.Context, by: str) -> None:
     """Freeze routing: requests are registered, replies kept, the directory backed up."""
-    from daemon.cases.reorganisation import ReorgError
-
-    try:
-        row = _app(ctx).reorganisations.begin(by)
-    except ReorgError as exc:
-        _refused(exc)
+    row = _call(ctx, "begin", by)
     echo(f"reorganisation {row.id} begun: new requests are registered and kept, replies are "
          "kept; commit or roll back to end it")
 
@@ -121,12 +121,7 @@ def begin(ctx: click.Context, by: str) -> None:
 @click.pass_context
 def commit(ctx: click.Context, hold_failing: bool, by: str, as_json: bool) -> None:
     """Apply the new directory and every case's new approver, in one transaction."""
-    from daemon.cases.reorganisation import ReorgError
-
-    try:
-        report = _app(ctx).reorganisations.commit(by, hold_failing)
-    except ReorgError as exc:
-        _refused(exc, as_json)
+    report = _call(ctx, "commit", by, hold_failing, as_json=as_json)
     if not as_json:
         echo(f"committed: reorganisation {report.reorg_id}")
     _show(report, as_json)
@@ -137,12 +132,7 @@ def commit(ctx: click.Context, hold_failing: bool, by: str, as_json: bool) -> No
 @click.pass_context
 def rollback(ctx: click.Context, by: str) -> None:
     """Back to before begin: the directory and every case the commit changed."""
-    from daemon.cases.reorganisation import ReorgError
-
-    try:
-        left = _app(ctx).reorganisations.rollback(by)
-    except ReorgError as exc:
-        _refused(exc)
+    left = _call(ctx, "rollback", by)
     echo("rolled back")
     for line in left:
         echo(f"  {line}")
@@ -153,12 +143,7 @@ def rollback(ctx: click.Context, by: str) -> None:
 @click.pass_context
 def cancel(ctx: click.Context, by: str) -> None:
     """Drop the planned reorganisation before it begins."""
-    from daemon.cases.reorganisation import ReorgError
-
-    try:
-        row = _app(ctx).reorganisations.cancel(by)
-    except ReorgError as exc:
-        _refused(exc)
+    row = _call(ctx, "cancel", by)
     echo(f"reorganisation {row.id} cancelled")
 
 
