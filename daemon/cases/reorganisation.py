@@ -26,9 +26,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.audit.trail import AuditTrail
+from daemon.cases.recheck import Check, check_all
 from daemon.cases.reorgrestore import restore_cases, route_registered
 from daemon.cases.reorgrunner import rerouting, withdraw_in_bulk
-from daemon.cases.reroute import Check, check_all
 from daemon.cases.workflow import Workflow
 from daemon.directory.export import snapshot
 from daemon.directory.importer import DirectoryDiff, apply_directory

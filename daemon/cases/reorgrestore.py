@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.cases.holds import tell_held
-from daemon.cases.reroute import WAITING, reroute_all
+from daemon.cases.recheck import WAITING
+from daemon.cases.reroute import reroute_all
 from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
 from daemon.directory.export import from_snapshot

@@ -23,8 +23,9 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from daemon.cases.holds import resume_held
+from daemon.cases.recheck import WAITING, Check
 from daemon.cases.reorgrestore import snapshot_case, snapshot_cases
-from daemon.cases.reroute import WAITING, Check, act_withdrawn
+from daemon.cases.reroute import act_withdrawn
 from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
 from daemon.routing.engine import Pos

@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session
 from daemon.audit.casechain import anchor_all
 from daemon.audit.trail import AuditTrail
 from daemon.cases import duetimes
+from daemon.cases.recheck import check_case
 from daemon.cases.recovery import claim_waiting, resume_after_wait
 from daemon.cases.reorganisation import Reorganisations
-from daemon.cases.reroute import apply, check_case
+from daemon.cases.reroute import apply
 from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
 from daemon.directory.lookup import Member, member, proxies_of

@@ -126,8 +126,8 @@ def directory() -> None:
 @click.pass_context
 def directory_import(ctx: click.Context, file: Path, dry_run: bool) -> None:
     """Validate FILE and replace the directory with it; prints the diff."""
+    from daemon.cases.recheck import check_all
     from daemon.cases.reorganisation import Report
-    from daemon.cases.reroute import check_all
     from daemon.directory.importer import (
         DirectoryDiff,
         apply_directory,
