@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from daemon.config import Config
 from daemon.store.rulefile_models import RuleFileVersion
+from tests.integration.orgworld import running_world
 from tests.integration.test_conditions import purchase, through_line
 from tests.integration.test_execution import (
     ACME,
@@ -40,6 +41,14 @@ def rules_copy(tmp_path: Path) -> Path:
 
 def check(tmp_path: Path, cfg: Config) -> Result:
     return ringi(write_config(cfg, tmp_path), "rules", "check")
+
+
+def check_fails(tmp_path: Path, cfg: Config, *expected: str) -> None:
+    """`ringi rules check` exits 1 and its output says each of `expected`."""
+    out = check(tmp_path, cfg)
+    assert out.exit_code == 1
+    for text in expected:
+        assert text in out.output, (text, out.output)
 
 
 def refused(relay: CapturingRelay, path: Path) -> list[str]:
@@ -88,12 +97,9 @@ def test_a_broken_case_type_file_keeps_its_last_good_version(
         assert len(refused(relay, path)) == 1
     finally:
         w.app.stop()
-    out = check(tmp_path, w.app.cfg)
-    assert out.exit_code == 1
-    assert f"FAIL  {path}" in out.output
-    assert f"{path}: in force instead: its last good version stays in force: case type " \
-        "travel, as loaded 2026-11-02 09:00" in out.output
-    assert "travel           workflow travel" in out.output
+    check_fails(tmp_path, w.app.cfg, f"FAIL  {path}",
+                f"{path}: in force instead: its last good version stays in force: case type "
+                "travel, as loaded 2026-11-02 09:00", "travel           workflow travel")
     # Fixed (and changed): the new version is used and becomes the last good one.
     path.write_text(good.replace('title = "Travel expense"', 'title = "Business trip"'))
     w = restart(w, tmp_path, db_url, relay, rules)
@@ -116,8 +122,7 @@ def test_a_case_type_file_never_good_is_not_offered(tmp_path: Path, db_url: str,
     leave = rules / "casetypes" / "leave.toml"
     leave.write_text('name = "leave"\ntitle = "Leave"\n[[fields]]\nname = "days"\n'
                      'label = "Days"\nkind = "days"\n')
-    w = start_world(tmp_path, db_url, relay, rules=rules)
-    try:
+    with running_world(tmp_path, db_url, relay, rules=rules) as w:
         (b,) = w.app.broken_rules
         assert b.in_force == ("no good version is stored: the case type it defines is not "
                               "offered (a request naming it is answered as an unknown type)")
@@ -126,13 +131,9 @@ def test_a_case_type_file_never_good_is_not_offered(tmp_path: Path, db_url: str,
         answer = w.one(SMITH)
         assert '"leave" is not a request type ringi knows' in answer.body
         assert refused(relay, leave) == [f"[ringi] rule file refused: {leave}"]
-    finally:
-        w.app.stop()
-    out = check(tmp_path, w.app.cfg)
-    assert out.exit_code == 1
-    assert f"FAIL  {leave}:6: field 'days': kind 'days' is not one of" in out.output
-    assert f"{leave}: in force instead: no good version is stored: the case type it " \
-        "defines is not offered" in out.output
+    check_fails(tmp_path, w.app.cfg, f"FAIL  {leave}:6: field 'days': kind 'days' is not one of",
+                f"{leave}: in force instead: no good version is stored: the case type it "
+                "defines is not offered")
 
 
 def test_a_broken_destinations_file_keeps_its_last_good_version(
@@ -156,12 +157,10 @@ def test_a_broken_destinations_file_keeps_its_last_good_version(
         assert alert.subject == f"[ringi] rule file refused: {path}"
     finally:
         w.app.stop()
-    out = check(tmp_path, w.app.cfg)
-    assert out.exit_code == 1
-    assert f"FAIL  {path}: destination 'acme-orders': calendar: hours '9 to 5'" in out.output
-    assert f"{path}: in force instead: its last good version stays in force: destinations " \
-        "acme-orders, purchasing-desk" in out.output
-    assert "destination acme-orders: purchase when" in out.output
+    check_fails(tmp_path, w.app.cfg,
+                f"FAIL  {path}: destination 'acme-orders': calendar: hours '9 to 5'",
+                f"{path}: in force instead: its last good version stays in force: destinations "
+                "acme-orders, purchasing-desk", "destination acme-orders: purchase when")
     path.write_text(good.replace("purchasing-desk@example.com", "desk@example.com"))
     w = restart(w, tmp_path, db_url, relay, rules)
     try:

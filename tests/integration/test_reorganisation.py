@@ -22,6 +22,15 @@ from daemon.cases.reorgrunner import rerouting
 from daemon.clock import FrozenClock
 from daemon.store.models import CaseStep, OutboundMail, WorkItem
 from daemon.store.reorg_models import Reorganisation
+from tests.integration.orgworld import (
+    ENG_HEAD,
+    ORG,
+    decide,
+    event_kinds,
+    file_release,
+    org_file,
+    running_world,
+)
 from tests.integration.test_outcomes import (
     ADMIN,
     ITO,
@@ -32,24 +41,18 @@ from tests.integration.test_outcomes import (
     TANAKA,
     World,
     number_of,
-    start_world,
     travel,
 )
 from tests.support import ROOT, CapturingRelay, free_port, make_config, ringi, write_config
 
 KATO = "kato@example.com"
-RELEASE = "Type: design_release\nDocument number: D-1\nRevision: A\nSummary: first release\n"
-ORG = (ROOT / "samples" / "organisation.toml").read_text()
-ENG_HEAD = '[[roles]]\nunit = "eng"\nrole = "head"\nperson = "suzuki"\n'
 ITO_POST = 'unit = "accounting"\nposition = "section_manager"'
 NEW_ORG = ORG.replace(ENG_HEAD, ENG_HEAD.replace("suzuki", "sato")).replace(
     ITO_POST, ITO_POST + "\nactive = false")
 
 
 def file_three(w: World) -> dict[str, object]:
-    w.send(TANAKA, "Release", RELEASE)
-    a = number_of(w.one(TANAKA))
-    to_suzuki = w.one(SUZUKI)
+    a, to_suzuki = file_release(w)
     w.send(SMITH, "Trip", travel("20,000"))
     b = number_of(w.one(SMITH))
     to_takahashi = w.one(TAKAHASHI)
@@ -60,17 +63,22 @@ def file_three(w: World) -> dict[str, object]:
             "ito": to_ito}
 
 
-def plan_file(tmp_path: Path, text: str = NEW_ORG) -> Path:
-    path = tmp_path / "org-2027.toml"
-    path.write_text(text)
-    return path
+def plan_file(tmp_path: Path) -> Path:
+    return org_file(tmp_path, NEW_ORG, "org-2027.toml")
+
+
+def begun(w: World, tmp_path: Path) -> dict[str, object]:
+    """The three cases filed, the new organisation planned and the reorganisation begun."""
+    f = file_three(w)
+    w.app.reorganisations.plan(plan_file(tmp_path), None, "admin")
+    w.app.reorganisations.begin("admin")
+    return f
 
 
 def test_plan_begin_commit_rollback(tmp_path: Path, db_url: str,
                                     relay: CapturingRelay) -> None:
-    w = start_world(tmp_path, db_url, relay)
-    reorgs = w.app.reorganisations
-    try:
+    with running_world(tmp_path, db_url, relay) as w:
+        reorgs = w.app.reorganisations
         f = file_three(w)
         report = reorgs.plan(plan_file(tmp_path), None, "admin")
         by_case = {c.number: c for c in report.checks}
@@ -110,7 +118,7 @@ def test_plan_begin_commit_rollback(tmp_path: Path, db_url: str,
         assert "承認しました" in got[f["b"]]  # the kept reply, applied
         assert "承認依頼" in got[d]  # request D routed now, under the new directory
         assert "has now been routed" in w.one(SMITH).body
-        assert "decision" in [k for k, _ in w.events(f["b"])]  # on to Brown now
+        assert "decision" in event_kinds(w, f["b"])  # on to Brown now
 
         left = reorgs.rollback("admin")
         assert left == []
@@ -120,24 +128,20 @@ def test_plan_begin_commit_rollback(tmp_path: Path, db_url: str,
         assert number_of(w.one(ITO)) == f["c"]  # Ito is back, and asked again
         w.reply(new_ask, SATO, "承認")  # Sato's token died with the rollback
         assert "受付できません" in w.one(SATO).subject
-        w.reply(f["suzuki"], SUZUKI, "承認")  # the original mail works again
-        w.one(SUZUKI)
+        decide(w, f["suzuki"], SUZUKI, "承認")  # the original mail works again
         assert w.case(f["a"]).state == "approved"
         assert w.case(f["c"]).state == "in_review"
-        kinds = [k for k, _ in w.events(f["a"])]
+        kinds = event_kinds(w, f["a"])
         assert "reassigned" in kinds and "restored" in kinds
         with w.app.store.transaction() as s:
             row = s.scalar(select(Reorganisation).order_by(Reorganisation.id.desc()))
             assert row is not None and row.state == "rolled_back"
-    finally:
-        w.app.stop()
 
 
 def test_effective_time_commits_by_itself(tmp_path: Path, db_url: str,
                                           relay: CapturingRelay) -> None:
-    w = start_world(tmp_path, db_url, relay)
-    reorgs = w.app.reorganisations
-    try:
+    with running_world(tmp_path, db_url, relay) as w:
+        reorgs = w.app.reorganisations
         f = file_three(w)
         when = w.clock.now() + timedelta(days=1)
         reorgs.plan(plan_file(tmp_path), when, "admin")
@@ -151,15 +155,12 @@ def test_effective_time_commits_by_itself(tmp_path: Path, db_url: str,
         alert = w.one(ADMIN)
         assert "committed" in alert.subject and f["c"] in alert.body
         assert reorgs.status()["reorganisations"][0]["state"] == "committed"
-    finally:
-        w.app.stop()
 
 
 def test_effective_time_rolls_back_when_so_configured(tmp_path: Path, db_url: str,
                                                       relay: CapturingRelay) -> None:
-    w = start_world(tmp_path, db_url, relay, workflow={"reorg_on_failure": "rollback"})
-    reorgs = w.app.reorganisations
-    try:
+    with running_world(tmp_path, db_url, relay, workflow={"reorg_on_failure": "rollback"}) as w:
+        reorgs = w.app.reorganisations
         f = file_three(w)
         reorgs.plan(plan_file(tmp_path), w.clock.now(), "admin")
         w.app.timers.run_once()
@@ -168,8 +169,6 @@ def test_effective_time_rolls_back_when_so_configured(tmp_path: Path, db_url: st
         w.nothing_more(SATO, SUZUKI)
         assert w.case(f["a"]).state == "in_review" and w.case(f["c"]).state == "in_review"
         assert reorgs.status()["reorganisations"][0]["state"] == "rolled_back"
-    finally:
-        w.app.stop()
 
 
 def test_commit_is_one_transaction(tmp_path: Path, db_url: str, relay: CapturingRelay,
@@ -177,12 +176,9 @@ def test_commit_is_one_transaction(tmp_path: Path, db_url: str, relay: Capturing
     """A failure half-way through the commit leaves the old directory and every case."""
     import daemon.cases.reorganisation as module
 
-    w = start_world(tmp_path, db_url, relay)
-    reorgs = w.app.reorganisations
-    try:
-        f = file_three(w)
-        reorgs.plan(plan_file(tmp_path), None, "admin")
-        reorgs.begin("admin")
+    with running_world(tmp_path, db_url, relay) as w:
+        reorgs = w.app.reorganisations
+        f = begun(w, tmp_path)
         real = module.withdraw_in_bulk
 
         def crash_after(*args: Any, **kw: Any) -> None:
@@ -209,20 +205,15 @@ def test_commit_is_one_transaction(tmp_path: Path, db_url: str, relay: Capturing
         monkeypatch.setattr(module, "withdraw_in_bulk", real)
         reorgs.commit("admin", hold_failing=True)  # and it can be committed afterwards
         assert number_of(w.one(SATO)) == f["a"]
-    finally:
-        w.app.stop()
 
 
 def test_commit_switches_at_once_and_cases_follow(tmp_path: Path, db_url: str,
                                                    relay: CapturingRelay) -> None:
     """From the commit on, the old approver's mail is dead; the new ask, the old approver's
     notice and the hold follow from the case's work item, in order."""
-    w = start_world(tmp_path, db_url, relay)
-    reorgs = w.app.reorganisations
-    try:
-        f = file_three(w)
-        reorgs.plan(plan_file(tmp_path), None, "admin")
-        reorgs.begin("admin")
+    with running_world(tmp_path, db_url, relay) as w:
+        reorgs = w.app.reorganisations
+        f = begun(w, tmp_path)
         w.app.reorg_runner.stop()  # the items wait: the state between commit and reroute
         reorgs.commit("admin", hold_failing=True)
         assert reorgs.status()["reorganisations"][0]["rerouting"] == 2
@@ -242,23 +233,17 @@ def test_commit_switches_at_once_and_cases_follow(tmp_path: Path, db_url: str,
         assert "ご判断は不要" in w.one(SUZUKI).subject
         assert "停止中" in w.one(KATO).subject and w.case(f["c"]).state == "held"
         assert "rerouting" not in (w.case(f["a"]).route or {})
-        assert "reassigned" in [k for k, _ in w.events(f["a"])]
-        w.reply(new_ask, SATO, "承認")
-        w.one(SATO)
+        assert "reassigned" in event_kinds(w, f["a"])
+        decide(w, new_ask, SATO, "承認")
         assert w.case(f["a"]).state == "approved"
-    finally:
-        w.app.stop()
 
 
 def test_rollback_before_the_cases_were_rerouted(tmp_path: Path, db_url: str,
                                                  relay: CapturingRelay) -> None:
     """The withdrawn asks are reopened with their tokens; the queued reroutes do nothing."""
-    w = start_world(tmp_path, db_url, relay)
-    reorgs = w.app.reorganisations
-    try:
-        f = file_three(w)
-        reorgs.plan(plan_file(tmp_path), None, "admin")
-        reorgs.begin("admin")
+    with running_world(tmp_path, db_url, relay) as w:
+        reorgs = w.app.reorganisations
+        f = begun(w, tmp_path)
         w.app.reorg_runner.stop()
         reorgs.commit("admin", hold_failing=True)
         assert reorgs.rollback("admin") == []
@@ -269,14 +254,10 @@ def test_rollback_before_the_cases_were_rerouted(tmp_path: Path, db_url: str,
                 == ["done", "done"]
         assert w.case(f["c"]).state == "in_review"
         assert "rerouting" not in (w.case(f["a"]).route or {})
-        w.reply(f["suzuki"], SUZUKI, "承認")  # the original mail works again
-        w.one(SUZUKI)
+        decide(w, f["suzuki"], SUZUKI, "承認")  # the original mail works again
         assert w.case(f["a"]).state == "approved"
-        w.reply(f["ito"], ITO, "承認")
-        w.one(ITO)
+        decide(w, f["ito"], ITO, "承認")
         assert w.case(f["c"]).state != "in_review"
-    finally:
-        w.app.stop()
 
 
 def test_a_reroute_that_keeps_failing_is_told(tmp_path: Path, db_url: str,
@@ -286,12 +267,9 @@ def test_a_reroute_that_keeps_failing_is_told(tmp_path: Path, db_url: str,
     told about, naming the case; the retry command runs it once the cause is gone."""
     import daemon.cases.reorgrunner as module
 
-    w = start_world(tmp_path, db_url, relay)
-    reorgs = w.app.reorganisations
-    try:
-        f = file_three(w)
-        reorgs.plan(plan_file(tmp_path), None, "admin")
-        reorgs.begin("admin")
+    with running_world(tmp_path, db_url, relay) as w:
+        reorgs = w.app.reorganisations
+        f = begun(w, tmp_path)
         w.app.reorg_runner.stop()
         real = module.act_withdrawn
 
@@ -320,8 +298,6 @@ def test_a_reroute_that_keeps_failing_is_told(tmp_path: Path, db_url: str,
             assert w.app.queue.retry(item_id)
         w.rerouted()
         assert number_of(w.one(SATO)) == f["a"] and w.case(f["c"]).state == "held"
-    finally:
-        w.app.stop()
 
 
 def readme_commands() -> list[str]:

@@ -10,6 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from daemon.directory.importer import import_directory_file
+from tests.integration.orgworld import (
+    ENG_HEAD,
+    ORG,
+    RELEASE,
+    decide,
+    event_kinds,
+    file_release,
+    org_file,
+    running_world,
+)
 from tests.integration.test_outcomes import (
     ADMIN,
     BROWN,
@@ -21,32 +31,23 @@ from tests.integration.test_outcomes import (
     YAMAMOTO,
     World,
     number_of,
-    start_world,
     travel,
 )
-from tests.support import ROOT, CapturingRelay
+from tests.support import CapturingRelay
 
-RELEASE = "Type: design_release\nDocument number: D-1\nRevision: A\nSummary: first release\n"
-ORG = (ROOT / "samples" / "organisation.toml").read_text()
-ENG_HEAD = '[[roles]]\nunit = "eng"\nrole = "head"\nperson = "suzuki"\n'
 HQ_HEAD = '[[roles]]\nunit = "hq"\nrole = "head"\nperson = "yamamoto"\n'
 
 
 def reorganise(w: World, tmp_path: Path, text: str, name: str = "org.toml") -> None:
-    path = tmp_path / name
-    path.write_text(text)
-    diff = import_directory_file(w.app.store, path, w.clock.now(),
+    diff = import_directory_file(w.app.store, org_file(tmp_path, text, name), w.clock.now(),
                                  after=w.app.reroute_after_import)
     assert diff is not None and not diff.empty
 
 
 def test_a_role_handed_over_moves_the_waiting_step(tmp_path: Path, db_url: str,
                                                    relay: CapturingRelay) -> None:
-    w = start_world(tmp_path, db_url, relay)
-    try:
-        w.send(TANAKA, "Release", RELEASE)  # head of Engineering: Suzuki
-        number = number_of(w.one(TANAKA))
-        old = w.one(SUZUKI)
+    with running_world(tmp_path, db_url, relay) as w:
+        number, old = file_release(w)  # head of Engineering: Suzuki
         w.send(SMITH, "Trip", travel("20,000"))  # Sales line: Takahashi; not touched below
         w.one(SMITH)
         w.one(TAKAHASHI)
@@ -58,23 +59,16 @@ def test_a_role_handed_over_moves_the_waiting_step(tmp_path: Path, db_url: str,
         w.reply(old, SUZUKI, "承認")  # the old token died with the move
         assert "受付できません" in w.one(SUZUKI).subject
         assert w.case(number).state == "in_review"
-        w.reply(new, SATO, "承認")
-        w.one(SATO)
+        decide(w, new, SATO, "承認")
         assert "承認されました" in w.one(TANAKA).subject
         w.nothing_more(TAKAHASHI, SMITH, TANAKA)  # unchanged approvers hear nothing
-        kinds = [k for k, _ in w.events(number)]
-        assert "reassigned" in kinds
-    finally:
-        w.app.stop()
+        assert "reassigned" in event_kinds(w, number)
 
 
 def test_a_vacant_post_holds_and_a_later_import_resumes(tmp_path: Path, db_url: str,
                                                         relay: CapturingRelay) -> None:
-    w = start_world(tmp_path, db_url, relay)
-    try:
-        w.send(TANAKA, "Release", RELEASE)
-        number = number_of(w.one(TANAKA))
-        w.one(SUZUKI)
+    with running_world(tmp_path, db_url, relay) as w:
+        number, _ = file_release(w)
         vacant = ORG.replace(ENG_HEAD, "").replace(HQ_HEAD, "")  # no head to climb to
         reorganise(w, tmp_path, vacant)
         assert "ご判断は不要" in w.one(SUZUKI).subject
@@ -96,17 +90,13 @@ def test_a_vacant_post_holds_and_a_later_import_resumes(tmp_path: Path, db_url: 
         assert {number_of(m) for m in asks} == {number, second}
         assert all("再開しました" in m.subject and "承認待ち" in m.body for m in w.new(TANAKA, 2))
         assert w.case(number).state == "in_review"
-        w.reply(asks[0], BROWN, "approve")
-        w.one(BROWN)
+        decide(w, asks[0], BROWN, "approve")
         assert w.case(number_of(asks[0])).state == "approved"
-    finally:
-        w.app.stop()
 
 
 def test_nobody_left_above_holds_never_approves(tmp_path: Path, db_url: str,
                                                 relay: CapturingRelay) -> None:
-    w = start_world(tmp_path, db_url, relay)
-    try:
+    with running_world(tmp_path, db_url, relay) as w:
         w.send(TANAKA, "Trip", travel("12,000"))  # Engineering's line: Sato, then done
         number = number_of(w.one(TANAKA))
         w.one(SATO)
@@ -118,22 +108,15 @@ def test_nobody_left_above_holds_never_approves(tmp_path: Path, db_url: str,
         assert "停止中" in held.subject and "no approver left above" in held.body
         w.nothing_more(SUZUKI, SATO)  # Sato is gone: no mail; nobody else asked
         assert w.case(number).state == "held"
-        assert "approved" not in [k for k, _ in w.events(number)]
-    finally:
-        w.app.stop()
+        assert "approved" not in event_kinds(w, number)
 
 
 def test_unchanged_import_changes_nothing(tmp_path: Path, db_url: str,
                                           relay: CapturingRelay) -> None:
-    w = start_world(tmp_path, db_url, relay)
-    try:
-        w.send(TANAKA, "Release", RELEASE)
-        number = number_of(w.one(TANAKA))
-        w.one(SUZUKI)
+    with running_world(tmp_path, db_url, relay) as w:
+        number, _ = file_release(w)
         # Someone unrelated moves: every waiting ask is re-resolved, none changes.
         reorganise(w, tmp_path, ORG.replace('unit = "procurement"\nposition = "staff"',
                                             'unit = "sales"\nposition = "staff"', 1))
         w.nothing_more(SUZUKI, TANAKA, ADMIN)
         assert w.case(number).state == "in_review"
-    finally:
-        w.app.stop()

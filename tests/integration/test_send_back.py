@@ -11,7 +11,15 @@ from pathlib import Path
 from sqlalchemy import select
 
 from daemon.directory.importer import import_directory_file
-from daemon.store.models import Case, CaseStep
+from daemon.store.models import CaseStep
+from tests.integration.orgworld import (
+    ORG,
+    RELEASE,
+    case_steps,
+    decide,
+    org_file,
+    running_world,
+)
 from tests.integration.test_outcomes import (
     BROWN,
     SATO,
@@ -24,19 +32,15 @@ from tests.integration.test_outcomes import (
     World,
     custom_rules,
     number_of,
-    start_world,
     travel,
 )
-from tests.support import ROOT, CapturingRelay, ringi, wait_until, write_config
+from tests.support import CapturingRelay, ringi, wait_until, write_config
 
 
 def steps_of(w: World, number: str) -> list[tuple[str, str, str]]:
     """(approver, kind, state) of every step, in the order they were asked."""
-    with w.app.store.transaction() as s:
-        case = s.scalar(select(Case).where(Case.number == number))
-        assert case is not None
-        return [(st.approver_id, st.kind, st.state) for st in s.scalars(
-            select(CaseStep).where(CaseStep.case_id == case.id).order_by(CaseStep.seq))]
+    w.case(number)  # fails if there is no such case
+    return [(st.approver_id, st.kind, st.state) for st in case_steps(w, number)]
 
 
 def test_double_rejection_goes_back_step_by_step(tmp_path: Path, db_url: str,
@@ -44,14 +48,11 @@ def test_double_rejection_goes_back_step_by_step(tmp_path: Path, db_url: str,
     """Takahashi, Brown, Watanabe approve in turn (¥54,500 from Sales). Watanabe rejects:
     back to Brown. Brown rejects: back to Takahashi, not to Brown again. Takahashi rejects:
     the requester has it. Each undone approval shows as such."""
-    w = start_world(tmp_path, db_url, relay)
-    try:
+    with running_world(tmp_path, db_url, relay) as w:
         w.send(SMITH, "Trip", travel("54,500"))
         number = number_of(w.one(SMITH))
-        w.reply(w.one(TAKAHASHI), TAKAHASHI, "承認")
-        w.new(TAKAHASHI)
-        w.reply(w.one(BROWN), BROWN, "approve")
-        w.new(BROWN)
+        decide(w, w.one(TAKAHASHI), TAKAHASHI, "承認")
+        decide(w, w.one(BROWN), BROWN, "approve")
         w.reply(w.one(WATANABE), WATANABE, "却下\n顧客名がありません")
         assert "ブラウン" in w.one(WATANABE).body  # goes back to Brown
         back_to_brown = w.one(BROWN)
@@ -88,8 +89,6 @@ def test_double_rejection_goes_back_step_by_step(tmp_path: Path, db_url: str,
         assert shown.exit_code == 0, shown.output
         assert "brown via rank-above: undone" in shown.output
         assert "takahashi via rank-above: undone" in shown.output
-    finally:
-        w.app.stop()
 
 
 BOARD = '''
@@ -115,32 +114,24 @@ name = "review"
 
 def test_all_of_ask_is_asked_again_whole_and_undone_approvers_are_told(
         tmp_path: Path, db_url: str, relay: CapturingRelay) -> None:
-    w = start_world(tmp_path, db_url, relay,
-                    rules=custom_rules(tmp_path, "design_release.toml", BOARD))
-    try:
-        w.send(TANAKA, "Release", "Type: design_release\nDocument number: D-1\n"
-               "Revision: A\nSummary: first release\n")
+    with running_world(tmp_path, db_url, relay,
+                       rules=custom_rules(tmp_path, "design_release.toml", BOARD)) as w:
+        w.send(TANAKA, "Release", RELEASE)
         number = number_of(w.one(TANAKA))
-        w.reply(w.one(TAKAHASHI), TAKAHASHI, "承認")
-        w.new(TAKAHASHI)
+        decide(w, w.one(TAKAHASHI), TAKAHASHI, "承認")
         to_b, to_w = w.one(BROWN), w.one(WATANABE)
-        w.reply(to_b, BROWN, "approve")
-        w.new(BROWN)
-        w.reply(to_w, WATANABE, "承認")
-        w.new(WATANABE)
+        decide(w, to_b, BROWN, "approve")
+        decide(w, to_w, WATANABE, "承認")
         # The director rejects: back to the board, both of them, as an all-of ask again.
-        w.reply(w.one(YAMAMOTO), YAMAMOTO, "却下\n図面番号の確認を")
-        w.new(YAMAMOTO)
+        decide(w, w.one(YAMAMOTO), YAMAMOTO, "却下\n図面番号の確認を")
         again_b, again_w = w.one(BROWN), w.one(WATANABE)
         assert "図面番号の確認を" in again_b.body and "全員の承認が必要です" in again_w.body
         w.nothing_more(TAKAHASHI, BROWN, WATANABE)  # both asked again: no notice besides
 
         # Brown approves again, Watanabe rejects: back to Takahashi; Brown's approval is
         # undone and she is told, naming who rejected and to whom it went.
-        w.reply(again_b, BROWN, "approve")
-        w.new(BROWN)
-        w.reply(again_w, WATANABE, "却下\n版数が違います")
-        w.new(WATANABE)
+        decide(w, again_b, BROWN, "approve")
+        decide(w, again_w, WATANABE, "却下\n版数が違います")
         notice = w.one(BROWN)
         assert "Your approval was undone" in notice.subject
         assert "Yuki Watanabe" in notice.body and "Kenji Takahashi" in notice.body
@@ -154,14 +145,10 @@ def test_all_of_ask_is_asked_again_whole_and_undone_approvers_are_told(
                                                           ("brown", "returned", "undone")]
 
         # Takahashi approves again: the route goes on from his step, the board is asked.
-        w.reply(back, TAKAHASHI, "承認")
-        w.new(TAKAHASHI)
-        w.reply(w.one(BROWN), BROWN, "approve")
-        w.new(BROWN)
-        w.reply(w.one(WATANABE), WATANABE, "承認")
-        w.new(WATANABE)
-        w.reply(w.one(YAMAMOTO), YAMAMOTO, "承認")
-        w.new(YAMAMOTO)
+        decide(w, back, TAKAHASHI, "承認")
+        decide(w, w.one(BROWN), BROWN, "approve")
+        decide(w, w.one(WATANABE), WATANABE, "承認")
+        decide(w, w.one(YAMAMOTO), YAMAMOTO, "承認")
         assert w.case(number).state == "approved"
         approved = wait_until(lambda: [m for m in w.relay.to(TANAKA)
                                        if "承認されました" in m.subject], what="approved")[-1]
@@ -170,8 +157,6 @@ def test_all_of_ask_is_asked_again_whole_and_undone_approvers_are_told(
         assert len(listed) == 4, listed
         for name in ("高橋 健二", "エミリー・ブラウン", "渡辺 由紀", "山本 誠"):
             assert sum(name in line for line in listed) == 1, (name, listed)
-    finally:
-        w.app.stop()
 
 
 def test_escalation_to_a_proxy_in_another_unit_keeps_the_footing(
@@ -179,12 +164,9 @@ def test_escalation_to_a_proxy_in_another_unit_keeps_the_footing(
     """Takahashi (Sales, Chief) is late; his registered proxy Sato is in Engineering. Her
     approval of the escalated step stands for his: the route climbs Sales (Brown, Section
     Manager), not Engineering (where nobody holds rank 30 and Suzuki would be asked)."""
-    w = start_world(tmp_path, db_url, relay)
-    try:
-        org = (ROOT / "samples" / "organisation.toml").read_text()
-        with_proxy = tmp_path / "org.toml"
-        with_proxy.write_text(org + '\n[[relations]]\napprover = "sato"\nperson = "takahashi"\n'
-                              'kind = "proxy"\nvalid_from = 2026-01-01\n')
+    with running_world(tmp_path, db_url, relay) as w:
+        with_proxy = org_file(tmp_path, ORG + '\n[[relations]]\napprover = "sato"\n'
+                              'person = "takahashi"\nkind = "proxy"\nvalid_from = 2026-01-01\n')
         assert import_directory_file(w.app.store, with_proxy, w.clock.now()) is not None
         w.clock.set(datetime(2026, 11, 6, 9, 0, tzinfo=UTC))  # a Friday
         w.send(SMITH, "Trip", travel("54,500"))
@@ -197,25 +179,20 @@ def test_escalation_to_a_proxy_in_another_unit_keeps_the_footing(
         assert w.app.timers.run_once() == 1  # escalation to the proxy
         escalated = w.one(SATO)
         assert "代理または上位の承認者" in escalated.body
-        w.reply(escalated, SATO, "承認")
-        w.new(SATO)
+        decide(w, escalated, SATO, "承認")
         to_brown = w.one(BROWN)  # the rank above Takahashi, in Sales
         assert "Approval needed" in to_brown.subject
         w.nothing_more(SUZUKI)
         w.reply(request, TAKAHASHI, "承認")  # his own request was withdrawn
         assert "受付できません" in w.one(TAKAHASHI).subject
-        w.reply(to_brown, BROWN, "approve")
-        w.new(BROWN)
-        w.reply(w.one(WATANABE), WATANABE, "承認")  # ¥54,500: the Department Manager too
-        w.new(WATANABE)
+        decide(w, to_brown, BROWN, "approve")
+        decide(w, w.one(WATANABE), WATANABE, "承認")  # ¥54,500: the Department Manager too
         assert w.case(number).state == "approved"
         w.nothing_more(SUZUKI)
         with w.app.store.transaction() as s:
             esc = s.scalar(select(CaseStep).where(CaseStep.kind == "escalation"))
             assert esc is not None and (esc.approver_id, (esc.pos or {}).get("as")) == (
                 "sato", "takahashi")
-    finally:
-        w.app.stop()
 
 
 EXECUTIVE = '''
@@ -254,20 +231,17 @@ def test_an_undone_automatic_approval_gives_its_budget_back_once(
 
     rules = with_rules(tmp_path, MONTHLY)
     (rules / "workflows" / "purchase.toml").write_text(EXECUTIVE)
-    w = start_world(tmp_path, db_url, relay, rules=rules, paths={"rules": str(rules)})
-    try:
+    with running_world(tmp_path, db_url, relay, rules=rules, paths={"rules": str(rules)}) as w:
         number = up_to_watanabe(w, "180,000")
         to_director = w.one(YAMAMOTO)
         assert consumed(w) == Decimal("180000.00")
-        w.reply(to_director, YAMAMOTO, "却下\n見積書を添付してください")
-        w.new(YAMAMOTO)
+        decide(w, to_director, YAMAMOTO, "却下\n見積書を添付してください")
         asked = wait_until(lambda: [m for m in w.relay.to(WATANABE)
                                     if number in m.subject and "#" in m.subject], what="ask")
         assert "見積書を添付してください" in asked[-1].body
         assert consumed(w) == Decimal(0)  # the undone automatic approval gave it back
         w.reply(asked[-1], WATANABE, "承認")
-        w.reply(w.one(YAMAMOTO), YAMAMOTO, "承認")
-        w.new(YAMAMOTO)
+        decide(w, w.one(YAMAMOTO), YAMAMOTO, "承認")
         assert consumed(w) == Decimal("180000.00")  # taken once by his approval in person
         w.reply(w.one(CLARK), CLARK, "reject\nNo budget code")
         wait_until(lambda: w.case(number).state == "rejected", what="rejected")
@@ -276,5 +250,3 @@ def test_an_undone_automatic_approval_gives_its_budget_back_once(
         assert len(released) == 2 and all("180,000.00" in d for d in released)
         assert [x[2] for x in steps_of(w, number) if x[0] == "watanabe"] == ["undone",
                                                                              "approved"]
-    finally:
-        w.app.stop()

@@ -11,14 +11,14 @@ from sqlalchemy import delete, event, select, update
 
 from bench.timers import seed_waiting
 from daemon.cases.duetimes import SETTINGS_KEY
-from daemon.store.models import Case, CaseStep, Counter
+from daemon.store.models import CaseStep, Counter
+from tests.integration.orgworld import case_steps, running_world
 from tests.integration.test_outcomes import (
     SATO,
     SUZUKI,
     TANAKA,
     World,
     number_of,
-    start_world,
     travel,
 )
 from tests.support import CapturingRelay
@@ -29,10 +29,13 @@ WED = datetime(2026, 11, 11, 9, 0, tzinfo=UTC)
 NEXT_FRI = datetime(2026, 11, 13, 9, 0, tzinfo=UTC)  # five business days
 
 
-def steps_of(w: World, number: str) -> list[CaseStep]:
-    with w.app.store.transaction() as s:
-        return list(s.scalars(select(CaseStep).join(Case, Case.id == CaseStep.case_id)
-                              .where(Case.number == number).order_by(CaseStep.seq)))
+def file_on_friday(w: World) -> str:
+    """Tanaka's ¥54,500 trip, asked of Sato on Friday: its reminder is due on Tuesday."""
+    w.clock.set(FRI)
+    w.send(TANAKA, "Trip", travel("54,500"))
+    number = number_of(w.one(TANAKA))
+    w.one(SATO)
+    return number
 
 
 def statements(w: World) -> tuple[int, int]:
@@ -55,8 +58,7 @@ def statements(w: World) -> tuple[int, int]:
 
 def test_idle_pass_is_bounded_whatever_the_number_waiting(
         tmp_path: Path, db_url: str, relay: CapturingRelay) -> None:
-    w = start_world(tmp_path, db_url, relay)
-    try:
+    with running_world(tmp_path, db_url, relay) as w:
         now = w.clock.now()
         seed_waiting(w.app.store, [now] * 20)  # rows without due times, as after an upgrade
         with w.app.store.transaction() as s:
@@ -86,67 +88,47 @@ def test_idle_pass_is_bounded_whatever_the_number_waiting(
         assert len(w.new(SATO, 3)) == 3
         w.app.timers.run_once()  # the reminders' history entries are anchored
         assert statements(w) == (few, 0)
-    finally:
-        w.app.stop()
 
 
 def test_reminder_and_escalation_times_survive_a_restart(
         tmp_path: Path, db_url: str, relay: CapturingRelay) -> None:
-    w = start_world(tmp_path, db_url, relay)
-    try:
-        w.clock.set(FRI)
-        w.send(TANAKA, "Trip", travel("54,500"))
-        number = number_of(w.one(TANAKA))
-        w.one(SATO)
-        assert [st.next_check_at for st in steps_of(w, number)] == [TUE]  # the reminder
-    finally:
-        w.app.stop()
-    w = start_world(tmp_path, db_url, relay)  # same database, a new process
-    w.seen = {who: len(relay.to(who)) for who in (SATO, SUZUKI, TANAKA)}
-    try:
+    with running_world(tmp_path, db_url, relay) as w:
+        number = file_on_friday(w)
+        assert [st.next_check_at for st in case_steps(w, number)] == [TUE]  # the reminder
+    with running_world(tmp_path, db_url, relay) as w:  # same database, a new process
+        w.seen = {who: len(relay.to(who)) for who in (SATO, SUZUKI, TANAKA)}
         with w.app.store.transaction() as s:
             fingerprint = s.scalar(select(Counter.value).where(Counter.name == SETTINGS_KEY))
         assert fingerprint is not None
-        assert [st.next_check_at for st in steps_of(w, number)] == [TUE]
+        assert [st.next_check_at for st in case_steps(w, number)] == [TUE]
         w.clock.set(datetime(2026, 11, 9, 18, 0, tzinfo=UTC))  # Monday evening: not yet
         assert w.app.timers.run_once() == 0
         w.clock.set(TUE)
         assert w.app.timers.run_once() == 1
         assert "【催促】" in w.one(SATO).body
-        assert [st.next_check_at for st in steps_of(w, number)] == [NEXT_FRI]  # escalation
+        assert [st.next_check_at for st in case_steps(w, number)] == [NEXT_FRI]  # escalation
         assert w.app.timers.run_once() == 0
         w.clock.set(NEXT_FRI)
         assert w.app.timers.run_once() == 1
         escalated = w.one(SUZUKI)
-        first, second = steps_of(w, number)
+        first, second = case_steps(w, number)
         assert first.next_check_at is None  # reminded and escalated: nothing left to do
         assert second.kind == "escalation" and second.next_check_at == datetime(
             2026, 11, 17, 9, 0, tzinfo=UTC)  # its own reminder, two business days on
         w.reply(escalated, SUZUKI, "承認")
         assert "承認されました" in w.one(TANAKA).subject
-        assert [st.next_check_at for st in steps_of(w, number)] == [None, None]  # decided
-    finally:
-        w.app.stop()
+        assert [st.next_check_at for st in case_steps(w, number)] == [None, None]  # decided
 
 
 def test_changed_settings_recompute_due_times_at_start(
         tmp_path: Path, db_url: str, relay: CapturingRelay) -> None:
-    w = start_world(tmp_path, db_url, relay)
-    try:
-        w.clock.set(FRI)
-        w.send(TANAKA, "Trip", travel("54,500"))
-        number = number_of(w.one(TANAKA))
-        w.one(SATO)
-    finally:
-        w.app.stop()
-    w = start_world(tmp_path, db_url, relay, workflow={"reminder_after_days": 3})
-    w.seen = {who: len(relay.to(who)) for who in (SATO, TANAKA)}
-    try:
-        assert [st.next_check_at for st in steps_of(w, number)] == [WED]
+    with running_world(tmp_path, db_url, relay) as w:
+        number = file_on_friday(w)
+    with running_world(tmp_path, db_url, relay, workflow={"reminder_after_days": 3}) as w:
+        w.seen = {who: len(relay.to(who)) for who in (SATO, TANAKA)}
+        assert [st.next_check_at for st in case_steps(w, number)] == [WED]
         w.clock.set(TUE)
         assert w.app.timers.run_once() == 0  # the old two days no longer apply
         w.clock.set(WED)
         assert w.app.timers.run_once() == 1
         assert "【催促】" in w.one(SATO).body
-    finally:
-        w.app.stop()
