@@ -45,6 +45,7 @@ from daemon.store.models import (
     WorkItem,
 )
 from daemon.store.reorg_models import Reorganisation, ReorgCaseBackup
+from tests.integration.orgworld import RELEASE
 from tests.integration.test_outcomes import (
     KATO,
     SATO,
@@ -56,7 +57,7 @@ from tests.integration.test_outcomes import (
     start_world,
     travel,
 )
-from tests.integration.test_reorganisation import NEW_ORG, RELEASE, file_three, plan_file
+from tests.integration.test_reorganisation import NEW_ORG, file_three, plan_file
 from tests.support import ROOT, Captured, CapturingRelay, ringi, wait_until, write_config
 
 PER_KIND = 70  # design releases, Smith's trips, Kato's trips: 210 waiting cases
