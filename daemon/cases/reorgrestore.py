@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from daemon.cases.holds import tell_held
@@ -27,6 +27,8 @@ from daemon.directory.lookup import member
 from daemon.routing.engine import Pos
 from daemon.store.models import Case, CaseStep, DirectoryImport, ReplyToken
 from daemon.store.reorg_models import Reorganisation, ReorgCaseBackup, Rerouting
+
+BULK = 1000  # cases per round of bulk statements
 
 
 def snapshot_case(s: Session, case_id: int) -> dict[str, Any]:
@@ -64,14 +66,13 @@ def restore_cases(wf: Workflow, s: Session, reorg: Reorganisation) -> list[str]:
                           sha256="", diff={}))
     s.flush()
     why = f"reorganisation {reorg.id} was rolled back"
-    left: list[str] = []
-    for b in s.scalars(select(ReorgCaseBackup).where(ReorgCaseBackup.reorg_id == reorg.id)
+    left = _cancel_pending(s, reorg.id, now)
+    for b in s.scalars(select(ReorgCaseBackup).where(ReorgCaseBackup.reorg_id == reorg.id,
+                                                     ReorgCaseBackup.state.in_(
+                                                         (Rerouting.DONE, Rerouting.SKIPPED)))
                        .order_by(ReorgCaseBackup.id)).all():
         case = s.scalar(select(Case).where(Case.id == b.case_id).with_for_update())
         if case is None:
-            continue
-        if b.state == Rerouting.PENDING:
-            left += _cancel_pending(s, b, case, now)
             continue
         if b.state != Rerouting.DONE:
             left.append(f"{case.number}: ended before it was rerouted ({case.state}); left "
@@ -110,26 +111,54 @@ def restore_cases(wf: Workflow, s: Session, reorg: Reorganisation) -> list[str]:
     return left
 
 
-def _cancel_pending(s: Session, b: ReorgCaseBackup, case: Case, now: datetime) -> list[str]:
-    """A case whose reroute has not run: the commit only withdrew its asks in bulk, so they
-    are reopened with their tokens; nobody was told anything, so nobody is now. Its work
-    item then finds the backup cancelled and does nothing."""
-    b.state = Rerouting.CANCELLED
-    if (case.route or {}).get("rerouting") is not None:
-        case.route = b.before["route"]
-    if case.state not in WAITING:
-        return [f"{case.number}: ended before it was rerouted ({case.state}); left as it is"]
-    withdrawn = set((b.plan or {}).get("withdrawn", []))
-    for sid in withdrawn:
-        st = s.get(CaseStep, sid)
-        if st is not None and st.state == StepState.SUPERSEDED:
-            st.state = StepState.PENDING
-    for tid in b.before["tokens"]:
-        tok = s.get(ReplyToken, tid)
-        if tok is not None and tok.step_id in withdrawn and tok.used_at is None \
-                and tok.expires_at > now:
-            tok.revoked_at = None
-    return []
+def _cancel_pending(s: Session, reorg_id: int, now: datetime) -> list[str]:
+    """Cases whose reroute has not run: the commit only withdrew their asks in bulk, so they
+    are reopened with their tokens, in bulk too (a rollback straight after a large commit
+    finds most cases here); nobody was told anything, so nobody is now. Their work items
+    then find the backups cancelled and do nothing. Returns the cases left as they are."""
+    left: list[str] = []
+    after = 0
+    while True:
+        rows = s.execute(select(ReorgCaseBackup.id, ReorgCaseBackup.case_id,
+                                ReorgCaseBackup.before, ReorgCaseBackup.plan)
+                         .where(ReorgCaseBackup.reorg_id == reorg_id,
+                                ReorgCaseBackup.state == Rerouting.PENDING,
+                                ReorgCaseBackup.id > after)
+                         .order_by(ReorgCaseBackup.id).limit(BULK)).all()
+        if not rows:
+            return left
+        after = rows[-1].id
+        cases = {cid: (number, state, route) for cid, number, state, route in s.execute(
+            select(Case.id, Case.number, Case.state, Case.route)
+            .where(Case.id.in_([r.case_id for r in rows])).with_for_update())}
+        steps: list[int] = []
+        tokens: list[int] = []
+        routes: list[dict[str, Any]] = []
+        for r in rows:
+            if r.case_id not in cases:
+                continue
+            number, state, route = cases[r.case_id]
+            if (route or {}).get("rerouting") is not None:
+                routes.append({"id": r.case_id, "route": r.before["route"]})
+            if state not in WAITING:
+                left.append(f"{number}: ended before it was rerouted ({state}); left as it is")
+                continue
+            steps += (r.plan or {}).get("withdrawn", [])
+            tokens += r.before["tokens"]
+        s.execute(update(ReorgCaseBackup).where(ReorgCaseBackup.id.in_([r.id for r in rows]))
+                  .values(state=Rerouting.CANCELLED))
+        if routes:
+            s.execute(update(Case), routes)
+        for i in range(0, len(steps), BULK):
+            s.execute(update(CaseStep).where(CaseStep.id.in_(steps[i:i + BULK]),
+                                             CaseStep.state == StepState.SUPERSEDED)
+                      .values(state=StepState.PENDING)
+                      .execution_options(synchronize_session=False))
+        for i in range(0, len(tokens), BULK):
+            s.execute(update(ReplyToken).where(
+                ReplyToken.id.in_(tokens[i:i + BULK]), ReplyToken.step_id.in_(steps),
+                ReplyToken.used_at.is_(None), ReplyToken.expires_at > now)
+                .values(revoked_at=None).execution_options(synchronize_session=False))
 
 
 def route_registered(wf: Workflow, s: Session, reorg_id: int) -> int:
