@@ -104,19 +104,18 @@ class App:
         templates, bad = read_template_files(cfg.paths.rules / "workflows", fields_of)
         self.broken_rules += broken_files("workflow template", bad)
         self.registry = TemplateRegistry(self.store, templates, fields_of, self.clock)
+        self.audit = AuditTrail(self.clock)
         self.workflow = Workflow(
             cfg, self.clock, self.types, self.tokens, self.notifier, self.registry,
-            BlobStore(cfg.blobs_dir),
+            BlobStore(cfg.blobs_dir), Budgets(self.clock, self.audit, cfg.workflow.zone),
         )
         good_sets, bad = read_condition_files(cfg.paths.rules / "conditions", fields_of)
         for _, cs in good_sets.values():
             self.workflow.conditions.add(cs)
         self.broken_rules += broken_files("condition set", bad)
-        self.audit = AuditTrail(self.clock)
         self.workflow.library = ConditionLibrary(self.clock, fields_of, self.audit.append,
                                                  self.audit.lock)
         self.workflow.factors = Factors(self.clock, self.audit)
-        self.workflow.budgets = Budgets(self.clock, self.audit, cfg.workflow.zone)
         self.executions = self._executions(fields_of)
         self.workflow.executions = self.executions
         self.partners = PartnerRegistry(self.clock, self.audit.append,

@@ -129,7 +129,7 @@ class CaseCommands:
             approver = member(s, st.approver_id)
             if approver is not None:
                 self.wf.send(s, "cancelled", approver, case, {"by": sender.person.name})
-        self.wf.release_budgets(s, case, "the case was cancelled")
+        self.wf.case_budgets.release(s, case, "the case was cancelled")
         case.state = CaseState.CANCELLED
         case.route = None
         self.wf.record(s, case, "cancelled", sender, detail="cancelled by email")
@@ -171,7 +171,7 @@ class CaseCommands:
         got = self._corrections(s, mail, sender, case, "reapply")
         if isinstance(got, str):
             return got
-        self.wf.release_budgets(s, case, "the case was reapplied")  # the new round takes anew
+        self.wf.case_budgets.release(s, case, "the case was reapplied")  # the new round takes anew
         self._apply(s, case, sender, *got)
         case.round += 1
         self.wf.record(s, case, "reapplied", sender,
@@ -206,7 +206,7 @@ class CaseCommands:
         returned = s.get(CaseStep, route.get("step_id")) if route.get("step_id") else None
         if back is None or returned is None or not back.person.active:
             requester = member(s, case.requester_id) or sender
-            self.wf.release_budgets(s, case, "the route restarts after a correction")
+            self.wf.case_budgets.release(s, case, "the route restarts after a correction")
             self.wf.route(s, case, Pos(), False, requester)
         else:
             case.state = CaseState.IN_REVIEW

@@ -63,7 +63,7 @@ class Decisions:
                  documents: Sequence[Note] = ()) -> None:
         wf = self.wf
         step.state = StepState.APPROVED
-        wf.charge_budgets(s, case, proxy_for or actor, step)
+        wf.case_budgets.charge(s, case, proxy_for or actor, step)
         others = self._others(s, case, step)
         if step.mode == "all" and others:
             case.state = CaseState.IN_REVIEW
@@ -134,7 +134,7 @@ class Decisions:
         final = business or step.kind in ("reconsider", "coapproval")
         if not final and self._send_back(s, case, step, actor, reason, documents):
             return
-        wf.release_budgets(s, case, "the case was rejected")
+        wf.case_budgets.release(s, case, "the case was rejected")
         case.state = CaseState.REJECTED
         case.route = None
         wf.record(s, case, "rejected", actor, reason=reason or None,
@@ -186,7 +186,7 @@ class Decisions:
             wf.record(s, case, "approval undone", member(s, a.decided_by or a.approver_id),
                       detail=f"{a.phase}/{a.step_name} (ask {a.slot}): rejected by "
                       f"{actor.person.name}; back to {names}")
-        wf.release_budgets(s, case, "the approval was undone by a send-back", undone)
+        wf.case_budgets.release(s, case, "the approval was undone by a send-back", undone)
         # The budgets the undone approvals used are given back; a new approval uses its own.
         pos = {k: v for k, v in (previous.pos or {}).items() if k not in ("uses", "released")}
         slot = wf.next_slot(s, case)

@@ -184,7 +184,7 @@ class Examiner:
         wf = self.wf
         assert nxt.pos is not None and nxt.resolution is not None and j.exam is not None
         decider = by or j.approver
-        short, uses = wf.consume_budgets(s, case, j.sets, decider)
+        short, uses = wf.case_budgets.consume(s, case, j.sets, decider)
         if short:  # a concurrent approval used the budget since the examination
             from daemon.cases.recovery import Recovery
 

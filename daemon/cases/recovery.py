@@ -228,7 +228,7 @@ class Recovery:
         wf = self.wf
         assert j.exam is not None
         self.ex.cancel_provisional(s, case, f"{j.approver.person.name}'s conditions failed")
-        wf.release_budgets(s, case, "the case was rejected")
+        wf.case_budgets.release(s, case, "the case was rejected")
         case.state = CaseState.REJECTED
         case.route = None
         wf.record(s, case, "rejected", j.approver,

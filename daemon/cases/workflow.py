@@ -7,10 +7,7 @@ daemon.cases.decisions; requester commands in daemon.cases.requests.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -27,8 +24,8 @@ from daemon.cases.holds import hold_for_approver, tell_held
 from daemon.cases.numbering import next_number
 from daemon.cases.states import CaseState, StepState
 from daemon.clock import Clock
-from daemon.conditions.budgets import BudgetError, Budgets, BudgetSpec, amount_of
-from daemon.conditions.examine import Miss, budget_miss
+from daemon.conditions.budgets import Budgets
+from daemon.conditions.casebudgets import CaseBudgets
 from daemon.conditions.factors import Factors
 from daemon.conditions.library import ConditionLibrary
 from daemon.conditions.sets import ConditionBook, ConditionSet
@@ -70,7 +67,9 @@ class Workflow:
     def __init__(
         self, cfg: Config, clock: Clock, types: CaseTypeRegistry, tokens: TokenService,
         notifier: Notifier, registry: TemplateRegistry, blobs: BlobStore,
+        budgets: Budgets | None = None,
     ) -> None:
+        """`budgets`: the period budgets approvals consume; None keeps none."""
         self.cfg = cfg
         self.clock = clock
         self.types = types
@@ -83,9 +82,14 @@ class Workflow:
         self.library = ConditionLibrary(clock, {})  # in force: the database's versions
         self.examiner = Examiner(self)
         self.factors: Factors | None = None  # external values conditions read
-        self.budgets: Budgets | None = None  # period budgets approvals consume
+        self.case_budgets = CaseBudgets(budgets, clock, self.record, self.approver_sets)
         self.executions: Executions | None = None  # SPEC 6.5; set by the app
         self.publisher: Publisher | None = None  # SPEC 8: stamp and publish steps
+
+    @property
+    def budgets(self) -> Budgets | None:
+        """The store itself, for readers of what is left (examination, period roll-over)."""
+        return self.case_budgets.store
 
     # --- history and mail ------------------------------------------------------------------
 
@@ -286,92 +290,14 @@ class Workflow:
         return (s.scalar(select(func.max(CaseStep.slot)).where(CaseStep.case_id == case.id))
                 or 0) + 1
 
-    def consume_budgets(self, s: Session, case: Case, sets: list[ConditionSet],
-                        by: Member) -> tuple[list[Miss], list[dict[str, str]]]:
-        """An approval by stored conditions uses up the sets' period budgets, atomically.
-
-        Returns (the budget that no longer covers the amount, as a miss: a concurrent
-        approval took it since the examination; the uses taken, to keep on the step so
-        exactly they can be given back). On a miss whatever was taken is given back.
-        """
-        if self.budgets is None:
-            return [], []
-        uses: list[dict[str, str]] = []
-        for cs in sets:
-            for spec in cs.budgets:
-                try:
-                    amount = amount_of(spec, case.fields)
-                except BudgetError:
-                    amount = None  # the examination already judged it
-                if amount is None:
-                    continue
-                if self.budgets.consume(s, cs.name, spec, amount, case.number, by.id):
-                    uses.append(self._use(cs.name, spec, amount))
-                    continue
-                self._give_back(s, case, uses, "the approval did not go through")
-                left = self.budgets.remaining(s, cs.name, spec)
-                return [budget_miss(cs.name, spec, amount, left,
-                                    "another approval used it meanwhile")], []
-        return [], uses
-
-    def _use(self, set_name: str, spec: BudgetSpec, amount: Decimal) -> dict[str, str]:
-        return {"set": set_name, "budget": spec.name, "period": spec.period,
-                "limit": str(spec.limit), "field": spec.field, "amount": str(amount),
-                "at": self.clock.now().isoformat()}
-
-    def _give_back(self, s: Session, case: Case, uses: list[dict[str, str]],
-                   why: str) -> None:
-        assert self.budgets is not None
-        for u in uses:
-            spec = BudgetSpec(u["budget"], Decimal(u["limit"]), u["period"], u["field"])
-            self.budgets.release(s, u["set"], spec, Decimal(u["amount"]), case.number, None,
-                                 when=datetime.fromisoformat(u["at"]))
-            self.record(s, case, "budget released", None,
-                        detail=f"{u['set']}/{u['budget']}: {Decimal(u['amount']):,f} ({why})")
-
-    def release_budgets(self, s: Session, case: Case, why: str,
-                        steps: Sequence[CaseStep] | None = None) -> None:
-        """What this round's approvals consumed comes back, exactly as recorded on their
-        steps, when the case ends without them counting (rejected, cancelled, reapplied),
-        or only `steps`' when those approvals are undone by a send-back.
-        Each use is given back once."""
-        if self.budgets is None:
-            return
-        for st in steps if steps is not None else s.scalars(select(CaseStep).where(
-                CaseStep.case_id == case.id, CaseStep.round == case.round)).all():
-            pos = dict(st.pos or {})
-            if not pos.get("uses") or pos.get("released"):
-                continue
-            self._give_back(s, case, list(pos["uses"]), why)
-            st.pos = {**pos, "released": True}
-
-    def charge_budgets(self, s: Session, case: Case, approver: Member,
-                       step: CaseStep) -> None:
-        """A setter approving in person still uses up their budgets (it may go over), unless
-        this round already took the amount from that budget (e.g. their earlier automatic
-        approval, before the case was sent back to them)."""
-        if self.budgets is None:
-            return
+    def approver_sets(self, s: Session, case: Case, approver: Member) -> list[ConditionSet]:
+        """The sets `approver` keeps for this case's requester (none if not in the directory)."""
         requester = member(s, case.requester_id)
         if requester is None:
-            return
-        taken = {(u["set"], u["budget"]) for st in s.scalars(select(CaseStep).where(
-            CaseStep.case_id == case.id, CaseStep.round == case.round)).all()
-            if not (st.pos or {}).get("released") for u in (st.pos or {}).get("uses", [])}
-        uses = []
-        for cs in self.library.book(s).for_approver(
-                approver.id, case.case_type, requester.id, self.units_of(s, requester),
-                case.number):
-            for spec in cs.budgets:
-                try:
-                    amount = amount_of(spec, case.fields)
-                except BudgetError:
-                    continue
-                if amount is not None and (cs.name, spec.name) not in taken:
-                    self.budgets.charge(s, cs.name, spec, amount, case.number, approver.id)
-                    uses.append(self._use(cs.name, spec, amount))
-        if uses:
-            step.pos = {**(step.pos or {}), "uses": uses}
+            return []
+        return self.library.book(s).for_approver(
+            approver.id, case.case_type, requester.id, self.units_of(s, requester),
+            case.number)
 
     def units_of(self, s: Session, person: Member) -> set[str]:
         """The person's unit and every unit above it: a set for a unit covers sub-units."""
