@@ -10,7 +10,7 @@ import logging
 import threading
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from daemon.audit.casechain import anchor_all
@@ -26,7 +26,7 @@ from daemon.directory.lookup import Member, member, proxies_of
 from daemon.routing.resolvers import RouteContext, rank_above
 from daemon.routing.templates import Step
 from daemon.store.db import Store, rowcount
-from daemon.store.models import Case, CaseStep, DirectoryImport
+from daemon.store.models import Case, CaseStep
 from daemon.store.reorg_models import in_progress
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ class Timers:
         self.cfg = workflow.cfg.workflow
         self.batch = duetimes.BATCH
         self._prepared = False
-        self._seen_import: int | None = None
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="timers", daemon=True)
 
@@ -85,17 +84,14 @@ class Timers:
             if in_progress(s) is not None:
                 return done  # a reorganisation is under way: reminders wait for its end
         self.prepare()
-        done += self._after_import()
         return done + self._due_steps()
 
     def prepare(self) -> None:
         """Once per process, before the first pass: due times for steps that have none or
-        were computed under other settings, and the directory import already seen."""
+        were computed under other settings."""
         if self._prepared:
             return
         duetimes.refresh_due_times(self.store, self.cfg)
-        with self.store.transaction() as s:
-            self._seen_import = s.scalar(select(func.max(DirectoryImport.id)))
         self._prepared = True
 
     def _due_steps(self) -> int:
@@ -119,30 +115,9 @@ class Timers:
                 return done
             after = rows[-1]
 
-    def _after_import(self) -> int:
-        """A directory import since the last pass may have moved waiting approvers: every
-        waiting step is visited once (for `_left`), then passes go back to what is due."""
-        with self.store.transaction() as s:
-            latest = s.scalar(select(func.max(DirectoryImport.id)))
-        if latest == self._seen_import:
-            return 0
-        self._seen_import = latest
-        done, after = 0, 0
-        while True:
-            with self.store.transaction() as s:
-                ids = s.scalars(select(CaseStep.id).join(Case, Case.id == CaseStep.case_id)
-                                .where(CaseStep.state == StepState.PENDING,
-                                       Case.state.in_(ACTIVE), CaseStep.id > after)
-                                .order_by(CaseStep.id).limit(self.batch)).all()
-            for step_id in ids:
-                done += self._visit(step_id, None)
-            if len(ids) < self.batch:
-                return done
-            after = ids[-1]
-
-    def _visit(self, step_id: int, now: datetime | None) -> int:
-        """One step in its own transaction; with `now`, only if still due (another daemon
-        may have acted on it since it was selected)."""
+    def _visit(self, step_id: int, now: datetime) -> int:
+        """One step in its own transaction, only if still due (another daemon may have acted
+        on it since it was selected)."""
         with self.store.transaction() as s:
             step = s.get(CaseStep, step_id)
             case = s.get(Case, step.case_id) if step else None
@@ -151,8 +126,8 @@ class Timers:
             if step.state != StepState.PENDING:
                 step.next_check_at = None
                 return 0
-            if case.state not in ACTIVE or (now is not None and (
-                    step.next_check_at is None or step.next_check_at > now)):
+            if case.state not in ACTIVE or step.next_check_at is None \
+                    or step.next_check_at > now:
                 return 0
             return self._step(s, case, step)
 
@@ -163,6 +138,9 @@ class Timers:
         return done
 
     def _act(self, s: Session, case: Case, step: CaseStep) -> int:
+        # Directory imports re-resolve every waiting case in their own transaction
+        # (App.reroute_after_import); this check is only a cheap guard for a step that is
+        # due, so a reminder never goes to someone who no longer holds the post.
         approver = member(s, step.approver_id)
         if self._left(approver, step):
             return self._substitute(s, case, step, approver)

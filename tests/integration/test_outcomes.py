@@ -302,28 +302,66 @@ def test_reminder_then_escalation_on_business_days(tmp_path: Path, db_url: str,
         w.app.stop()
 
 
+def sato_moves_to_sales(w: World, tmp_path: Path, reroute: bool) -> None:
+    """Sato, the line approver of Engineering, moves to Sales; `reroute` as every import
+    path of the product does (the waiting cases re-resolved in the import's transaction)."""
+    org = (ROOT / "samples" / "organisation.toml").read_text()
+    moved = tmp_path / "org.toml"
+    moved.write_text(org.replace('unit = "eng"\nposition = "chief"',
+                                 'unit = "sales"\nposition = "chief"', 1))
+    diff = import_directory_file(w.app.store, moved, w.clock.now(),
+                                 after=w.app.reroute_after_import if reroute else None)
+    assert diff is not None and any("person sato" in x for x in diff.changed)
+
+
 def test_approver_who_leaves_with_nobody_above_holds_the_case(
         tmp_path: Path, db_url: str, relay: CapturingRelay) -> None:
-    """Found by the timers (an import that did not re-resolve): the line step waited for
-    Sato; nobody else in Engineering ranks within the step's limit, so the case is held,
-    not moved on to the ¥50,000 step and never approved."""
+    """The import itself re-resolves: the line step waited for Sato; nobody else in
+    Engineering ranks within the step's limit, so the case is held, not moved on to the
+    ¥50,000 step and never approved."""
     w = start_world(tmp_path, db_url, relay)
     try:
         w.send(TANAKA, "Trip", travel("54,500"))
         number = number_of(w.one(TANAKA))
         request = w.one(SATO)
-        org = (ROOT / "samples" / "organisation.toml").read_text()
-        moved = tmp_path / "org.toml"  # Sato moves to Sales
-        moved.write_text(org.replace('unit = "eng"\nposition = "chief"',
-                                     'unit = "sales"\nposition = "chief"', 1))
-        diff = import_directory_file(w.app.store, moved, w.clock.now())
-        assert diff is not None and any("person sato" in x for x in diff.changed)
+        sato_moves_to_sales(w, tmp_path, reroute=True)
+        assert w.case(number).state == "held"  # by the import, before any timer pass
+        held = w.one(TANAKA)
+        assert "承認者待ちで停止中" in held.subject and "no approver left above" in held.body
+        alert = w.one(ADMIN)
+        assert "held" in alert.subject and number in alert.body
+        gone = w.one(SATO)  # told the case is no longer theirs
+        assert "ご判断は不要" in gone.subject
+        w.reply(request, SATO, "承認")  # the old request no longer works
+        assert "受付できません" in w.one(SATO).subject
+        w.nothing_more(SUZUKI, TANAKA)  # nobody asked, nothing approved
+        assert w.app.timers.run_once() == 0  # held: nothing more each pass
+        w.nothing_more(SUZUKI, TANAKA, SATO, ADMIN)
+        kinds = [k for k, _ in w.events(number)]
+        assert "withdrawn" in kinds and "held" in kinds and "approved" not in kinds
+    finally:
+        w.app.stop()
+
+
+def test_due_step_whose_approver_left_is_held_not_reminded(
+        tmp_path: Path, db_url: str, relay: CapturingRelay) -> None:
+    """The timers' guard for a due step: after an import that did not re-resolve, the
+    reminder due to Sato finds he no longer holds the post, so the case is held instead."""
+    w = start_world(tmp_path, db_url, relay)
+    try:
+        w.send(TANAKA, "Trip", travel("54,500"))
+        number = number_of(w.one(TANAKA))
+        request = w.one(SATO)
+        sato_moves_to_sales(w, tmp_path, reroute=False)
+        assert w.app.timers.run_once() == 0  # not due yet: the step is left alone
+        assert w.case(number).state == "in_review"
+        w.clock.set(datetime(2026, 11, 4, 9, 0, tzinfo=UTC))  # two business days: reminder
         assert w.app.timers.run_once() == 1
         held = w.one(TANAKA)
         assert "承認者待ちで停止中" in held.subject and "no approver left above" in held.body
         assert "held" in w.one(ADMIN).subject
-        gone = w.one(SATO)  # told the case is no longer theirs
-        assert "ご判断は不要" in gone.subject
+        gone = w.one(SATO)  # told the case is no longer theirs, not reminded
+        assert "ご判断は不要" in gone.subject and "【催促】" not in gone.body
         w.reply(request, SATO, "承認")  # the old request no longer works
         assert "受付できません" in w.one(SATO).subject
         w.nothing_more(SUZUKI, TANAKA)  # nobody asked, nothing approved
