@@ -11,7 +11,7 @@ from daemon.cases.decisions import Decisions
 from daemon.cases.documents import Stage, not_added
 from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
-from daemon.directory.lookup import member, member_by_email, proxies_of
+from daemon.directory.lookup import member, member_by_email, proxies_of, reread_directory
 from daemon.notify.views import person_name
 from daemon.parsing.message import ParsedMail
 from daemon.parsing.reply import Decision, parse_decision
@@ -39,7 +39,10 @@ class ReplyHandler:
         now = self.wf.clock.now()
         # First, before reading the token, the step or the sender: while a reorganisation's
         # commit or rollback runs this waits for it, and then reads what it left.
-        reorg = in_progress(s) if inbound_id is not None else None
+        reorg = None
+        if inbound_id is not None:
+            reorg = in_progress(s)
+            reread_directory(s)  # rows read before a wait may predate the commit
         sender = member_by_email(s, mail.from_addr) if mail.from_addr else None
         locale = sender.locale if sender else "en"
         check = self.wf.tokens.check(s, token, now)

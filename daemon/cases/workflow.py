@@ -30,7 +30,7 @@ from daemon.conditions.factors import Factors
 from daemon.conditions.library import ConditionLibrary
 from daemon.conditions.sets import ConditionBook, ConditionSet
 from daemon.config import Config
-from daemon.directory.lookup import Member, member, parent_unit
+from daemon.directory.lookup import Member, member, parent_unit, reread_directory
 from daemon.notify.compose import decision_link, thread_id_for
 from daemon.notify.notifier import Notifier
 from daemon.notify.views import case_view, who
@@ -179,7 +179,11 @@ class Workflow:
                         "progress: the request is routed when it is complete")
             self.tell_requester(s, case, "ack", {"documents": notes, "deferred": True})
             return case
-        asked = self.route(s, case, Pos(), False, req.requester, announce=False)
+        # `in_progress` may have waited for another instance's commit, which may have moved
+        # the requester (routing climbs from their unit and rank): read them again.
+        reread_directory(s)
+        requester = member(s, req.requester.id) or req.requester
+        asked = self.route(s, case, Pos(), False, requester, announce=False)
         self.tell_requester(s, case, "ack", {"documents": notes}, asked=asked)
         self.announce(s, case)
         return case

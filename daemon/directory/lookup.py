@@ -65,6 +65,7 @@ class Member:
 
 
 CACHE_KEY = "ringi.directory_cache"
+DIRECTORY_ROWS = (Person, OrgUnit, Position, PersonEmail, RoleAssignment, ApprovalRelation)
 
 
 class DirectoryCache:
@@ -131,6 +132,16 @@ def cached_directory(s: Session) -> Iterator[DirectoryCache]:
 def forget_directory(s: Session) -> None:
     """The directory changed in this transaction: lookups read the store again."""
     s.info.pop(CACHE_KEY, None)
+
+
+def reread_directory(s: Session) -> None:
+    """Directory rows this session loaded are read again when next used: another instance
+    may have replaced the directory while this transaction waited for it (a reorganisation's
+    commit holds its lock), and a row already loaded would otherwise keep the old post."""
+    forget_directory(s)
+    for obj in list(s.identity_map.values()):
+        if isinstance(obj, DIRECTORY_ROWS) and obj not in s.dirty and obj not in s.new:
+            s.expire(obj)
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -47,10 +47,12 @@ from daemon.store.models import (
 from daemon.store.reorg_models import Reorganisation, ReorgCaseBackup
 from tests.integration.orgworld import RELEASE
 from tests.integration.test_outcomes import (
+    BROWN,
     KATO,
     SATO,
     SMITH,
     SUZUKI,
+    TAKAHASHI,
     TANAKA,
     World,
     number_of,
@@ -230,6 +232,9 @@ def kill_during_commit(cfg_file: Path, writer: Writer, after: float | None,
         time.sleep(after)
     if while_running is not None:
         while_running()
+    # Frozen first, so the commit cannot finish between asking whether it still holds the
+    # lock and the kill (a commit of these 210 cases takes well under a second).
+    proc.send_signal(signal.SIGSTOP)
     mid = proc.poll() is None and after is not None and writer.busy()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -319,15 +324,16 @@ def test_sigkill_during_commit_leaves_old_or_new(tmp_path: Path, db_url: str,
 
 
 def commit_paused(w: World, tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch,
-                  meanwhile: Callable[[], None], answered: Callable[[], bool]) -> App:
-    """A second instance commits the plan, pausing inside its transaction after the first
-    case while `meanwhile` sends mail to the running instance; it goes on once that mail's
-    processing waits for a lock (or, wrongly, was `answered` without waiting). Returns the
-    second instance."""
+                  meanwhile: Callable[[], None], answered: Callable[[], bool],
+                  plan: Path | None = None) -> App:
+    """A second instance commits the plan (`plan`, or NEW_ORG's), pausing inside its
+    transaction after the first case while `meanwhile` sends mail to the running instance;
+    it goes on once that mail's processing waits for a lock (or, wrongly, was `answered`
+    without waiting). Returns the second instance."""
     import daemon.cases.reorganisation as module
 
     other = App(w.app.cfg, clock=w.clock)
-    other.reorganisations.plan(plan_file(tmp_path), None, "admin")
+    other.reorganisations.plan(plan or plan_file(tmp_path), None, "admin")
     other.reorganisations.begin("admin")
     real = module.withdraw_in_bulk
     inside, go_on = threading.Event(), threading.Event()
@@ -404,6 +410,39 @@ def test_a_request_during_the_commit_is_routed(
         assert w.case(number_of(ack)).state == "in_review"
         asked = {number_of(m) for m in w.new(SATO, 2)}  # case A moved to Sato, and this
         assert number_of(ack) in asked, asked  # asks Engineering's new head
+        other.store.dispose()
+    finally:
+        w.app.stop()
+
+
+def test_a_request_during_the_commit_follows_the_requesters_new_post(
+        tmp_path: Path, db_url: str, relay: CapturingRelay,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The requester of a request that waited for the commit is read again once it is over:
+    Takahashi, moved from Sales to Procurement (both as chief), files a 60,000 trip while
+    the commit runs. Routed from the post read before the wait, Brown (Sales) would be asked;
+    from the post he holds now, nobody in Procurement ranks above him up to section
+    manager, so the managers' step asks Mori (Procurement)."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite runs one writing transaction at a time")
+    w = start_world(tmp_path, db_url, relay)
+    try:
+        file_three(w)
+        moved = tmp_path / "org-2027-04.toml"
+        moved.write_text(PLAN)
+        before = len(relay.to(TAKAHASHI))
+        other = commit_paused(w, tmp_path, db_url, monkeypatch,
+                              lambda: w.send(TAKAHASHI, "Trip", travel("60,000")),
+                              lambda: len(relay.to(TAKAHASHI)) > before, plan=moved)
+        acks = [m for m in w.new(TAKAHASHI, 2) if number_of(m)]
+        number = max(number_of(m) for m in acks)  # the trip (the other: Smith's case moved)
+        assert w.case(number).state == "in_review"
+        with w.app.store.transaction() as s:
+            asked = set(s.scalars(select(CaseStep.approver_id).join(
+                Case, Case.id == CaseStep.case_id).where(
+                Case.number == number, CaseStep.state == StepState.PENDING)))
+        assert asked == {"mori"}, asked
+        assert not [m for m in relay.to(BROWN) if number in m.subject]
         other.store.dispose()
     finally:
         w.app.stop()
