@@ -80,17 +80,20 @@ class Decisions:
         template = wf.template_of(s, case)
         # A proxy decides in the asked approver's place: the route goes on from there.
         last = proxy_for or actor
-        if step.kind == "added":
+        # An escalation stands for the ask it was made beside: the route goes on as if that
+        # ask were approved (an added person's proxy approves before the step, not for it).
+        kind = self._stands_for(s, case, step) if step.kind == "escalation" else step.kind
+        if kind == "added":
             # An added person's approval goes before the step: that step is asked again,
             # from where the route stood before the addition.
             start, inside = Pos.of(step.pos), False
             last = wf.previous_actor(s, case, step.slot) or actor
-        elif step.kind in ("replaced", "coapproval"):
+        elif kind in ("replaced", "coapproval"):
             # In someone's place (a replacement), or beside them (a co-approval their
             # conditions require): the route goes on after the step, from that person.
             start, inside = after_approval(template, Pos.of(step.pos))
             last = member(s, str((step.pos or {}).get("as"))) or actor
-        elif step.kind == "admin" or step.pos is None:
+        elif kind == "admin" or step.pos is None:
             # The administrator stood in for a step nobody could fill: carry on after it.
             start, inside = next_step(template, Pos.of(step.pos)), False
         else:
@@ -101,6 +104,15 @@ class Decisions:
                       next=", ".join(who(m, actor.locale) for m in asked) if asked else None)
         if case.state != CaseState.APPROVED and asked:
             wf.tell_requester(s, case, "progress", by=actor, asked=asked)
+
+    @staticmethod
+    def _stands_for(s: Session, case: Case, step: CaseStep) -> str:
+        """The kind of the ask an escalation was made beside (the slot's first ask)."""
+        kind = s.scalar(select(CaseStep.kind).where(
+            CaseStep.case_id == case.id, CaseStep.round == step.round,
+            CaseStep.slot == step.slot, CaseStep.kind != "escalation")
+            .order_by(CaseStep.seq).limit(1))
+        return kind or step.kind
 
     def _footing(self, s: Session, case: Case, step: CaseStep) -> Member | None:
         """Whom a step stands for, when the route must climb from their post rather than

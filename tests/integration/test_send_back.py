@@ -17,10 +17,12 @@ from tests.integration.orgworld import (
     RELEASE,
     case_steps,
     decide,
+    file_release,
     org_file,
     running_world,
 )
 from tests.integration.test_outcomes import (
+    ADMIN,
     BROWN,
     SATO,
     SMITH,
@@ -250,3 +252,29 @@ def test_an_undone_automatic_approval_gives_its_budget_back_once(
         assert len(released) == 2 and all("180,000.00" in d for d in released)
         assert [x[2] for x in steps_of(w, number) if x[0] == "watanabe"] == ["undone",
                                                                              "approved"]
+
+
+def test_an_added_approver_escalated_to_a_proxy_still_comes_before_the_step(
+        tmp_path: Path, db_url: str, relay: CapturingRelay) -> None:
+    """The administrator adds Brown before Suzuki's step; Brown is late and his registered
+    proxy Takahashi approves the escalated ask. That approval stands for Brown's, which goes
+    before the step: Suzuki is asked again, and the case is never approved without him."""
+    with running_world(tmp_path, db_url, relay) as w:
+        w.clock.set(datetime(2026, 11, 6, 9, 0, tzinfo=UTC))  # a Friday
+        number, _ = file_release(w)
+        w.send(ADMIN, f"route {number} add brown", "Sales wants a look")
+        assert "Now asked" in w.one(ADMIN).body
+        w.one(BROWN)
+        w.clock.set(datetime(2026, 11, 10, 9, 0, tzinfo=UTC))
+        assert w.app.timers.run_once() == 1  # Brown's reminder
+        w.one(BROWN)
+        w.clock.set(datetime(2026, 11, 13, 9, 0, tzinfo=UTC))
+        assert w.app.timers.run_once() == 1  # escalated to his proxy
+        escalated = w.one(TAKAHASHI)
+        decide(w, escalated, TAKAHASHI, "承認")
+        again = w.one(SUZUKI)
+        assert number in again.subject and "承認依頼" in again.subject, again.subject
+        assert w.case(number).state == "in_review"
+        assert steps_of(w, number)[-1] == ("suzuki", "approver", "pending")
+        decide(w, again, SUZUKI, "承認")
+        assert w.case(number).state == "approved"
