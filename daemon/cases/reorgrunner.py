@@ -154,6 +154,11 @@ class ReorgRerouter:
         if case.state not in WAITING:  # withdrawn, cancelled or decided since the commit
             b.state, b.after = Rerouting.SKIPPED, snapshot_case(s, case.id)
             return
+        escalated: dict[int, list[str]] = {}  # slot -> who an escalation asked beside
+        if (withdrawn := (b.plan or {}).get("withdrawn", [])):
+            for slot, pid in s.execute(select(CaseStep.slot, CaseStep.approver_id).where(
+                    CaseStep.id.in_(withdrawn), CaseStep.kind == "escalation")):
+                escalated.setdefault(slot, []).append(pid)
         for d in (b.plan or {}).get("checks", []):
             c = Check(case.id, case.number, d["step"], d["outcome"], old=tuple(d["old"]),
                       new=tuple(d["new"]), reason=d["reason"], why=d["why"], slot=d["slot"])
@@ -161,5 +166,6 @@ class ReorgRerouter:
                 if case.state == CaseState.HELD:
                     resume_held(wf, s, case)
             else:
-                act_withdrawn(wf, s, case, c, Pos.of(d["pos"]), why, tell_admin=False)
+                act_withdrawn(wf, s, case, c, Pos.of(d["pos"]), why, tell_admin=False,
+                              escalated=tuple(escalated.get(c.slot, ())))
         b.state, b.after = Rerouting.DONE, snapshot_case(s, case.id)

@@ -54,28 +54,31 @@ def _act(wf: Workflow, s: Session, c: Check, why: str, tell_admin: bool) -> list
     rep = next((st for st in steps if st.kind != "escalation"), steps[0])
     for st in steps:
         wf.close_step(s, st, StepState.SUPERSEDED)
-    return act_withdrawn(wf, s, case, c, Pos.of(rep.pos), why, tell_admin)
+    escalated = tuple(st.approver_id for st in steps if st.kind == "escalation")
+    return act_withdrawn(wf, s, case, c, Pos.of(rep.pos), why, tell_admin, escalated)
 
 
 def act_withdrawn(wf: Workflow, s: Session, case: Case, c: Check, pos: Pos, why: str,
-                  tell_admin: bool) -> list[Check]:
+                  tell_admin: bool, escalated: tuple[str, ...] = ()) -> list[Check]:
     """Act on an ask that moves or fails once its old asks are withdrawn (by `_act`, or in
     bulk by a reorganisation's commit, whose work items call this: reorgrunner). `pos`:
     where the ask stood. Returns [c] when the case was held."""
     last = wf.previous_actor(s, case, c.slot) or member(s, case.requester_id)
     old = [m for pid in c.old if (m := member(s, pid)) is not None]
     names = ", ".join(m.person.name for m in old) or ", ".join(c.old)
+    # Whoever an escalation asked beside them loses the ask too, and is told like them.
+    told = old + [m for pid in escalated if pid not in c.old and (m := member(s, pid))]
     if c.outcome == "moves":
         wf.record(s, case, "reassigned", None,
                   detail=f"{c.step}: no longer with {names} ({why}); now {c.why}")
         case.state = CaseState.IN_REVIEW
         asked = wf.route(s, case, pos, True, last or old[0], needed=True,
                          replacing=tuple(old))
-        _tell_old(wf, s, case, old, why, asked)
+        _tell_old(wf, s, case, told, why, asked)
         return []
     wf.record(s, case, "withdrawn", None,
               detail=f"{c.step}: {names} can no longer be asked ({c.reason})")
-    _tell_old(wf, s, case, old, why, [])
+    _tell_old(wf, s, case, told, why, [])
     if last is None:
         return []
     hold_for_approver(wf, s, case, pos, c.reason, c.why, last, tell_admin=tell_admin)

@@ -7,7 +7,7 @@ daemon.cases.decisions; requester commands in daemon.cases.requests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -217,11 +217,22 @@ class Workflow:
                              # a re-resolved ask needs a relation valid now, not at filing
                              self.clock.now().date() if needed else case.created_at.date(),
                              needed)
-            needed = False  # only the first ask was waiting
+            resumed, needed = needed, False  # only the first ask was waiting
             for note in nxt.notes:
                 self.record(s, case, "routed", None, detail=note)
             if nxt.pos is None or nxt.resolution is None or nxt.resolution.failed:
                 break
+            if resumed and nxt.resolution.mode == "all":
+                # Asked again after a hold or a move: who already approved this step in this
+                # round is not asked twice; if all of them did, the step is done.
+                done = self.approved_at(s, case, nxt.pos)
+                left = tuple(m for m in nxt.resolution.approvers if m.id not in done)
+                if not left:
+                    start, inside = after_approval(template, nxt.pos)
+                    last_actor = member(s, done[-1]) or last_actor
+                    continue
+                nxt = replace(nxt, resolution=replace(nxt.resolution, approvers=left))
+            assert nxt.pos is not None and nxt.resolution is not None  # (for mypy, as above)
             step_def = template.phases[nxt.pos.phase].steps[nxt.pos.step]
             if step_def.action in SYSTEM_ACTIONS:
                 # Stamp (and publish): the route goes on only once every document is stamped.
@@ -360,6 +371,13 @@ class Workflow:
             CaseStep.case_id == case.id, CaseStep.round == case.round,
             CaseStep.state == StepState.APPROVED, CaseStep.slot < before_slot)
             .order_by(CaseStep.slot.desc(), CaseStep.seq.desc()).limit(1))
+
+    def approved_at(self, s: Session, case: Case, pos: Pos) -> list[str]:
+        """Who approved the step at `pos` in the current round, in order."""
+        return [st.approver_id for st in s.scalars(select(CaseStep).where(
+            CaseStep.case_id == case.id, CaseStep.round == case.round,
+            CaseStep.state == StepState.APPROVED).order_by(CaseStep.seq))
+            if st.pos is not None and Pos.of(st.pos) == pos]
 
     def previous_actor(self, s: Session, case: Case, before_slot: int) -> Member | None:
         """Who acted before an ask: the last approver, or the requester at the start."""
