@@ -235,6 +235,22 @@ class WorkflowConfig(_Section):
         return ZoneInfo(self.timezone)
 
 
+class RelationsConfig(_Section):
+    """Approval relations registered by the departments themselves (SPEC 7)."""
+
+    # For a unit, the registrar must "not_member" (not belong to it), must be a "member",
+    # or "none" (no rule), as the organisation chooses.
+    unit_rule: Literal["not_member", "member", "none"] = "not_member"
+    # A proxy is registered by a "responsible" approver (of anything in force then), or
+    # only by a responsible approver of the "same_object".
+    proxy_rule: Literal["responsible", "same_object"] = "responsible"
+    # Registrations per registrar and calendar year (company time zone); none: no cap.
+    yearly_cap: int | None = Field(default=None, ge=1)
+    # The qualifications when the directory does not give them per person: by rank.
+    register_min_rank: int = 0
+    approve_min_rank: int = 20
+
+
 class SecurityConfig(_Section):
     token_key_file: Path | None = None  # default: <spool>/secrets/token.key, created 0600
 
@@ -261,6 +277,7 @@ class Config(_Section):
     imap: list[ImapAccount] = Field(default_factory=list)
     drop: DropConfig = Field(default_factory=DropConfig)
     workflow: WorkflowConfig = Field(default_factory=WorkflowConfig)
+    relations: RelationsConfig = Field(default_factory=RelationsConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     publication: PublicationConfig = Field(default_factory=PublicationConfig)
 

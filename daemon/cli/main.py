@@ -22,6 +22,7 @@ from daemon.cli.inspect import print_case, print_status
 from daemon.cli.output import SafeFormatter, echo
 from daemon.cli.partners import partners
 from daemon.cli.records import audit, budget, factor
+from daemon.cli.relations import relation
 from daemon.cli.reorg import reorg
 from daemon.cli.rules import rules
 from daemon.clock import OffsetClockError, parse_offset
@@ -273,7 +274,7 @@ def queue_retry(ctx: click.Context, item_id: int) -> None:
     echo(f"item {item_id} queued again")
 
 
-for group in (audit, factor, budget, partners, rules, reorg):
+for group in (audit, factor, budget, partners, rules, reorg, relation):
     cli.add_command(group)
 
 

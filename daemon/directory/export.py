@@ -43,7 +43,8 @@ def snapshot(s: Session) -> dict[str, Any]:
         "relations": [[r.approver_id, r.object_type, r.object_id, r.kind,
                        r.valid_from.isoformat(), r.valid_to.isoformat() if r.valid_to else None,
                        r.registered_by] for r in s.scalars(
-            select(ApprovalRelation).where(ApprovalRelation.active.is_(True))
+            select(ApprovalRelation).where(ApprovalRelation.active.is_(True),
+                                           ApprovalRelation.source == "file")
             .order_by(ApprovalRelation.id))],
     }
 

@@ -132,6 +132,9 @@ def _sync_relations(s: Session, data: DirectoryData, diff: DirectoryDiff, now: d
             diff.added.append(f"relation {rel.describe()}")
             continue
         changes = [k for k in ("valid_to", "registered_by") if getattr(row, k) != getattr(rel, k)]
+        if row.source != "file":  # the file now names a relation a department registered
+            row.source = "file"
+            changes.append("source")
         row.valid_to, row.registered_by = rel.valid_to, rel.registered_by
         if not row.active:
             row.active, row.registered_at = True, now  # registered again
@@ -139,7 +142,7 @@ def _sync_relations(s: Session, data: DirectoryData, diff: DirectoryDiff, now: d
         if changes:
             diff.changed.append(f"relation {rel.describe()} ({', '.join(sorted(changes))})")
     for key, row in sorted(existing.items(), key=lambda kv: str(kv[0])):
-        if key not in wanted and row.active:
+        if key not in wanted and row.active and row.source == "file":
             row.active = False
             diff.deactivated.append(f"relation {_as_record(row).describe()}")
     active = {p.id for p in data.people if p.active}

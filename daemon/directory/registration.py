@@ -76,6 +76,10 @@ REASONS = {
     "unknown_registrar": "you are not in the directory",
     "bad_dates": "{problem}",
     "proxy_for_unit": "a proxy stands in for a person: name a person, not a unit",
+    "unknown_relation": "there is no such relation in force",
+    "file_relation": "this relation comes from the directory file: the administrator "
+                     "changes it there",
+    "not_registrar": "only its registrar ({registrar}) or the administrator may change it",
 }
 
 
@@ -93,12 +97,15 @@ def overlaps(a: RelationRecord, b: RelationRecord) -> bool:
 def check(new: RelationRecord, registrar: Party | None, approver: Party | None,
           object_: Party | bool | None, others: Iterable[RelationRecord], *, policy: Policy,
           today: datetime.date, made_this_year: int = 0,
-          old: RelationRecord | None = None) -> list[Refusal]:
+          old: RelationRecord | None = None,
+          registrars: Iterable[RelationRecord] = ()) -> list[Refusal]:
     """Every reason to refuse `new` (empty: it may be stored, gaps aside).
 
     `object_`: the object person, or for a unit whether it is active (None: unknown).
-    `others`: the relations in force or to come, without `old` (the one an update or end
-    replaces). `made_this_year`: the registrar's registrations this calendar year."""
+    `others`: the object's relations in force or to come, without `old` (the one an update
+    or end replaces). `made_this_year`: the registrar's registrations this calendar year.
+    `registrars`: the relations in force or to come whose approver is the registrar (a
+    proxy's registrar must be a responsible approver)."""
     out: list[Refusal] = []
     obj = label(new)
     facts = {"approver": new.approver, "object": obj, "unit": new.object_id}
@@ -116,7 +123,7 @@ def check(new: RelationRecord, registrar: Party | None, approver: Party | None,
     if new.object_type == "person" and new.object_id == new.approver:
         out.append(Refusal("approver_is_object", facts))
     standing = [r for r in others if r != old]
-    out += _interested(new, registrar, policy, facts, standing, made_this_year, old)
+    out += _interested(new, registrar, policy, facts, list(registrars), made_this_year, old)
     for r in standing:
         if (r.object_type, r.object_id) != (new.object_type, new.object_id) \
                 or not overlaps(r, new):
@@ -144,7 +151,7 @@ def _dates(new: RelationRecord, today: datetime.date,
 
 
 def _interested(new: RelationRecord, registrar: Party | None, policy: Policy,
-                facts: dict[str, str], standing: Sequence[RelationRecord],
+                facts: dict[str, str], holds: Sequence[RelationRecord],
                 made_this_year: int, old: RelationRecord | None) -> list[Refusal]:
     """The rules that stop an interested party: none apply to the administrator."""
     if registrar is None:
@@ -169,7 +176,7 @@ def _interested(new: RelationRecord, registrar: Party | None, policy: Policy,
     if old is None and policy.yearly_cap is not None and made_this_year >= policy.yearly_cap:
         out.append(Refusal("cap_reached", {**facts, "cap": str(policy.yearly_cap)}))
     if new.kind == "proxy":
-        mine = [r for r in standing if r.kind == "responsible" and r.approver == registrar.id
+        mine = [r for r in holds if r.kind == "responsible" and r.approver == registrar.id
                 and overlaps(r, new)]
         if policy.proxy_rule == "same_object":
             if not any((r.object_type, r.object_id) == (new.object_type, new.object_id)

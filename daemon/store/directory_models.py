@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import Boolean, Date, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, Date, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from daemon.store.models import Base, UTCDateTime
@@ -47,6 +47,10 @@ class ApprovalRelation(Base):
     registered_by: Mapped[str | None] = mapped_column(String(64))
     registered_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # "file": the administrator's, from the directory file (an import replaces these);
+    # "registered": by mail or command (daemon.directory.relations), left alone by imports.
+    source: Mapped[str] = mapped_column(String(16), default="file", server_default="file")
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     __table_args__ = (
         UniqueConstraint(

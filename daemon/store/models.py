@@ -75,6 +75,9 @@ class Person(Base):
     unit_id: Mapped[str] = mapped_column(String(64), index=True)
     position_id: Mapped[str] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The registration and approval qualifications (SPEC 7); None: by rank, as configured.
+    may_register: Mapped[bool | None] = mapped_column(Boolean)
+    may_approve: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class PersonEmail(Base):

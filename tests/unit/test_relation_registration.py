@@ -91,16 +91,19 @@ def test_proxies_need_a_responsible_registrar() -> None:
     deputy = party("deputy", "sales")
     boss_person = party("boss", "sales")
     assert codes(proxy, approver=deputy, object_=boss_person) == ["proxy_needs_responsible"]
-    clerk_resp = rel("clerk", "eng")
-    assert codes(proxy, approver=deputy, object_=boss_person, others=[clerk_resp]) == []
+    clerk_resp = rel("clerk", "eng")  # the clerk approves for another unit
+    assert codes(proxy, approver=deputy, object_=boss_person, registrars=[clerk_resp]) == []
+    ended = rel("clerk", "eng", start=TODAY - timedelta(days=30), end=TODAY - timedelta(days=1))
+    assert codes(proxy, approver=deputy, object_=boss_person, registrars=[ended]) == [
+        "proxy_needs_responsible"]
     strict = Policy(admin="admin", proxy_rule="same_object")
-    assert codes(proxy, approver=deputy, object_=boss_person, others=[clerk_resp],
+    assert codes(proxy, approver=deputy, object_=boss_person, registrars=[clerk_resp],
                  policy=strict) == ["proxy_needs_responsible_of"]
     own = rel("clerk", "boss", unit=False)
-    assert codes(proxy, approver=deputy, object_=boss_person, others=[own],
+    assert codes(proxy, approver=deputy, object_=boss_person, registrars=[own],
                  policy=strict) == []
     assert "proxy_for_unit" in codes(rel("deputy", "sales", kind="proxy"), approver=deputy,
-                                     others=[clerk_resp])
+                                     registrars=[clerk_resp])
 
 
 def test_directory_facts_and_dates() -> None:

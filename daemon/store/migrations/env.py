@@ -5,6 +5,7 @@ from alembic import context
 import daemon.store.condition_models
 import daemon.store.directory_models
 import daemon.store.publication_models
+import daemon.store.relation_models
 import daemon.store.reorg_models
 import daemon.store.rulefile_models  # noqa: F401
 from daemon.store.models import Base
