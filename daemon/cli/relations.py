@@ -48,7 +48,8 @@ def _open(ctx: click.Context) -> tuple[RelationRegistry, Store]:
 def _report(out: Outcome, what: str) -> None:
     if out.state == "stored":
         echo(f"{what}: relation {out.relation_id}"
-             + (f" ({inline(out.relation.describe())})" if out.relation else ""))
+             + (f" ({inline(out.relation.describe())})" if out.relation else "")
+             + (": cancelled, it had not begun" if out.cancelled else ""))
         for g in out.gaps:
             echo(f"  gap accepted: no responsible approver {g.describe()}")
         return

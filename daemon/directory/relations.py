@@ -58,6 +58,7 @@ class Outcome:
     refusals: list[Refusal] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
     code: str | None = None
+    cancelled: bool = False  # an end before the relation began: it never holds
 
 
 def code_hash(code: str) -> str:
@@ -160,12 +161,18 @@ class RelationRegistry:
             ApprovalRelation.approver_id == by, ApprovalRelation.active.is_(True),
             or_(ApprovalRelation.valid_to.is_(None),
                 ApprovalRelation.valid_to >= self.today())))]
-        refusals = check(new, registrar, self.party(s, new.approver), self.object_state(s, new),
-                         others, policy=self.policy, today=self.today(),
-                         made_this_year=self.made_this_year(s, by), old=old, registrars=holds)
+        # Ended before its first day: the relation is cancelled whole (judged as it stands).
+        cancel = action == "end" and old is not None and new.valid_to is not None \
+            and new.valid_to < old.valid_from
+        judged = old if cancel and old is not None else new
+        refusals = check(judged, registrar, self.party(s, judged.approver),
+                         self.object_state(s, judged), others, policy=self.policy,
+                         today=self.today(), made_this_year=self.made_this_year(s, by), old=old,
+                         registrars=holds)
         if refusals:
             return Outcome("refused", new, relation_id, refusals)
-        found = gaps([rec for _, rec in standing], [*others, new], self.today())
+        found = gaps([rec for _, rec in standing], others if cancel else [*others, new],
+                     self.today())
         if found and not accept_gap:
             if channel != "mail":  # a command is simply run again with --accept-gap
                 return Outcome("gap", new, relation_id, gaps=found)
@@ -177,8 +184,8 @@ class RelationRegistry:
                 gaps="; ".join(g.describe() for g in found), code_hash=code_hash(code),
                 created_at=now, expires_at=now + datetime.timedelta(hours=CONFIRM_HOURS)))
             return Outcome("gap", new, relation_id, gaps=found, code=code)
-        stored = self._store(s, by, action, new, row, channel, note, found)
-        return Outcome("stored", new, stored, gaps=found)
+        stored = self._store(s, by, action, judged, row, channel, note, found, cancel)
+        return Outcome("stored", judged, stored, gaps=found, cancelled=cancel)
 
     def confirm(self, s: Session, by: str, code: str, channel: str) -> Outcome | None:
         """The registrar accepts the gaps of a change kept aside; None: no such change."""
@@ -205,7 +212,7 @@ class RelationRegistry:
 
     def _store(self, s: Session, by: str, action: Action, new: RelationRecord,
                row: ApprovalRelation | None, channel: str, note: str,
-               found: list[Gap]) -> int:
+               found: list[Gap], cancel: bool = False) -> int:
         now = self.clock.now()
         before = as_json(record_of(row), row.note) if row is not None else None
         if row is None:
@@ -215,14 +222,17 @@ class RelationRegistry:
                 valid_to=new.valid_to, registered_by=by, registered_at=now, active=True,
                 source="registered", note=note)
             s.add(row)
+        elif cancel:
+            row.active = False
         else:
             row.approver_id, row.valid_from, row.valid_to = \
                 new.approver, new.valid_from, new.valid_to
             if note:
                 row.note = note
         s.flush()
-        done = {"register": "registered", "update": "updated", "end": "ended"}[action]
-        after = as_json(new, row.note)
+        done = "cancelled" if cancel else \
+            {"register": "registered", "update": "updated", "end": "ended"}[action]
+        after = None if cancel else as_json(new, row.note)
         s.add(RelationHistory(
             relation_id=row.id, at=now, by=by, channel=channel, action=done, before=before,
             after=after, approver_id=new.approver, object_type=new.object_type,

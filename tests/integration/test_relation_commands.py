@@ -210,3 +210,24 @@ def test_a_gap_kept_aside_is_stored_with_its_one_time_code_once(tmp_path: Path,
     assert again.exit_code == 1  # single use
     assert any(f"{TODAY.isoformat()}..{SOON.isoformat()}" in line
                for line in listed(cfg_file, "procurement"))
+
+
+def test_ending_a_relation_before_it_begins_cancels_it(tmp_path: Path, db_url: str) -> None:
+    cfg_file = setup(tmp_path, db_url)
+    out = ringi(cfg_file, "relation", "add", "--by", "ito", "--approver", "mori", "--unit",
+                "procurement", "--kind", "responsible", "--from", SOON.isoformat())
+    assert out.exit_code == 0, out.output
+    rid = out.output.split()[2]
+    # Today, before it begins: Procurement would have nobody from SOON on, as before.
+    warned = ringi(cfg_file, "relation", "end", rid, "--by", "ito")
+    assert warned.exit_code == 1 and f"from {SOON.isoformat()} on" in warned.output
+    ended = ringi(cfg_file, "relation", "end", rid, "--by", "ito", "--accept-gap")
+    assert ended.exit_code == 0, ended.output
+    assert f"ended: relation {rid}" in ended.output and "cancelled, it had not begun" in \
+        ended.output
+    assert not any("mori->unit procurement" in line for line in listed(cfg_file, "procurement"))
+    history = ringi(cfg_file, "relation", "history", "procurement", "--by", "kato").output
+    assert f"relation {rid} cancelled by ito (command): - (was mori->unit procurement " \
+        f"responsible {SOON.isoformat()}..)" in history, history
+    again = ringi(cfg_file, "relation", "end", rid, "--by", "ito")
+    assert again.exit_code == 1 and "there is no such relation in force" in again.output
