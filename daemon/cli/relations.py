@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import datetime
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Literal
 
 import click
+from sqlalchemy.orm import Session
 
 from daemon.audit.trail import AuditTrail
 from daemon.cli.common import BoundedInt, cli_clock, cli_config, open_store
 from daemon.cli.output import echo, inline
+from daemon.directory.importer import relation_record
 from daemon.directory.records import RelationRecord
-from daemon.directory.relations import Action, Outcome, RelationRegistry, record_of, registry_for
+from daemon.directory.relations import Action, Outcome, RelationRegistry, registry_for
 from daemon.store.db import Store
 from daemon.store.directory_models import ApprovalRelation
 
@@ -76,7 +80,10 @@ def _run(ctx: click.Context, by: str, action: Action, new: RelationRecord | None
                 if row is None:
                     echo(f"ringi: no relation {relation_id}", err=True)
                     sys.exit(1)
-                new = replace(record_of(row), **(change or {}))  # type: ignore[arg-type]
+                change = change or {}
+                if "valid_to" in change and change["valid_to"] is None and action == "end":
+                    change["valid_to"] = registry.today()  # ends today unless told
+                new = replace(relation_record(row), **change)  # type: ignore[arg-type]
             out = registry.change(s, by, action, new, relation_id, "command", note, accept_gap)
     finally:
         store.dispose()
@@ -140,10 +147,7 @@ def relation_update(ctx: click.Context, relation_id: int, by: str, approver: str
 def relation_end(ctx: click.Context, relation_id: int, by: str, on: str | None,
                  accept_gap: bool) -> None:
     """End a relation: it holds up to and including its last day."""
-    registry, store = _open(ctx)
-    store.dispose()
-    last = _date(on, "--on") or registry.today()
-    _run(ctx, by, "end", None, relation_id, "", accept_gap, {"valid_to": last})
+    _run(ctx, by, "end", None, relation_id, "", accept_gap, {"valid_to": _date(on, "--on")})
 
 
 @relation.command("confirm")
@@ -164,21 +168,28 @@ def relation_confirm(ctx: click.Context, code: str, by: str) -> None:
     _report(out, "stored")
 
 
-@relation.command("list")
-@click.argument("subject", required=False)
-@click.option("--by", "by", required=True, help="Who asks (a person in the directory).")
-@click.pass_context
-def relation_list(ctx: click.Context, subject: str | None, by: str) -> None:
-    """Relations in force or to come, naming SUBJECT (a person or unit) or all."""
+@contextmanager
+def _reading(ctx: click.Context, by: str) -> Iterator[tuple[RelationRegistry, Session]]:
+    """A transaction for someone reading relations: only a person in the directory may."""
     registry, store = _open(ctx)
     try:
         with store.transaction() as s:
             if registry.party(s, by) is None:
                 echo(f"ringi: {by!r} is not in the directory", err=True)
                 sys.exit(1)
-            lines = registry.listing(s, subject)
+            yield registry, s
     finally:
         store.dispose()
+
+
+@relation.command("list")
+@click.argument("subject", required=False)
+@click.option("--by", "by", required=True, help="Who asks (a person in the directory).")
+@click.pass_context
+def relation_list(ctx: click.Context, subject: str | None, by: str) -> None:
+    """Relations in force or to come, naming SUBJECT (a person or unit) or all."""
+    with _reading(ctx, by) as (registry, s):
+        lines = registry.listing(s, subject)
     for line in lines:
         echo(inline(line))
     if not lines:
@@ -192,17 +203,9 @@ def relation_list(ctx: click.Context, subject: str | None, by: str) -> None:
 @click.pass_context
 def relation_history(ctx: click.Context, subject: str | None, by: str, as_csv: bool) -> None:
     """Every stored change of the relations naming SUBJECT (or all), oldest first."""
-    registry, store = _open(ctx)
-    try:
-        with store.transaction() as s:
-            if registry.party(s, by) is None:
-                echo(f"ringi: {by!r} is not in the directory", err=True)
-                sys.exit(1)
-            rows = registry.history(s, subject)
-            text = registry.history_csv(rows) if as_csv else "\n".join(
-                registry.history_lines(rows))
-    finally:
-        store.dispose()
+    with _reading(ctx, by) as (registry, s):
+        rows = registry.history(s, subject)
+        text = registry.history_csv(rows) if as_csv else "\n".join(registry.history_lines(rows))
     for line in text.splitlines():
         echo(line if as_csv else inline(line))
     if not as_csv and not rows:

@@ -112,14 +112,14 @@ def _relation_key(r: RelationRecord) -> _RelationKey:
     return (r.approver, r.object_type, r.object_id, r.kind, r.valid_from)
 
 
-def _as_record(row: ApprovalRelation) -> RelationRecord:
+def relation_record(row: ApprovalRelation) -> RelationRecord:
     object_type: Literal["person", "unit"] = "unit" if row.object_type == "unit" else "person"
     return RelationRecord(row.approver_id, object_type, row.object_id, row.kind,
                           row.valid_from, row.valid_to, row.registered_by)  # fmt: skip
 
 
 def _sync_relations(s: Session, data: DirectoryData, diff: DirectoryDiff, now: datetime) -> None:
-    existing = {_relation_key(_as_record(r)): r for r in s.scalars(select(ApprovalRelation))}
+    existing = {_relation_key(relation_record(r)): r for r in s.scalars(select(ApprovalRelation))}
     wanted = {_relation_key(r): r for r in data.relations}
     for key, rel in wanted.items():
         row = existing.get(key)
@@ -144,7 +144,7 @@ def _sync_relations(s: Session, data: DirectoryData, diff: DirectoryDiff, now: d
     for key, row in sorted(existing.items(), key=lambda kv: str(kv[0])):
         if key not in wanted and row.active and row.source == "file":
             row.active = False
-            diff.deactivated.append(f"relation {_as_record(row).describe()}")
+            diff.deactivated.append(f"relation {relation_record(row).describe()}")
     active = {p.id for p in data.people if p.active}
     for rel in data.relations:
         names = [("approver", rel.approver)]

@@ -23,12 +23,13 @@ import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from daemon.audit.trail import AuditTrail
 from daemon.clock import Clock
 from daemon.config import Config
+from daemon.directory.importer import relation_record as record_of
 from daemon.directory.lookup import member, parent_unit, unit
 from daemon.directory.records import RelationRecord
 from daemon.directory.registration import Gap, Party, Policy, Refusal, check, gaps
@@ -63,12 +64,6 @@ class Outcome:
 
 def code_hash(code: str) -> str:
     return hashlib.sha256(code.strip().upper().encode()).hexdigest()
-
-
-def record_of(row: ApprovalRelation) -> RelationRecord:
-    kind: Literal["person", "unit"] = "unit" if row.object_type == "unit" else "person"
-    return RelationRecord(row.approver_id, kind, row.object_id, row.kind, row.valid_from,
-                          row.valid_to, row.registered_by)
 
 
 def as_json(r: RelationRecord, note: str = "") -> dict[str, Any]:
@@ -123,13 +118,17 @@ class RelationRegistry:
         found = unit(s, r.object_id)
         return None if found is None else found.active
 
+    def _in_force(self) -> tuple[ColumnElement[bool], ...]:
+        """Active relations that hold today or later."""
+        return (ApprovalRelation.active.is_(True), or_(
+            ApprovalRelation.valid_to.is_(None), ApprovalRelation.valid_to >= self.today()))
+
     def standing(self, s: Session, r: RelationRecord) -> list[tuple[ApprovalRelation,
                                                                      RelationRecord]]:
         """The object's relations in force today or later."""
         rows = s.scalars(select(ApprovalRelation).where(
             ApprovalRelation.object_type == r.object_type,
-            ApprovalRelation.object_id == r.object_id, ApprovalRelation.active.is_(True),
-            or_(ApprovalRelation.valid_to.is_(None), ApprovalRelation.valid_to >= self.today()))
+            ApprovalRelation.object_id == r.object_id, *self._in_force())
             .order_by(ApprovalRelation.id))
         return [(row, record_of(row)) for row in rows]
 
@@ -158,9 +157,7 @@ class RelationRegistry:
         standing = self.standing(s, new)
         others = [rec for r, rec in standing if row is None or r.id != row.id]
         holds = [record_of(r) for r in s.scalars(select(ApprovalRelation).where(
-            ApprovalRelation.approver_id == by, ApprovalRelation.active.is_(True),
-            or_(ApprovalRelation.valid_to.is_(None),
-                ApprovalRelation.valid_to >= self.today())))]
+            ApprovalRelation.approver_id == by, *self._in_force()))]
         # Ended before its first day: the relation is cancelled whole (judged as it stands).
         cancel = action == "end" and old is not None and new.valid_to is not None \
             and new.valid_to < old.valid_from
@@ -247,9 +244,7 @@ class RelationRegistry:
 
     def listing(self, s: Session, subject: str | None) -> list[str]:
         """One line per relation in force today or later, naming `subject` (or all)."""
-        q = select(ApprovalRelation).where(
-            ApprovalRelation.active.is_(True),
-            or_(ApprovalRelation.valid_to.is_(None), ApprovalRelation.valid_to >= self.today()))
+        q = select(ApprovalRelation).where(*self._in_force())
         if subject:
             q = q.where(or_(ApprovalRelation.approver_id == subject,
                             ApprovalRelation.object_id == subject))
