@@ -195,14 +195,20 @@ def test_s2_role_handed_over_moves_the_step(tmp_path: Path, db_url: str,
         assert number_of(w.one(KIMURA)) == number and number_of(w.one(MATSUDA)) == number
 
 
+def purchase_at_fujii(w: World) -> tuple[str, Captured]:
+    """Yoshida's purchase, approved by Lee and Abe: its number and the ask to Fujii, the
+    responsible approver for qa."""
+    w.send(YOSHIDA, "ゲージ購入", PURCHASE)
+    number = number_of(w.one(YOSHIDA))
+    decide(w, w.one(LEE), LEE, "APPROVE")
+    decide(w, w.one(ABE), ABE, "承認")
+    return number, w.one(FUJII)
+
+
 def test_s2b_relation_replaced_moves_the_step(tmp_path: Path, db_url: str,
                                               relay: CapturingRelay) -> None:
     with kworld(tmp_path, db_url, relay) as w:
-        w.send(YOSHIDA, "ゲージ購入", PURCHASE)
-        number = number_of(w.one(YOSHIDA))
-        decide(w, w.one(LEE), LEE, "APPROVE")
-        decide(w, w.one(ABE), ABE, "承認")
-        old = w.one(FUJII)  # the responsible approver for qa
+        number, old = purchase_at_fujii(w)  # the responsible approver for qa
         text = ORG.replace('approver = "fujii"\nunit = "qa"', 'approver = "hayashi"\nunit = "qa"')
         reorganise(w, tmp_path, text, "o2b.toml")
         assert [("ご判断は不要" in m.subject) for m in fresh(w, FUJII)] == [True]
@@ -224,11 +230,8 @@ def test_s2b_relation_replaced_moves_the_step(tmp_path: Path, db_url: str,
 def test_s3_vacant_controller_holds_then_resumes(tmp_path: Path, db_url: str,
                                                  relay: CapturingRelay) -> None:
     with kworld(tmp_path, db_url, relay) as w:
-        w.send(YOSHIDA, "ゲージ購入", PURCHASE)
-        number = number_of(w.one(YOSHIDA))
-        decide(w, w.one(LEE), LEE, "APPROVE")
-        decide(w, w.one(ABE), ABE, "承認")
-        decide(w, w.one(FUJII), FUJII, "承認")
+        number, to_fujii = purchase_at_fujii(w)
+        decide(w, to_fujii, FUJII, "承認")
         w.one(MATSUDA)
         catch_up(w, YOSHIDA, SYSADM)
         vacant = role_to(ORG, "fin", "controller", "matsuda", None)
