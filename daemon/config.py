@@ -249,6 +249,8 @@ class RelationsConfig(_Section):
     # The qualifications when the directory does not give them per person: by rank.
     register_min_rank: int = 0
     approve_min_rank: int = 20
+    # Days before its last day that a relation's registrar is warned, daily (0: never).
+    warn_days: int = Field(default=7, ge=0, le=366)
 
 
 class SecurityConfig(_Section):

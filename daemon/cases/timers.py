@@ -18,6 +18,7 @@ from daemon.audit.trail import AuditTrail
 from daemon.cases import duetimes
 from daemon.cases.recheck import check_case
 from daemon.cases.recovery import claim_waiting, resume_after_wait
+from daemon.cases.relationwarnings import ExpiryWarnings
 from daemon.cases.reorganisation import Reorganisations
 from daemon.cases.reroute import apply
 from daemon.cases.states import CaseState, StepState
@@ -40,6 +41,8 @@ class Timers:
         self.wf = workflow
         self.audit = audit
         self.reorganisations = reorganisations  # a plan's effective time is a duty here
+        self.expiry = ExpiryWarnings(store, workflow.notifier, audit, workflow.cfg,
+                                     workflow.clock) if audit is not None else None
         self.cfg = workflow.cfg.workflow
         self.batch = duetimes.BATCH
         self._prepared = False
@@ -71,6 +74,8 @@ class Timers:
             duties.insert(0, self.reorganisations.due)
         if self.wf.publisher is not None:
             duties.append(self.wf.publisher.purge_expired)
+        if self.expiry is not None:  # relations ending soon: their registrars are told
+            duties.append(self.expiry.due)
         for duty in duties:
             try:
                 done += duty()

@@ -43,7 +43,7 @@ class ApprovalRelation(Base):
     object_id: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))  # "responsible" or "proxy"
     valid_from: Mapped[datetime.date] = mapped_column(Date)
-    valid_to: Mapped[datetime.date | None] = mapped_column(Date)
+    valid_to: Mapped[datetime.date | None] = mapped_column(Date, index=True)
     registered_by: Mapped[str | None] = mapped_column(String(64))
     registered_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -51,6 +51,8 @@ class ApprovalRelation(Base):
     # "registered": by mail or command (daemon.directory.relations), left alone by imports.
     source: Mapped[str] = mapped_column(String(16), default="file", server_default="file")
     note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # The company day its registrar was last warned that it ends soon (daily expiry job).
+    warned_on: Mapped[datetime.date | None] = mapped_column(Date)
 
     __table_args__ = (
         UniqueConstraint(
