@@ -14,6 +14,7 @@ from daemon.cases.blobs import BlobStore
 from daemon.cases.bounces import reroute_bounced_request
 from daemon.cases.decisions import Decisions
 from daemon.cases.droprequests import DropRequestHandler
+from daemon.cases.relationcommands import RelationCommands
 from daemon.cases.reorganisation import Reorganisations
 from daemon.cases.reorgrunner import ReorgRerouter
 from daemon.cases.replies import ReplyHandler
@@ -29,6 +30,7 @@ from daemon.conditions.library import ConditionLibrary
 from daemon.conditions.sets import read_condition_files
 from daemon.config import Config
 from daemon.directory.importer import DirectoryDiff, import_directory_file, last_import_digest
+from daemon.directory.relations import registry_for
 from daemon.execution.destinations import load_destinations
 from daemon.execution.executor import Executions
 from daemon.execution.sender import ExecutionSender
@@ -137,7 +139,9 @@ class App:
         self.timers = Timers(self.store, self.workflow, self.audit, self.reorganisations)
         self.drops = DropRequestHandler(self.workflow)
         self.inbound = InboundProcessor(
-            self.store, self.queue, cfg.mail, RequestHandler(self.workflow),
+            self.store, self.queue, cfg.mail, RequestHandler(
+                self.workflow, RelationCommands(registry_for(cfg, self.clock, self.audit),
+                                                self.notifier)),
             ReplyHandler(self.workflow, self.decisions), self.drops,
         )
         # Bounces: every mail leaves with a signed return path naming it (VERP).

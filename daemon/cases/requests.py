@@ -10,10 +10,12 @@ from sqlalchemy.orm import Session
 from daemon.cases.casetypes import CaseType
 from daemon.cases.commands import CaseCommands, parse_case_command
 from daemon.cases.conditioncommands import ConditionCommands, parse_conditions_command
+from daemon.cases.relationcommands import RelationCommands
 from daemon.cases.workflow import NewRequest, Workflow
 from daemon.directory.lookup import Member, member, member_by_email, proxies_of
 from daemon.notify.compose import clean_line
 from daemon.parsing.message import ParsedMail
+from daemon.parsing.relationform import parse_subject as parse_relation_command
 from daemon.parsing.request import RawForm, parse_form_text, render_form, validate_fields
 
 log = logging.getLogger(__name__)
@@ -31,10 +33,11 @@ def looks_japanese(text: str) -> bool:
 
 
 class RequestHandler:
-    def __init__(self, workflow: Workflow) -> None:
+    def __init__(self, workflow: Workflow, relations: RelationCommands) -> None:
         self.wf = workflow
         self.commands = CaseCommands(workflow)
         self.condition_commands = ConditionCommands(workflow)
+        self.relation_commands = relations
 
     def types_for(self, locale: str) -> list[dict[str, str]]:
         return [{"name": t.name, "title": t.title_ja if locale == "ja" else t.title}
@@ -61,6 +64,9 @@ class RequestHandler:
         cond_cmd = parse_conditions_command(mail.subject)
         if cond_cmd is not None:  # the text is a condition set, not a request form
             return self.condition_commands.run(s, mail, sender, *cond_cmd)
+        rel_cmd = parse_relation_command(mail.subject)
+        if rel_cmd is not None:  # the text is a relation form
+            return self.relation_commands.run(s, mail, sender, *rel_cmd)
         form = parse_form_text(mail.text)
         case_cmd = parse_case_command(mail.subject)
         if case_cmd is not None and not form.type_key:

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 # Answers to whoever wrote in: their bounces are backscatter of forged senders, not news.
 _NO_ALERT = ("unknown_sender", "request_error", "reply_error", "help", "form",
-             "command_reply", "admin_alert")
+             "command_reply", "relation_reply", "relation_confirm", "admin_alert")
 
 
 class BounceHandler:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from daemon.config import MailConfig
 from daemon.directory.lookup import Member, primary_email
-from daemon.notify.compose import Composer
+from daemon.notify.compose import Composer, OutgoingFile
 from daemon.notify.templates import Templates
 from daemon.outbox.outbox import store_mail
 from daemon.store.models import Case, OutboundMail
@@ -21,7 +22,8 @@ log = logging.getLogger(__name__)
 
 # Mails that answer an inbound mail: rate-limited per recipient so no loop can flood anyone.
 ANSWER_TEMPLATES = ("request_error", "reply_error", "unknown_sender", "help", "form",
-                    "command_reply", "conditions_confirm", "reply_kept")
+                    "command_reply", "conditions_confirm", "reply_kept", "relation_reply",
+                    "relation_confirm")
 # Every mail the workflow sends; checked at start so a missing translation stops the daemon
 # before a case needs it.
 REQUIRED_TEMPLATES = (*ANSWER_TEMPLATES, "ack", "approval_request", "decision_confirmed",
@@ -70,6 +72,7 @@ class Notifier:
         name: str = "",
         reply_token: str | None = None,
         in_reply_to: str | None = None,
+        attachments: Sequence[OutgoingFile] = (),
     ) -> bool:
         """Queue one mail; answers are rate-limited per recipient. False if suppressed."""
         if template in ANSWER_TEMPLATES and self._over_limit(s, address):
@@ -87,6 +90,7 @@ class Notifier:
             thread=case.thread_id if case else None,
             references=refs,
             reply_token=reply_token,
+            attachments=attachments,
         )
         store_mail(s, self.queue, msg, template, case.id if case else None, recipient=address)
         return True

@@ -238,20 +238,28 @@ def _integer(spec: FieldSpec, raw: str) -> int:
     )
 
 
-def _date(spec: FieldSpec, raw: str) -> str:
+def date_of(raw: str) -> datetime.date | None:
+    """A typed date (2026-11-30, 2026/11/30, 2026年11月30日, full-width digits); None
+    when it is not written as a date. ValueError: written as one, but no such day."""
     text = _fold(raw)
-    shown, ja = _shown(raw), _label_ja(spec)
     for pattern in _DATES:
         match = pattern.match(text)
-        if match is None:
-            continue
-        try:
-            return datetime.date(int(match[1]), int(match[2]), int(match[3])).isoformat()
-        except ValueError:
-            raise _Refusal(
-                f"{spec.label}: '{shown}' is not a real date; check the month and day",
-                f"{ja}: 「{shown}」は存在しない日付です。月と日を確認してください",
-            ) from None
+        if match is not None:
+            return datetime.date(int(match[1]), int(match[2]), int(match[3]))
+    return None
+
+
+def _date(spec: FieldSpec, raw: str) -> str:
+    shown, ja = _shown(raw), _label_ja(spec)
+    try:
+        found = date_of(raw)
+    except ValueError:
+        raise _Refusal(
+            f"{spec.label}: '{shown}' is not a real date; check the month and day",
+            f"{ja}: 「{shown}」は存在しない日付です。月と日を確認してください",
+        ) from None
+    if found is not None:
+        return found.isoformat()
     raise _Refusal(
         f"{spec.label}: '{shown}' is not a date; write it as 2026-11-30",
         f"{ja}: 「{shown}」は日付として読めません。2026-11-30 のように書いてください",
