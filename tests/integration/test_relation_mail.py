@@ -29,7 +29,7 @@ from tests.integration.test_outcomes import (
     start_world,
     travel,
 )
-from tests.support import ROOT, Captured, CapturingRelay
+from tests.support import ROOT, Captured, CapturingRelay, send
 
 OUTSIDER = "stranger@elsewhere.example"
 
@@ -199,3 +199,21 @@ def test_the_readme_forms_register_as_it_says(world: World) -> None:
     assert "yamamoto->person brown proxy 2027-04-01..2027-04-30" in w.one(WATANABE).body
     assert registered(w) == [("mori", "procurement", "responsible", "None"),
                              ("yamamoto", "brown", "proxy", "2027-04-30")]
+
+
+def test_the_registrar_is_the_authenticated_sender(world: World) -> None:
+    """Under `sender_auth = "authentication-results"` a registration whose From the
+    receiving server did not vouch for is neither stored nor answered."""
+    w = world
+    w.app.cfg.mail.sender_auth = "authentication-results"
+    w.app.cfg.mail.trusted_authserv_ids = ["mx.example.com"]
+    form = "Approver: mori\nUnit: procurement\nKind: responsible\nValid from: 2026-11-03\n"
+    send(w.port, ITO, "relation register", form, headers={
+        "Authentication-Results": "mx.example.com; dmarc=fail header.from=example.com"})
+    w.send(ITO, "relation register", form)  # no verdict at all
+    w.nothing_more(ITO)
+    assert registered(w) == []
+    send(w.port, ITO, "relation register", form, headers={
+        "Authentication-Results": "mx.example.com; dmarc=pass header.from=example.com"})
+    assert "mori->unit procurement responsible 2026-11-03.." in w.one(ITO).body
+    assert registered(w) == [("mori", "procurement", "responsible", "None")]
