@@ -14,6 +14,7 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from daemon.cases.casetypes import normalise_key
+from daemon.parsing.reply import extract_reply_text
 from daemon.parsing.request import date_of, parse_form_text
 
 Word = str  # register | update | end | list | history | confirm | form
@@ -81,8 +82,20 @@ def parse_subject(subject: str) -> tuple[Word, str] | None:
     return WORDS.get(m.group(1), m.group(1).lower()), m.group(2) or ""
 
 
+def form_text(text: str) -> str:
+    """The clerk's own lines: above the quoted original (an Outlook block without `>` too),
+    or, when nothing is written above it, the lines that are not quoted (a form filled in
+    below the quote)."""
+    own = extract_reply_text(text)
+    if parse_form_text(own).values:
+        return own
+    return "\n".join(line for line in text.splitlines()
+                     if line.strip() and not line.lstrip().startswith(">")
+                     and extract_reply_text(line))  # not an attribution or separator line
+
+
 def parse_form(text: str, word: Word) -> RelationForm:
-    raw = parse_form_text(text)
+    raw = parse_form_text(form_text(text))
     values = dict(raw.values)
     if raw.type_key is not None:  # "Type: proxy" is how some write the kind
         values.setdefault("type", raw.type_key)

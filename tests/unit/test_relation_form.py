@@ -110,3 +110,32 @@ def test_every_answer_renders_with_a_short_subject(locale: str, name: str,
     assert "{" not in rendered.body, rendered.body  # every reason's facts filled in
     if context.get("outcome") == "refused" and locale == "ja":
         assert "あなたは名簿にありません" in rendered.body  # not the English fallback
+
+
+OUTLOOK = ("Hello,\n\nApprover: mori\nUnit: procurement\nKind: responsible\n"
+           "Valid from: 2027-04-01\nValid to:\n\nBest regards,\nIto\n\n"
+           "-----Original Message-----\nFrom: ringi <ringi@example.com>\n"
+           "Sent: Monday, November 2, 2026 9:00 AM\nTo: ito@example.com\n"
+           "Subject: relation register: the form to fill in\n\nApprover:\nPerson:\nUnit:\n"
+           "Kind: responsible\n")
+JA_OUTLOOK = ("お疲れ様です。\n\n承認者: yamamoto@example.com\n対象者: brown\n種別: 代理\n"
+              "開始日: 2027年4月1日\n終了日: 2027年4月30日\n\n伊藤\n"
+              "________________________________\n差出人: ringi <ringi@example.com>\n"
+              "送信日時: 2026年11月2日 9:00\n宛先: ito\n件名: 承認関係 登録\n\n承認者:\n対象者:\n")
+BOTTOM = ("On Mon, 2 Nov 2026 at 09:00, ringi <ringi@example.com> wrote:\n> Approver:\n"
+          "> Person:\n> Kind: responsible\n\nApprover: sato\nPerson: suzuki\nKind: proxy\n"
+          "Valid from: 2027-04-01\n\n-- \nTaro\n")
+
+
+@pytest.mark.parametrize(("text", "given"), [
+    (OUTLOOK, {"approver": "mori", "unit": "procurement", "kind": "responsible",
+               "valid_from": "2027-04-01"}),
+    (JA_OUTLOOK, {"approver": "yamamoto@example.com", "person": "brown", "kind": "代理",
+                  "valid_from": "2027年4月1日", "valid_to": "2027年4月30日"}),
+    (BOTTOM, {"approver": "sato", "person": "suzuki", "kind": "proxy",
+              "valid_from": "2027-04-01"}),
+])
+def test_a_form_filled_in_a_reply_is_read_without_the_quoted_blank_form(
+        text: str, given: dict[str, str]) -> None:
+    form = parse_form(text, "register")
+    assert form.problems == [] and form.given == given
