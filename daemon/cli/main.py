@@ -129,6 +129,7 @@ def directory_import(ctx: click.Context, file: Path, dry_run: bool) -> None:
     """Validate FILE and replace the directory with it; prints the diff."""
     from daemon.cases.recheck import check_all
     from daemon.cases.reorganisation import Report
+    from daemon.directory.filerules import FileRules
     from daemon.directory.importer import (
         DirectoryDiff,
         apply_directory,
@@ -137,11 +138,12 @@ def directory_import(ctx: click.Context, file: Path, dry_run: bool) -> None:
     )
 
     app = _app(ctx)
+    rules = FileRules.from_config(app.cfg)  # the file's relations pass the relation rules
     try:
         if dry_run:
             data, _ = read_directory_file(file)
             with app.store.sessions() as s:
-                diff = apply_directory(s, data)
+                diff = apply_directory(s, data, app.clock.now(), rules)
                 s.flush()
                 checks = check_all(app.workflow, s)  # what it would do to waiting cases
                 s.rollback()  # a dry run shows the diff and keeps nothing
@@ -153,7 +155,8 @@ def directory_import(ctx: click.Context, file: Path, dry_run: bool) -> None:
             return
         else:
             diff = import_directory_file(app.store, file, app.clock.now(),
-                                         after=app.reroute_after_import) or DirectoryDiff()
+                                         after=app.reroute_after_import,
+                                         rules=rules) or DirectoryDiff()
     except DirectoryFileError as exc:
         echo(f"ringi: {file} refused, nothing imported:", err=True)
         for line in exc.errors:

@@ -23,7 +23,8 @@ from daemon.store.models import Position as PositionRow
 
 
 def snapshot(s: Session) -> dict[str, Any]:
-    """JSON-ready: units, positions, people (with addresses), roles, relations."""
+    """JSON-ready: units, positions, people (with addresses and qualifications, null when
+    by rank), roles, relations."""
     emails: dict[str, list[str]] = {}
     for e in s.scalars(select(PersonEmail).order_by(PersonEmail.person_id,
                                                     PersonEmail.ordinal)):
@@ -35,7 +36,7 @@ def snapshot(s: Session) -> dict[str, Any]:
         "positions": [[p.id, p.name, p.name_ja, p.rank] for p in s.scalars(
             select(PositionRow).where(PositionRow.active.is_(True)).order_by(PositionRow.id))],
         "people": [[p.id, p.name, p.name_ja, emails.get(p.id, []), p.locale, p.unit_id,
-                    p.position_id] for p in s.scalars(
+                    p.position_id, p.may_register, p.may_approve] for p in s.scalars(
             select(Person).where(Person.active.is_(True)).order_by(Person.id))],
         "roles": [[r.unit_id, r.role, r.person_id] for r in s.scalars(
             select(RoleAssignment).where(RoleAssignment.active.is_(True))
@@ -56,8 +57,9 @@ def from_snapshot(data: dict[str, Any]) -> DirectoryData:
     return DirectoryData(
         units=tuple(Unit(i, n, nj, p) for i, n, nj, p in data["units"]),
         positions=tuple(Position(i, n, nj, int(r)) for i, n, nj, r in data["positions"]),
-        people=tuple(PersonRecord(i, n, nj, tuple(em), loc, u, pos, True)
-                     for i, n, nj, em, loc, u, pos in data["people"]),
+        # A backup taken before the qualifications existed has seven fields a person.
+        people=tuple(PersonRecord(i, n, nj, tuple(em), loc, u, pos, True, *(q or (None, None)))
+                     for i, n, nj, em, loc, u, pos, *q in data["people"]),
         roles=tuple(RoleRecord(u, r, p) for u, r, p in data["roles"]),
         relations=tuple(RelationRecord(a, "unit" if t == "unit" else "person", o, k,
                                        day(f) or datetime.date.min, day(to), by)

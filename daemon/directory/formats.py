@@ -280,7 +280,7 @@ class _JsonScanner:
 
 CSV_COLUMNS = (
     "kind", "id", "name", "name_ja", "parent", "rank",
-    "emails", "locale", "unit", "position", "active",
+    "emails", "locale", "unit", "position", "active", "may_register", "may_approve",
     "role", "person", "approver", "relation_kind", "valid_from", "valid_to", "registered_by",
 )  # fmt: skip
 _CSV_KINDS = {
@@ -382,5 +382,7 @@ def _csv_emails(cell: str) -> object:
 _CSV_CONVERT: dict[str, Callable[[str], object]] = {
     "rank": _csv_int,
     "active": _csv_bool,
+    "may_register": _csv_bool,
+    "may_approve": _csv_bool,
     "emails": _csv_emails,
 }

@@ -9,7 +9,10 @@ a deactivation); ``+ relation watanabe->unit sales responsible 2026-01-01..2027-
 A relation is identified by approver, object, kind and valid_from; valid_to and
 registered_by are its changeable attributes. ``! ...`` lines are warnings: the file was
 applied, but a relation names someone who is not an active person in it (and so has no
-effect until they are).
+effect until they are); on an administrator's import (``rules``) only a relation that has
+ended can, as the relation rules refuse the others (daemon.directory.filerules).
+A person's qualifications (``may_register``, ``may_approve``) change like their other
+fields (``~ person kato (may_approve)``), also when the file stops giving one (NULL: by rank).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
+from daemon.directory.filerules import FileRules, file_refusals
 from daemon.directory.loader import (
     DirectoryData,
     DirectoryFileError,
@@ -156,8 +160,27 @@ def _sync_relations(s: Session, data: DirectoryData, diff: DirectoryDiff, now: d
                                      "active person in the directory")
 
 
-def apply_directory(s: Session, data: DirectoryData, now: datetime | None = None) -> DirectoryDiff:
-    """Bring the store in line with ``data``; ``now`` stamps newly registered relations."""
+def check_relations(s: Session, data: DirectoryData, rules: FileRules, now: datetime) -> None:
+    """Refuse the file (DirectoryFileError, `file:line:` reasons) if a relation in it breaks
+    the registration rules, judged against the departments' relations in force."""
+    today = rules.today(now)
+    rows = s.scalars(select(ApprovalRelation).where(
+        ApprovalRelation.source == "registered", ApprovalRelation.active.is_(True),
+        or_(ApprovalRelation.valid_to.is_(None), ApprovalRelation.valid_to >= today))
+        .order_by(ApprovalRelation.id))
+    errors = file_refusals(data, [(r.id, relation_record(r)) for r in rows], rules, today)
+    if errors:
+        raise DirectoryFileError(errors)
+
+
+def apply_directory(s: Session, data: DirectoryData, now: datetime | None = None,
+                    rules: FileRules | None = None) -> DirectoryDiff:
+    """Bring the store in line with ``data``; ``now`` stamps newly registered relations.
+
+    With ``rules`` (an administrator's import) the file's relations are judged first and a
+    file that breaks a rule changes nothing; without (a backup put back) they are not."""
+    if rules is not None:
+        check_relations(s, data, rules, now or datetime.now(UTC))
     forget_directory(s)  # lookups cached in this transaction no longer hold
     diff = DirectoryDiff()
     _sync(s, OrgUnit, "unit", {
@@ -168,7 +191,8 @@ def apply_directory(s: Session, data: DirectoryData, now: datetime | None = None
     }, diff)
     _sync(s, Person, "person", {
         p.id: {"name": p.name, "name_ja": p.name_ja, "locale": p.locale, "unit_id": p.unit,
-               "position_id": p.position}
+               "position_id": p.position, "may_register": p.may_register,
+               "may_approve": p.may_approve}
         for p in data.people if p.active
     }, diff)
     # Addresses are rebuilt whole: an address moves with its owner.
@@ -203,15 +227,16 @@ AfterImport = Callable[[Session, DirectoryDiff], None]
 
 def import_directory_data(
     store: Store, data: DirectoryData, digest: str, source: str, now: datetime,
-    after: AfterImport | None = None,
+    after: AfterImport | None = None, rules: FileRules | None = None,
 ) -> DirectoryDiff:
     """Apply already-validated data in one transaction and record the import.
 
     `after` runs in the same transaction (the waiting cases are re-resolved there), so a
-    crash leaves either the old directory and routing or the new, never a mix.
+    crash leaves either the old directory and routing or the new, never a mix. `rules`:
+    the relation rules to judge the file by (DirectoryFileError when it breaks one).
     """
     with store.transaction() as s:
-        diff = apply_directory(s, data, now)
+        diff = apply_directory(s, data, now, rules)
         s.add(DirectoryImport(at=now, source=source, sha256=digest, diff=diff.as_dict()))
         if after is not None and not diff.empty:
             s.flush()
@@ -221,7 +246,7 @@ def import_directory_data(
 
 def import_directory_file(
     store: Store, path: Path, now: datetime, unless_digest: str | None = None,
-    after: AfterImport | None = None,
+    after: AfterImport | None = None, rules: FileRules | None = None,
 ) -> DirectoryDiff | None:
     """Validate (raising DirectoryFileError with every problem) then apply in one transaction.
 
@@ -230,7 +255,7 @@ def import_directory_file(
     data, digest = read_directory_file(path)
     if digest == unless_digest:
         return None
-    return import_directory_data(store, data, digest, str(path), now, after)
+    return import_directory_data(store, data, digest, str(path), now, after, rules)
 
 
 def last_import_digest(store: Store, source: str) -> str | None:

@@ -24,7 +24,7 @@ valid_from, valid_to, registered_by. Cells a row type does not use must be empty
 from __future__ import annotations
 
 import pathlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from daemon.directory.addresses import email_problem
 from daemon.directory.fields import ID, ID_RULE, cycles, hint, type_name
@@ -86,8 +86,10 @@ _KIND = {"units": "unit", "positions": "position", "people": "person"}
 _ALLOWED = {
     "units": ("id", "name", "name_ja", "parent"),
     "positions": ("id", "name", "name_ja", "rank"),
-    "people": ("id", "name", "name_ja", "emails", "email", "locale", "unit", "position", "active"),
+    "people": ("id", "name", "name_ja", "emails", "email", "locale", "unit", "position", "active",
+               "may_register", "may_approve"),
 }
+QUALIFICATIONS = ("may_register", "may_approve")
 
 
 def format_for(path: pathlib.Path) -> str:
@@ -155,6 +157,8 @@ class _Draft:
     unit: str | None = None
     position: str | None = None
     active: bool = True
+    may_register: bool | None = None  # absent: by the position's rank
+    may_approve: bool | None = None
 
 
 class _Validator:
@@ -195,7 +199,9 @@ class _Validator:
         if self.errors:
             ordered = sorted(self.errors, key=lambda e: e[0] or 0)
             raise DirectoryFileError([_format(self.source, ln, msg) for ln, msg in ordered])
-        return self._build(drafts, tuple(roles), tuple(relations))
+        data = self._build(drafts, tuple(roles), tuple(r for r, _ in relations))
+        return replace(data, source=self.source,
+                       relation_lines=tuple(locate(self.lines, path) for _, path in relations))
 
     def _sections(self) -> dict[str, list[object]]:
         root = self.data
@@ -288,6 +294,15 @@ class _Validator:
                 draft.active = active
             else:
                 self.fail(draft, "active", f"'active' must be a boolean, got {active!r}")
+        for key in QUALIFICATIONS:
+            if key not in raw:
+                continue
+            value = raw[key]
+            if isinstance(value, bool):
+                setattr(draft, key, value)
+            else:
+                self.fail(draft, key, f"{key!r} must be a boolean (true or false; omit it for "
+                          f"the default by rank), got {value!r}")
 
     def _emails(self, raw: dict[str, object], draft: _Draft) -> None:
         candidates: list[tuple[object, Path]]
@@ -396,6 +411,7 @@ class _Validator:
                     _need(d.id), _need(d.name), _need(d.name_ja),
                     tuple(address for address, _ in d.emails),
                     d.locale, _need(d.unit), _need(d.position), d.active,
+                    d.may_register, d.may_approve,
                 )
                 for d in drafts["people"]
             ),

@@ -141,8 +141,9 @@ def read_roles(
 
 def read_relations(
     reporter: Reporter, entries: list[object], units: Collection[str]
-) -> list[RelationRecord]:
-    """Relations in file order; the same relation may not be registered twice at once."""
+) -> list[tuple[RelationRecord, Path]]:
+    """Relations in file order, each with its entry's path (the importer's refusals name its
+    line); the same relation may not be registered twice at once."""
     records: list[tuple[RelationRecord, _Entry]] = []
     for index, raw in enumerate(entries):
         entry = _open(reporter, "relations", index, raw, "relation", RELATION_KEYS)
@@ -174,7 +175,7 @@ def read_relations(
                 break
         else:
             records.append((record, entry))
-    return [record for record, _ in records]
+    return [(record, entry.path) for record, entry in records]
 
 
 def _object(entry: _Entry, units: Collection[str]) -> tuple[Literal["person", "unit"], str] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 
@@ -33,6 +33,9 @@ class PersonRecord:
     unit: str
     position: str
     active: bool
+    # The registration and approval qualifications (SPEC 7); None: by the position's rank.
+    may_register: bool | None = None
+    may_approve: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -76,3 +79,7 @@ class DirectoryData:
     people: tuple[PersonRecord, ...]
     roles: tuple[RoleRecord, ...] = ()
     relations: tuple[RelationRecord, ...] = ()
+    # Where each relation stands in the file (its line, or None), for `file:line:` refusals
+    # of the relation rules the importer checks against the store; `source` names the file.
+    relation_lines: tuple[int | None, ...] = field(default=(), compare=False)
+    source: str = field(default="", compare=False)

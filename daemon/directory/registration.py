@@ -98,18 +98,19 @@ def check(new: RelationRecord, registrar: Party | None, approver: Party | None,
           object_: Party | bool | None, others: Iterable[RelationRecord], *, policy: Policy,
           today: datetime.date, made_this_year: int = 0,
           old: RelationRecord | None = None,
-          registrars: Iterable[RelationRecord] = ()) -> list[Refusal]:
+          registrars: Iterable[RelationRecord] = (), past_ok: bool = False) -> list[Refusal]:
     """Every reason to refuse `new` (empty: it may be stored, gaps aside).
 
     `object_`: the object person, or for a unit whether it is active (None: unknown).
     `others`: the object's relations in force or to come, without `old` (the one an update
     or end replaces). `made_this_year`: the registrar's registrations this calendar year.
     `registrars`: the relations in force or to come whose approver is the registrar (a
-    proxy's registrar must be a responsible approver)."""
+    proxy's registrar must be a responsible approver). `past_ok`: the relation may lie in
+    the past (a directory file keeps its history; only live registrations start today)."""
     out: list[Refusal] = []
     obj = label(new)
     facts = {"approver": new.approver, "object": obj, "unit": new.object_id}
-    out += _dates(new, today, old)
+    out += _dates(new, today, old, past_ok)
     if new.kind == "proxy" and new.object_type == "unit":
         out.append(Refusal("proxy_for_unit"))
     if approver is None:
@@ -136,10 +137,12 @@ def check(new: RelationRecord, registrar: Party | None, approver: Party | None,
 
 
 def _dates(new: RelationRecord, today: datetime.date,
-           old: RelationRecord | None) -> list[Refusal]:
+           old: RelationRecord | None, past_ok: bool = False) -> list[Refusal]:
     problem = ""
     if new.valid_to is not None and new.valid_to < new.valid_from:
         problem = f"valid to {new.valid_to} is before valid from {new.valid_from}"
+    elif past_ok:
+        pass
     elif old is None and new.valid_from < today:
         problem = f"valid from {new.valid_from} is in the past: a relation starts today or later"
     elif old is not None and new.valid_from != old.valid_from and new.valid_from < today:

@@ -12,6 +12,7 @@ from daemon.cases.blobs import BlobStore
 from daemon.cases.droprequests import DropRequestHandler, RequestRefused
 from daemon.clock import Clock
 from daemon.config import DropConfig, DropFolder
+from daemon.directory.filerules import FileRules
 from daemon.directory.importer import AfterImport, import_directory_data
 from daemon.directory.loader import DirectoryFileError, format_for, parse_directory
 from daemon.directory.lookup import member
@@ -135,11 +136,12 @@ class DirectoryTaker:
     label = "admin"
 
     def __init__(self, store: Store, clock: Clock, max_bytes: int,
-                 after: AfterImport | None = None) -> None:
+                 after: AfterImport | None = None, rules: FileRules | None = None) -> None:
         self.store = store
         self.clock = clock
         self.max_bytes = max_bytes
         self.after = after  # waiting cases re-resolved in the import's transaction
+        self.rules = rules  # the relation rules the file's relations must pass
 
     def take(self, entry: Entry) -> str | None:
         if entry.is_bundle:
@@ -148,11 +150,11 @@ class DirectoryTaker:
             fmt = format_for(entry.path)
             data = read_exact(entry.dir_fd, entry.name, self.max_bytes, entry.signature)
             parsed = parse_directory(data, fmt, display_name(entry.name))
+            diff = import_directory_data(self.store, parsed, hashlib.sha256(data).hexdigest(),
+                                         f"admin drop: {display_name(entry.name)}",
+                                         self.clock.now(), self.after, self.rules)
         except DirectoryFileError as exc:
             raise Refused("\n".join(exc.errors)) from None
-        diff = import_directory_data(self.store, parsed, hashlib.sha256(data).hexdigest(),
-                                     f"admin drop: {display_name(entry.name)}",
-                                     self.clock.now(), self.after)
         return "\n".join(diff.lines()) + "\n"
 
     def refused(self, name: str, owner_uid: int | None, reason: str, form: str,

@@ -169,7 +169,7 @@ def test_admin_folder_imports_directory(drop_app: App) -> None:
     admin = drop_app.cfg.drop.admin_folder
     assert admin is not None
     text = (ROOT / "samples" / "organisation.toml").read_text()
-    (admin / "org.toml").write_text(text.replace('id = "brown"', 'id = "green"'))
+    (admin / "org.toml").write_text(text.replace('"brown"', '"green"'))  # id and relation
     wait_until(lambda: list((admin / "processed").glob("*.result.txt")), 20, "an import")
     result = next((admin / "processed").glob("*.result.txt")).read_text()
     assert "+ person green" in result and "- person brown" in result
@@ -177,6 +177,11 @@ def test_admin_folder_imports_directory(drop_app: App) -> None:
     wait_until(lambda: list((admin / "rejected").glob("*.error.txt")), 20, "a refusal")
     err = next((admin / "rejected").glob("*.error.txt")).read_text()
     assert "bad.toml:" in err and "nowhere" in err
+    # The relation rules hold here too: a proxy for someone not in the file is refused.
+    (admin / "stale.toml").write_text(text.replace('id = "brown"', 'id = "green"'))
+    wait_until(lambda: list((admin / "rejected").glob("*stale.toml.error.txt")), 20, "a refusal")
+    err = next((admin / "rejected").glob("*stale.toml.error.txt")).read_text()
+    assert "stale.toml:310: relation #2: person brown is not in the directory" in err
 
 
 def test_stability_and_crash_between_store_and_move(tmp_path: Path, db_url: str) -> None:
