@@ -102,12 +102,15 @@ class ExpiryWarnings:
                           row.valid_to, row.registered_by or "-", self.cfg.workflow.admin)
                 self._quiet[1].add(rid)
                 return 0
+            # The relation's row before the audit head, as RelationRegistry changes it:
+            # one lock order with the only other audited writer of these rows.
             if not rowcount(s.execute(
-                    update(ApprovalRelation).where(
-                        ApprovalRelation.id == rid, or_(ApprovalRelation.warned_on.is_(None),
-                                                        ApprovalRelation.warned_on < today))
+                    update(ApprovalRelation).where(ApprovalRelation.id == rid,
+                                                   *self._due(today, window))
                     .values(warned_on=today).execution_options(synchronize_session=False))):
-                return 0  # another daemon won the day's warning
+                return 0  # another daemon won the day's warning, or it was just extended
+            s.refresh(row)
+            assert row.valid_to is not None
             context = self._context(s, row, to, today, left)
             self.notifier.to_member(s, TEMPLATE, to, context)
             self.audit.append(s, "relation expiry warned", None, f"relation {rid}", {

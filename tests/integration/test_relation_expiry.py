@@ -289,6 +289,33 @@ def test_a_warning_that_fails_is_neither_lost_nor_recorded(tmp_path: Path, db_ur
         assert o.warned_on(rid) == D(2027, 4, 27) and len(o.audited()) == 1
 
 
+def test_two_daemons_on_one_database_warn_once(tmp_path: Path, db_url: str) -> None:
+    with office(tmp_path, db_url, utc(2027, 4, 1)) as o:
+        for i, approver in enumerate(("yamamoto", "suzuki", "ito", "mori")):
+            o.register("watanabe", approver, "brown", "proxy", D(2027, 4, 1),
+                       D(2027, 4, 27 + i))
+        other = App(o.app.cfg, clock=o.clock)
+        try:
+            o.at(utc(2027, 4, 27))
+            jobs = [o.app.timers.expiry, other.timers.expiry]
+            start = threading.Barrier(2)
+            done: list[int] = []
+
+            def run(job: Any) -> None:
+                start.wait()
+                done.append(job.due())
+
+            threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(60)
+            assert sum(done) == 4, done
+            assert len(o.new()) == 4 and len(o.audited()) == 4
+        finally:
+            other.store.dispose()
+
+
 def test_a_pass_reads_only_the_relations_in_the_window(tmp_path: Path, db_url: str) -> None:
     """One statement when nothing is due, however many relations there are."""
     with office(tmp_path, db_url, utc(2027, 4, 1)) as o:
