@@ -31,7 +31,8 @@ from daemon.cases.reorgrestore import restore_cases, route_registered
 from daemon.cases.reorgrunner import rerouting, withdraw_in_bulk
 from daemon.cases.workflow import Workflow
 from daemon.directory.export import snapshot
-from daemon.directory.importer import DirectoryDiff, apply_directory
+from daemon.directory.filerules import FileRules
+from daemon.directory.importer import DirectoryDiff, apply_directory, check_relations
 from daemon.directory.loader import format_for, parse_directory
 from daemon.notify.alerts import AdminAlerts
 from daemon.store.db import Store
@@ -105,9 +106,10 @@ class Reorganisations:
     def plan(self, path: Path, effective_at: datetime | None, by: str) -> Report:
         fmt = format_for(path)
         raw = path.read_bytes()
-        parse_directory(raw, fmt, str(path))  # refuses a bad file before anything is stored
-        with self.store.transaction() as s:
+        data = parse_directory(raw, fmt, str(path))  # refuses a bad file before anything
+        with self.store.transaction() as s:  # is stored, and so do the relation rules
             self.audit.lock(s)
+            check_relations(s, data, FileRules.from_config(self.wf.cfg), self.wf.clock.now())
             if (open_ := self._open(s)) is not None:
                 raise ReorgError(f"reorganisation {open_.id} is {open_.state}; commit, roll back "
                                  f"or cancel it first (ringi reorg cancel {open_.id})")
