@@ -29,6 +29,7 @@ from daemon.conditions.factors import Factors
 from daemon.conditions.library import ConditionLibrary
 from daemon.conditions.sets import read_condition_files
 from daemon.config import Config
+from daemon.directory.filerules import FileRules
 from daemon.directory.importer import DirectoryDiff, import_directory_file, last_import_digest
 from daemon.directory.relations import registry_for
 from daemon.execution.destinations import load_destinations
@@ -194,8 +195,9 @@ class App:
             for f in d.folders
         ]
         if d.admin_folder is not None:
-            takers.append((d.admin_folder, DirectoryTaker(self.store, self.clock, d.max_bytes,
-                                                          self.reroute_after_import)))
+            takers.append((d.admin_folder, DirectoryTaker(
+                self.store, self.clock, d.max_bytes, self.reroute_after_import,
+                FileRules.from_config(self.cfg))))
         return [DropScanner(path, taker, self.clock, d.stable_seconds, d.rescan_seconds,
                             d.max_bytes, self.store, self.alerts) for path, taker in takers]
 
@@ -252,7 +254,8 @@ class App:
             return None
         diff = import_directory_file(self.store, path, self.clock.now(),
                                      unless_digest=last_import_digest(self.store, str(path)),
-                                     after=self.reroute_after_import)
+                                     after=self.reroute_after_import,
+                                     rules=FileRules.from_config(self.cfg))
         if diff is None:
             return None
         log.info("directory %s imported: %s", path, "; ".join(diff.lines()))
