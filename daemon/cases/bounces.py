@@ -86,8 +86,7 @@ def reroute_bounced_request(wf: Workflow, alerts: AdminAlerts, s: Session, case:
                     "the approver in the case's route.", case=case)
         return "all-of ask: the administrator is told to fix the address or the route"
     asked = {o.approver_id for o in wf.pending_steps(s, case) if o.slot == step.slot}
-    today = wf.clock.now().date()
-    targets: list[Member] = [p for p in proxies_of(s, step.approver_id, today)
+    targets: list[Member] = [p for p in proxies_of(s, step.approver_id, wf.today())
                              if p.person.active and p.id not in asked]
     role = "registered proxy"
     if not targets:

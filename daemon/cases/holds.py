@@ -75,7 +75,7 @@ def probe_held(wf: Workflow, s: Session, case: Case) -> tuple[Next, Member] | No
     if requester is None or last is None:
         return None
     nxt = walk(s, wf.template_of(s, case), Pos.of(route), True, wf.facts(s, case),
-               case.case_type, requester, last, wf.clock.now().date(), needed=True)
+               case.case_type, requester, last, wf.today(), needed=True)
     return nxt, last
 
 

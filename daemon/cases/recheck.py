@@ -215,7 +215,7 @@ def _check_slot(wf: Workflow, s: Session, case: CaseRow, requester: Member | Non
         template = wf.registry.of_version(s, case.workflow_version_id, case.case_type)
         nxt = loaded.walks[key] = walk(s, template, Pos.of(rep.pos), True, NO_FACTS,
                                        case.case_type, requester, last,
-                                       wf.clock.now().date(), needed=True)
+                                       wf.today(), needed=True)
     res = nxt.resolution
     if res is None or res.failed:
         if rep.kind == "admin":  # the administrator stands in until the post is filled

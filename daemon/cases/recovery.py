@@ -167,7 +167,7 @@ class Recovery:
         last = j.approver
         for _ in range(50):
             ahead = walk(s, template, start, inside, facts, case.case_type, requester, last,
-                         case.created_at.date())
+                         self.wf.day_of(case.created_at))
             if ahead.pos is None or ahead.resolution is None or ahead.resolution.failed:
                 break
             book = self.wf.library.book(s)

@@ -69,7 +69,7 @@ class ReplyHandler:
         asked = member(s, row.person_id)
         proxy_for = None
         if sender is not None and sender.id != row.person_id and asked is not None and \
-                any(p.id == sender.id for p in proxies_of(s, asked.id, now.date())):
+                any(p.id == sender.id for p in proxies_of(s, asked.id, self.wf.day_of(now))):
             proxy_for = asked  # a registered proxy of the asked approver may decide
         if sender is None or (sender.id != row.person_id and proxy_for is None):
             return refuse("not_asked",

@@ -121,7 +121,7 @@ class RequestHandler:
         same_unit = who.unit is not None and sender.unit is not None and \
             who.unit.id == sender.unit.id
         registered = any(p.id == sender.id
-                         for p in proxies_of(s, who.id, self.wf.clock.now().date()))
+                         for p in proxies_of(s, who.id, self.wf.today()))
         return who if same_unit or registered else "not_allowed"
 
     def run_command(self, s: Session, mail: ParsedMail, locale: str, word: str,

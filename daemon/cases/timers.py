@@ -244,13 +244,12 @@ class Timers:
         return 1
 
     def _escalate(self, s: Session, case: Case, step: CaseStep, approver: Member) -> int:
-        today = self.wf.clock.now().date()
-        targets = [p for p in proxies_of(s, approver.id, today) if p.person.active]
+        targets = [p for p in proxies_of(s, approver.id, self.wf.today()) if p.person.active]
         how = "registered proxy"
         if not targets:
             requester = member(s, case.requester_id) or approver
             res = rank_above(s, Step(name="escalation", resolver="rank-above"),
-                             RouteContext(case.case_type, requester, approver, today))
+                             RouteContext(case.case_type, requester, approver, self.wf.today()))
             targets, how = list(res.approvers), "next rank"
         if not targets:
             self.wf.record(s, case, "escalation", None, detail=f"{approver.person.name} has "

@@ -7,6 +7,7 @@ daemon.cases.decisions; requester commands in daemon.cases.requests.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -143,8 +144,15 @@ class Workflow:
         return Facts(dict(case.fields), kinds, {
             "case_type": case.case_type,
             "requester_unit": requester.unit.id if requester and requester.unit else "",
-            "today": self.clock.now().date().isoformat(),
+            "today": self.today().isoformat(),
         })
+
+    def today(self) -> datetime.date:
+        """The company's day (`[workflow] timezone`): relations and proxies hold by it."""
+        return self.day_of(self.clock.now())
+
+    def day_of(self, when: datetime.datetime) -> datetime.date:
+        return when.astimezone(self.cfg.workflow.zone).date()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -215,7 +223,7 @@ class Workflow:
             nxt: Next = walk(s, template, start, inside, self.facts(s, case), case.case_type,
                              requester, last_actor,
                              # a re-resolved ask needs a relation valid now, not at filing
-                             self.clock.now().date() if needed else case.created_at.date(),
+                             self.today() if needed else self.day_of(case.created_at),
                              needed)
             resumed, needed = needed, False  # only the first ask was waiting
             for note in nxt.notes:

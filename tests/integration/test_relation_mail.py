@@ -7,6 +7,7 @@ listener, real relay, real store, frozen clock (Monday 2026-11-02)."""
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import re
 from collections.abc import Iterator
@@ -217,3 +218,27 @@ def test_the_registrar_is_the_authenticated_sender(world: World) -> None:
         "Authentication-Results": "mx.example.com; dmarc=pass header.from=example.com"})
     assert "mori->unit procurement responsible 2026-11-03.." in w.one(ITO).body
     assert registered(w) == [("mori", "procurement", "responsible", "None")]
+
+
+def test_a_proxy_holds_from_the_company_day_it_starts(tmp_path: Path, db_url: str,
+                                                     relay: CapturingRelay) -> None:
+    """Relations are in company days (`[workflow] timezone`): in Tokyo a proxy from
+    3 November stands in from 15:00 UTC on the 2nd, not from the UTC midnight after."""
+    w = start_world(tmp_path, db_url, relay, workflow={"timezone": "Asia/Tokyo"})
+    try:
+        w.send(WATANABE, "relation register", "Approver: yamamoto\nPerson: takahashi\n"
+               "Kind: proxy\nValid from: 2026-11-03\nValid to: 2026-11-30\n")
+        assert "登録しました" in w.one(WATANABE).body
+        w.send(SMITH, "Trip", travel("54,500"))
+        number = number_of(w.one(SMITH))
+        ask = w.one(TAKAHASHI)
+        w.clock.set(datetime.datetime(2026, 11, 2, 14, 30, tzinfo=datetime.UTC))  # 23:30 JST
+        w.reply(ask, "yamamoto@example.com", "承認")
+        assert "判断できるのはご本人のみです" in w.one("yamamoto@example.com").body
+        w.clock.set(datetime.datetime(2026, 11, 2, 15, 30, tzinfo=datetime.UTC))  # 00:30, 3rd
+        w.reply(ask, "yamamoto@example.com", "承認")
+        assert number in w.one("yamamoto@example.com").subject
+        assert any("on behalf of Kenji Takahashi" in d
+                   for k, d in w.events(number) if k == "decision"), w.events(number)
+    finally:
+        w.app.stop()
