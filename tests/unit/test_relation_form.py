@@ -108,6 +108,7 @@ def test_every_answer_renders_with_a_short_subject(locale: str, name: str,
     assert len(rendered.subject) < 80, rendered.subject
     assert rendered.body.strip() and not rendered.body.startswith("\n")
     assert "{" not in rendered.body, rendered.body  # every reason's facts filled in
+    assert " end " not in rendered.body or locale == "en"  # the command in the reader's words
     if context.get("outcome") == "refused" and locale == "ja":
         assert "あなたは名簿にありません" in rendered.body  # not the English fallback
 
