@@ -7,14 +7,16 @@ offending entry (or key) so an administrator can fix the file in one pass.
 No database access happens here; callers decide what to do with the data.
 
 Sections (keys as in samples/organisation.toml, which documents each):
-units and positions (required), people, roles (optional: unit, role, person) and
+units and positions (required), people (with the optional qualifications may_register and
+may_approve: booleans, absent meaning by rank), roles (optional: unit, role, person) and
 relations (optional: approver, person | unit, kind, valid_from, valid_to,
 registered_by); roles and relations are checked by :mod:`daemon.directory.posts`.
 Dates are TOML/YAML dates or "YYYY-MM-DD" strings.
 
 CSV is one sheet whose ``kind`` column names the row type (unit, position, person,
 role or relation); only ``kind`` is required in the header. Columns: kind, id, name,
-name_ja, parent, rank, emails (";"-separated), locale, unit, position, active, role,
+name_ja, parent, rank, emails (";"-separated), locale, unit, position, active,
+may_register, may_approve (true/false, yes/no, 1/0; empty: by rank), role,
 person, approver, relation_kind, valid_from, valid_to, registered_by. A role row
 fills unit, role, person; a relation row fills approver, person *or* unit (the
 approval object), relation_kind (the relation's kind: ``kind`` is the row type),
