@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.directory.importer import relation_record as record_of
@@ -27,6 +28,7 @@ from daemon.notify.notifier import Notifier
 from daemon.parsing.message import ParsedMail
 from daemon.parsing.relationform import Problem, RelationForm, blank_form, parse_form
 from daemon.store.directory_models import ApprovalRelation
+from daemon.store.models import OrgUnit, Person
 
 HISTORY_LINES = 100  # in the mail's text; the CSV attachment always has every record
 
@@ -41,7 +43,7 @@ class RelationCommands:
             return self._answer(s, mail, sender, "form", word, arg,
                                 form=blank_form(sender.locale, self.registry.today()))
         if word == "list":
-            lines = self.registry.listing(s, self._who(s, arg) if arg else None)
+            lines = self.registry.listing(s, self._subject(s, arg))
             return self._answer(s, mail, sender, "listing", word, arg, lines=lines)
         if word == "history":
             return self._history(s, mail, sender, arg)
@@ -120,27 +122,42 @@ class RelationCommands:
             return None
         which = objects[0]
         name = g[which]
-        if which == "object":
-            which = "unit" if unit(s, name) is not None else "person"
-        object_type: Literal["person", "unit"] = "unit" if which == "unit" else "person"
-        object_id = name if object_type == "unit" else self._who(s, name)
+        found_unit = self._unit(s, name) if which != "person" else None
+        if which == "object" and found_unit is None:
+            which = "person"
+        object_type: Literal["person", "unit"] = "person" if which == "person" else "unit"
+        object_id = self._who(s, name) if object_type == "person" else (found_unit or name)
         return RelationRecord(self._who(s, g["approver"]), object_type, object_id, form.kind,
                               form.valid_from, form.valid_to, None), None
 
     @staticmethod
     def _who(s: Session, given: str) -> str:
-        """A person named by id or by address (an unknown one is refused by the rules)."""
-        given = given.strip()
+        """A person named by id, by address or by their unique name in either language
+        (`森 大輔`, `Daisuke Mori`); anything else as given, for the rules to refuse."""
+        given = " ".join(given.split())
         if "@" in given:
             found = member_by_email(s, given)
-            if found is not None:
-                return found.id
-        return given
+            return found.id if found is not None else given
+        if s.get(Person, given) is not None:
+            return given
+        return _unique(s, Person, given) or given
+
+    def _subject(self, s: Session, arg: str) -> str | None:
+        """What `list` and `history` are about: a unit or a person (None: everything)."""
+        if not arg:
+            return None
+        return self._unit(s, arg) or self._who(s, arg)
+
+    @staticmethod
+    def _unit(s: Session, given: str) -> str | None:
+        """A unit named by id or by its unique name (`購買部`, `Procurement`); None: none."""
+        given = " ".join(given.split())
+        return given if unit(s, given) is not None else _unique(s, OrgUnit, given)
 
     # --- answering ---------------------------------------------------------------------------
 
     def _history(self, s: Session, mail: ParsedMail, sender: Member, arg: str) -> str:
-        rows = self.registry.history(s, self._who(s, arg) if arg else None)
+        rows = self.registry.history(s, self._subject(s, arg))
         lines = self.registry.history_lines(rows)
         csv = OutgoingFile("relation-history.csv", "text", "csv",
                            self.registry.history_csv(rows).encode("utf-8"), "utf-8")
@@ -185,3 +202,13 @@ class RelationCommands:
 
 
 _JA = {"update": "変更", "end": "終了", "register": "登録"}
+
+
+def _unique(s: Session, table: type[Person] | type[OrgUnit], name: str) -> str | None:
+    """The id of the one active row whose name or Japanese name is `name` (spacing and
+    case aside); None when there is none, or more than one (never a guess)."""
+    folded = "".join(name.split()).casefold()
+    rows = s.execute(select(table.id, table.name, table.name_ja).where(table.active.is_(True)))
+    ids = {rid for rid, en, ja in rows
+           if folded in ("".join(en.split()).casefold(), "".join(ja.split()).casefold())}
+    return ids.pop() if len(ids) == 1 else None

@@ -105,12 +105,12 @@ def test_the_form_and_every_refusal_by_mail_store_nothing(world: World) -> None:
 
 def test_japanese_registration_gap_confirmed_by_reply_and_history(world: World) -> None:
     w = world
-    w.send(ITO, "承認関係 登録", "お疲れ様です。\n\n承認者: mori@example.com\n対象部署: 購買部\n"
+    w.send(ITO, "承認関係 登録", "お疲れ様です。\n\n承認者: mori@example.com\n対象部署: 総務部\n"
            "種別: 責任者\n開始日: ２０２６年１１月３日\n終了日:\n備考: 新任\n\n伊藤\n")
-    unknown_unit = w.one(ITO)
-    assert "unit 購買部 は名簿にありません" in unknown_unit.body  # units are named by id
-    w.send(ITO, "承認関係 登録", "承認者: mori@example.com\n対象部署: procurement\n"
-           "種別: 責任者\n開始日: ２０２６年１１月３日\n終了日:\n備考: 新任\n")
+    assert "unit 総務部 は名簿にありません" in w.one(ITO).body  # no such unit
+    # People and units by id, address, or their unique name in either language.
+    w.send(ITO, "承認関係 登録", "お疲れ様です。\n\n承認者: 森 大輔\n対象部署: 購買部\n"
+           "種別: 責任者\n開始日: ２０２６年１１月３日\n終了日:\n備考: 新任\n\n伊藤\n")
     done = w.one(ITO)
     assert done.subject.startswith("承認関係 登録: 完了（関係 "), done.subject
     assert "mori->unit procurement responsible 2026-11-03.." in done.body
@@ -136,7 +136,7 @@ def test_japanese_registration_gap_confirmed_by_reply_and_history(world: World) 
     w.send(ITO, f"Re: {warning.subject}", "")  # single use
     assert "このコードで待っている変更はありません" in w.one(ITO).body
     # Any employee reads the history, as text and CSV; an outsider gets nothing of it.
-    w.send(KATO, "relation history procurement", "")
+    w.send(KATO, "relation history Procurement", "")
     history = w.one(KATO)
     assert "registered by ito (mail)" in history.body
     assert "ended by ito (mail)" in history.body and "gap accepted" in history.body
