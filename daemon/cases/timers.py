@@ -18,6 +18,7 @@ from daemon.audit.trail import AuditTrail
 from daemon.cases import duetimes
 from daemon.cases.recheck import check_case
 from daemon.cases.recovery import claim_waiting, resume_after_wait
+from daemon.cases.relationchanges import RelationChanges
 from daemon.cases.relationwarnings import ExpiryWarnings
 from daemon.cases.reorganisation import Reorganisations
 from daemon.cases.reroute import apply
@@ -43,6 +44,7 @@ class Timers:
         self.reorganisations = reorganisations  # a plan's effective time is a duty here
         self.expiry = ExpiryWarnings(store, workflow.notifier, audit, workflow.cfg,
                                      workflow.clock) if audit is not None else None
+        self.relation_changes = RelationChanges(store, workflow)
         self.cfg = workflow.cfg.workflow
         self.batch = duetimes.BATCH
         self._prepared = False
@@ -76,6 +78,7 @@ class Timers:
             duties.append(self.wf.publisher.purge_expired)
         if self.expiry is not None:  # relations ending soon: their registrars are told
             duties.append(self.expiry.due)
+        duties.append(self.relation_changes.due)  # cases routed by relations that moved
         for duty in duties:
             try:
                 done += duty()
