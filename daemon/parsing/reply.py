@@ -1,9 +1,11 @@
-"""Read an approver's decision from a reply mail.
+"""Read an approver's decision from a reply mail (the grammar is docs/replies.md).
 
-The decision must come only from the approver's new text: the quoted request below it
-usually contains every decision word (it lists them as instructions). So we cut at anything
-that looks like quoting with two independent detectors (our own line rules, then
-mail-parser-reply), and only then look at the first word.
+The decision must come only from the approver's own text: the quoted request usually
+contains every decision word (it lists them as instructions). daemon.parsing.replytext
+finds the own text (above, below or between quotes); here the first line that is not a
+greeting must start with a decision word, and anything that contradicts, negates or
+questions that decision elsewhere in the own text makes the reply no decision at all:
+a safe failure costs the approver one more mail, a misread costs a wrong approval.
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from mailparser_reply import EmailReplyParser
+from daemon.parsing.replytext import extract_reply_text, own_blocks
+from daemon.parsing.replywords import (
+    SHORT,
+    greeting_rest,
+    is_rule,
+    is_signoff,
+    starts_disclaimer,
+    trailing_signature,
+)
+
+__all__ = ["Decision", "ParsedDecision", "extract_reply_text", "parse_decision"]
 
 
 class Decision(enum.StrEnum):
@@ -27,84 +39,6 @@ class Decision(enum.StrEnum):
 class ParsedDecision:
     decision: Decision
     reason: str
-
-
-# "pl" is left out: its header rule fires on a single "Data:"/"Do:" line, which is too eager.
-# "fr" is left out: its attribution regex has an inner group the library mistakes for a header.
-_LIBRARY = EmailReplyParser(languages=["en", "ja", "de", "es", "it", "nl", "sv", "da", "cs",
-                                       "zh", "ko"])
-
-_LIBRARY_MAX = 5000  # characters; a real approver's new text is far shorter
-
-_QUOTE = re.compile(r"^\s*[>＞]")
-_SEPARATOR = re.compile(
-    r"^\s*-{2,}\s*(?:original message|forwarded message|元のメッセージ|転送メッセージ|"
-    r"オリジナルメッセージ)\s*-{2,}\s*$", re.I)
-_UNDERSCORES = re.compile(r"^\s*_{10,}\s*$")
-_FROM = re.compile(r"^\s*\**(?:from|差出人|送信者)\**\s*[:：]", re.I)
-_OTHER_HEADER = re.compile(
-    r"^\s*\**(?:sent|date|to|cc|subject|送信日時|送信日|日時|日付|宛先|件名)\**\s*[:：]", re.I)
-_SIGNATURE = re.compile(r"^--\s?$")
-_MOBILE = re.compile(r"^\s*(?:sent from my \S.*|get outlook for \S.*|"
-                     r"\S*(?:iphone|ipad|android|outlook|モバイル|携帯)\S*から送信)\s*$", re.I)
-# Attribution lines and sign-offs are short; skipping long lines keeps the regexes linear.
-_LONG_LINE = 500
-# Attribution lines, tested on one line and on a line joined with the next (clients wrap).
-_ON_WROTE = re.compile(r"^\s*on\s.+\swrote\s*[:：]\s*$", re.I)
-_DATED = re.compile(
-    r"^\s*\(?\d{4}\s*[年/.-]\s*\d{1,2}\s*[月/.-]\s*\d{1,2}.*\d{1,2}:\d{2}.*[:：]\s*$")
-_JA_WROTE = re.compile(r"(?:のメール|のメッセージ|書きました|wrote)\s*[:：]\s*$")
-_ATTRIBUTION_START = re.compile(r"^\s*(?:on\s|\(?\d{4}\s*[年/.-])", re.I)
-
-
-def _is_attribution(text: str) -> bool:
-    if len(text) > _LONG_LINE:
-        return False
-    if _ON_WROTE.match(text) or _DATED.match(text):
-        return True
-    match = _JA_WROTE.search(text)
-    if match is None:
-        return False
-    # A bare "... wrote:" needs a date or address to look like a client's attribution line.
-    return match.group().startswith(("の", "書")) or bool(re.search(r"[\d@<]", text))
-
-
-def _starts_quote(lines: list[str], i: int) -> bool:
-    line = lines[i]
-    following = [x for x in lines[i + 1:i + 6] if x.strip()]
-    if _QUOTE.match(line) or _SEPARATOR.match(line) or _SIGNATURE.match(line):
-        return True
-    if (len(line) <= _LONG_LINE and _MOBILE.match(line)) or _is_attribution(line):
-        return True
-    if len(line) <= _LONG_LINE and _JA_WROTE.search(line) and following:  # "Taro wrote:"
-        return bool(_QUOTE.match(following[0]))
-    if _UNDERSCORES.match(line):  # Outlook puts a rule above its From:/差出人: block
-        return bool(following) and bool(_FROM.match(following[0]))
-    if _FROM.match(line):  # a header block, not a sentence that happens to start "From:"
-        return "@" in line or any(_OTHER_HEADER.match(x) for x in following[:4])
-    nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
-    return bool(nxt) and bool(_ATTRIBUTION_START.match(line)) and _is_attribution(f"{line} {nxt}")
-
-
-def _library_cut(text: str) -> str:
-    """Text above the first header mail-parser-reply finds ("" if the text starts with one)."""
-    if len(text) > _LIBRARY_MAX:  # its patterns are super-linear on long lines
-        return text
-    try:
-        replies = _LIBRARY.read(text).replies
-    except Exception:  # a bug in a dependency must not stop us reading mail
-        return text
-    if not replies or replies[0].headers:
-        return ""
-    return replies[0].content or ""
-
-
-def extract_reply_text(text: str) -> str:
-    """The reply's own text above the quoted original."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    cut = next((i for i in range(len(lines)) if _starts_quote(lines, i)), len(lines))
-    own = "\n".join(lines[:cut]).strip()
-    return _library_cut(own).strip() if own else ""
 
 
 _WORDS: dict[str, Decision] = {
@@ -161,20 +95,191 @@ def _match_word(line: str) -> tuple[Decision, str] | None:
     return None
 
 
-def parse_decision(text: str) -> ParsedDecision | None:
-    """Decision from a reply body (full body given; it calls extract_reply_text first).
+# Words of each decision's family that may be negated or questioned anywhere in the own
+# text ("I cannot approve", "approval is not possible", "承認できません", "承認しますか？").
+_FAMILY_EN: dict[Decision, tuple[str, ...]] = {
+    Decision.APPROVE: ("approv",), Decision.REJECT: ("reject", "deny", "denied", "denial"),
+    Decision.RETURN: ("return",), Decision.HOLD: ("hold",),
+}
+_FAMILY_JA: dict[Decision, tuple[str, ...]] = {
+    Decision.APPROVE: ("承認",), Decision.REJECT: ("却下", "否認", "不承認"),
+    Decision.RETURN: ("差し戻", "差戻"), Decision.HOLD: ("保留",),
+}
+_NEGATIONS_EN = frozenset({
+    "not", "no", "never", "cannot", "can't", "cant", "won't", "wont", "don't", "dont",
+    "didn't", "doesn't", "shouldn't", "couldn't", "wouldn't", "unable", "neither", "nor",
+    "isn't", "aren't", "wasn't", "refuse", "hardly", "without",
+})
+_ALL_EN_STEMS = tuple(stem for stems in _FAMILY_EN.values() for stem in stems)
+# Mentions of a decision's words beyond this are not weighed one by one: no decision.
+_MENTIONS = 100
+_COPULAS_EN = frozenset({"is", "was", "will", "would", "can", "could", "should", "must"})
+_NEGATIONS_JA = (
+    "できません", "できない", "できかね", "出来ません", "出来ない", "しかね", "いたしかね",
+    "致しかね", "しません", "しない", "せず", "できず", "は難しい", "は困難", "は不可",
+    "不可", "ではありません", "ではない", "じゃない", "されません", "しておりません",
+)
+_QUESTIONS_JA = ("か？", "か?", "でしょうか", "ですか", "ますか", "？", "?")
+_SENTENCE_ENDS = re.compile(r"[.!?。！？\n]")
+_WORD = re.compile(r"[a-z']+|[?]")
 
-    None if no decision word starts the reply.
-    """
-    lines = [line.strip() for line in extract_reply_text(text).split("\n") if line.strip()]
-    if not lines:
-        return None
-    matched = _match_word(lines[0])
+
+def _contradicted_en(text: str, decision: Decision) -> bool:
+    """A word of the decision's family negated ("cannot approve", "approval is not
+    possible", "no approval") or in a question ("Should I approve this?")."""
+    stems = _FAMILY_EN[decision]
+    mentions = 0
+    for sentence in re.split(r"(?<=[.!?。！？\n])", text.lower().replace("’", "'")):
+        question = sentence.rstrip().endswith(("?", "？"))
+        for clause in re.split(r"[,;、]", sentence):
+            words = _WORD.findall(clause)
+            for index, word in enumerate(words):
+                if not word.startswith(stems):
+                    continue
+                mentions += 1
+                if mentions > _MENTIONS:
+                    return True  # too many to weigh: safer read as no decision
+                before, after = words[max(0, index - 3):index], words[index + 1:index + 3]
+                if question or any(w in _NEGATIONS_EN for w in before) \
+                        or words[index - 1:index] == ["no"] or after[:1] == ["?"] \
+                        or (after[:1] and after[0] in _COPULAS_EN
+                            and after[1:2] and after[1] in _NEGATIONS_EN):
+                    return True
+    return False
+
+
+def _contradicted_ja(text: str, decision: Decision) -> bool:
+    mentions = 0
+    for stem in _FAMILY_JA[decision]:
+        start = text.find(stem)
+        while start >= 0:
+            mentions += 1
+            if mentions > _MENTIONS:
+                return True  # too many to weigh: safer read as no decision
+            if text[max(0, start - 1):start] == "不" and decision != Decision.REJECT:
+                return True  # 不承認 in an approval
+            sentence = _SENTENCE_ENDS.split(text[start:start + 40], maxsplit=1)[0]
+            following = text[start:start + len(sentence) + 1]
+            if any(n in sentence for n in _NEGATIONS_JA) or \
+                    any(q in following for q in _QUESTIONS_JA):
+                return True
+            start = text.find(stem, start + len(stem))
+    return False
+
+
+_SUBJECTS_EN = frozenset({"i", "we", "i'll", "we'll", "i'd", "we'd", "shall", "rather",
+                          "instead"})
+# After a decision stem, forms that state that decision ("やはり却下します", "却下とします").
+_STATING_JA = ("します", "いたします", "致します", "する。", "とします", "にします", "とさせ",
+               "させて", "してください", "して下さい", "でお願い", "とする", "です", "。")
+
+
+def _states_other_en(text: str, decision: Decision) -> bool:
+    """Another decision stated with a subject ("I reject", "we'll return it")."""
+    for clause in re.split(r"[.!?。！？\n,;、]", text.lower().replace("’", "'")):
+        words = _WORD.findall(clause)
+        for index, word in enumerate(words):
+            if not word.startswith(_ALL_EN_STEMS):
+                continue
+            if any(word.startswith(_FAMILY_EN[other]) for other in Decision if other != decision) \
+                    and any(w in _SUBJECTS_EN for w in words[max(0, index - 2):index]) \
+                    and not any(w in _NEGATIONS_EN for w in words[max(0, index - 3):index]):
+                return True
+    return False
+
+
+def _states_other_ja(text: str, decision: Decision) -> bool:
+    """Another decision stated in Japanese anywhere ("…と思いましたが、やはり却下します")."""
+    for other in Decision:
+        if other == decision:
+            continue
+        for stem in _FAMILY_JA[other]:
+            start = text.find(stem)
+            mentions = 0
+            while start >= 0:
+                mentions += 1
+                if mentions > _MENTIONS:
+                    return True
+                tail = text[start + len(stem):start + len(stem) + 8]
+                if stem.endswith("戻") and tail.startswith("し"):
+                    tail = tail[1:]
+                negated = text[max(0, start - 1):start] == "不" and other == Decision.APPROVE
+                if not negated and tail.startswith(_STATING_JA) and \
+                        not any(n in tail for n in _NEGATIONS_JA):
+                    return True
+                start = text.find(stem, start + len(stem))
+    return False
+
+
+def _clean_decision(line: str) -> Decision | None:
+    """A line that states a decision on its own ("Reject", "Reject: ...", "却下します。")."""
+    matched = _match_word(line)
     if matched is None:
         return None
     decision, rest = matched
-    reason_lines = [rest.lstrip(_SEPARATORS), *lines[1:]]
-    reason_lines = [line for line in reason_lines if line]
+    rest = rest.strip()
+    if not rest or rest[0] in ":：-－–—。.!！" or rest.strip(_SEPARATORS) == "":
+        return decision
+    return decision if not line.isascii() and rest[:1] in "、。 \u3000" else None
+
+
+def _content(block: list[str], names: tuple[str, ...]) -> tuple[str, list[str]] | None:
+    """A block's first line after its greetings, and the lines after it up to the
+    signature, sign-off or disclaimer (None if the block holds only greetings)."""
+    first: str | None = None
+    index = 0
+    while index < len(block) and first is None:
+        line = block[index]
+        index += 1
+        rest = greeting_rest(line) if line else ""
+        if rest is None:
+            first = line
+        elif rest:
+            first = rest
+    if first is None:
+        return None
+    after = block[index:]
+    cut = next((i for i, line in enumerate(after) if line and (
+        is_signoff(line) or is_rule(line) or starts_disclaimer(after, i))), len(after))
+    return first, trailing_signature(after[:cut], names)
+
+
+def _strip_closing(text: str) -> str:
+    """"looks fine, thanks" -> "looks fine"; "…差し戻します。よろしくお願いします。" likewise."""
+    for index in range(len(text) - 1, max(0, len(text) - SHORT), -1):
+        if text[index - 1] in ",、。.!！ " and is_signoff(text[index:]):
+            return text[:index].rstrip(" ,、")
+    return text
+
+
+def parse_decision(text: str, names: tuple[str, ...] = ()) -> ParsedDecision | None:
+    """Decision from a reply body (the whole body: quotes are found and skipped here).
+
+    `names` are the sender's names (From display name, directory names): a trailing line
+    made of them is a signature, not part of the reason. None if no decision is read.
+    """
+    contents = [c for c in (_content(b, names) for b in own_blocks(text)) if c is not None]
+    found = [(c, m) for c in contents if (m := _match_word(c[0])) is not None]
+    if not found or len({m[0] for _, m in found}) > 1:
+        return None  # no decision, or two own blocks that disagree
+    (first, after), (decision, rest) = found[0]
+    chosen = contents.index(found[0][0])
+    others = [line for n, (first_line, lines) in enumerate(contents)
+              for line in ([first_line] if n != chosen else []) + lines]
+    if any(_clean_decision(line) not in (None, decision) for line in others):
+        return None  # "Approve" ... "Reject": a contradiction is no decision
+    own_text = "\n".join([first, *others])
+    reason_text = "\n".join([rest, *others])
+    if _contradicted_en(own_text, decision) or _contradicted_ja(own_text, decision) \
+            or _states_other_en(reason_text, decision) or _states_other_ja(reason_text, decision):
+        return None
+    rest = rest.lstrip(_SEPARATORS)
+    rest = "" if is_signoff(rest) else rest  # "Approved, thanks!"
+    reason_lines = [line for line in (rest, *after) if line]
     if reason_lines:
-        reason_lines[0] = _REASON_LABEL.sub("", reason_lines[0]).lstrip(_SEPARATORS)
-    return ParsedDecision(decision, "\n".join(reason_lines).strip())
+        # "Reason:" may follow the word or open the next line; a "- item" list stays whole.
+        labelled = _REASON_LABEL.sub("", reason_lines[0])
+        if rest or labelled != reason_lines[0]:
+            reason_lines[0] = labelled.lstrip(_SEPARATORS)
+        reason_lines[-1] = _strip_closing(reason_lines[-1])
+    return ParsedDecision(decision, "\n".join(line for line in reason_lines if line).strip())

@@ -176,7 +176,6 @@ def test_decision_words_and_reasons(body: str, expected: tuple[Decision, str]) -
         "Approve?",
         "I approve",
         "Thanks, approve",
-        "山田さん\n承認します",
         "承認者を変更してください",
         "承認しますか？",
         "保留中",
