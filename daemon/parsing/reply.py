@@ -171,7 +171,8 @@ _SUBJECTS_EN = frozenset({"i", "we", "i'll", "we'll", "i'd", "we'd", "shall", "r
                           "instead"})
 # After a decision stem, forms that state that decision ("やはり却下します", "却下とします").
 _STATING_JA = ("します", "いたします", "致します", "する。", "とします", "にします", "とさせ",
-               "させて", "してください", "して下さい", "でお願い", "とする", "です", "。")
+               "させて", "してください", "して下さい", "てください", "て下さい", "でお願い",
+               "とする", "です", "。")
 
 
 def _states_other_en(text: str, decision: Decision) -> bool:
@@ -223,6 +224,14 @@ def _clean_decision(line: str) -> Decision | None:
     return decision if not line.isascii() and rest[:1] in "、。 \u3000" else None
 
 
+def _questioned(line: str) -> bool:
+    """A line opening with a decision word in a question ("Hold? Not sure", "却下？")."""
+    head = line[:40]
+    if "?" not in head and "？" not in head:
+        return False
+    return _match_word(line.replace("?", " ").replace("？", " ")) is not None
+
+
 def _content(block: list[str], names: tuple[str, ...]) -> tuple[str, list[str]] | None:
     """A block's first line after its greetings, and the lines after it up to the
     signature, sign-off or disclaimer (None if the block holds only greetings)."""
@@ -266,8 +275,8 @@ def parse_decision(text: str, names: tuple[str, ...] = ()) -> ParsedDecision | N
     chosen = contents.index(found[0][0])
     others = [line for n, (first_line, lines) in enumerate(contents)
               for line in ([first_line] if n != chosen else []) + lines]
-    if any(_clean_decision(line) not in (None, decision) for line in others):
-        return None  # "Approve" ... "Reject": a contradiction is no decision
+    if any(_clean_decision(line) not in (None, decision) or _questioned(line) for line in others):
+        return None  # "Approve" ... "Reject" or "Hold?": a contradiction is no decision
     own_text = "\n".join([first, *others])
     reason_text = "\n".join([rest, *others])
     if _contradicted_en(own_text, decision) or _contradicted_ja(own_text, decision) \

@@ -338,7 +338,7 @@ def trailing_signature(lines: list[str], names: tuple[str, ...] = ()) -> list[st
 
     A capitalised two-word line alone is not enough: the block needs a known name, a
     contact line, or a name with an organisation line; and when a sentence stands right
-    above it (no blank line), its top line must not be a mere look-alike name.
+    above it (no blank line), a look-alike name on top needs a contact line or known name.
     """
     tokens = _name_tokens(names)
     end = len(lines)
@@ -357,6 +357,7 @@ def trailing_signature(lines: list[str], names: tuple[str, ...] = ()) -> list[st
     strong = "name" in kinds or "contact" in kinds or ("org" in kinds and "maybe-name" in kinds)
     if not kinds or not strong or len(kinds) > SIGNATURE_LINES:
         return lines
-    if start > 0 and lines[start - 1] and kinds[-1] == "maybe-name":
+    if start > 0 and lines[start - 1] and kinds[-1] == "maybe-name" \
+            and "name" not in kinds and "contact" not in kinds:
         return lines  # "Over Budget" right under the decision is a reason, not a name
     return lines[:start]
