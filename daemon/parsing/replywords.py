@@ -59,7 +59,9 @@ SIGNOFFS_EN = (
     "best wishes", "with best regards", "with kind regards", "many thanks", "thanks",
     "thank you", "thanks and regards", "thanks & regards", "thanks again", "thx", "cheers",
     "sincerely", "yours sincerely", "sincerely yours", "yours truly", "yours", "best",
-    "all the best", "br", "rgds", "respectfully", "cordially",
+    "all the best", "br", "rgds", "respectfully", "cordially", "thank you very much",
+    "thank you so much", "thanks a lot", "thanks so much", "thanks in advance",
+    "much appreciated", "have a nice day", "have a good day", "have a great weekend",
 )
 SIGNOFFS_JA = (
     "よろしくお願いいたします", "よろしくお願い致します", "よろしくお願いします",
@@ -68,8 +70,12 @@ SIGNOFFS_JA = (
     "以上よろしくお願いします", "以上宜しくお願いいたします", "何卒よろしくお願いいたします",
     "何卒よろしくお願い申し上げます", "引き続きよろしくお願いいたします",
     "今後ともよろしくお願いいたします", "よろしく", "宜しく", "以上", "以上です",
-    "以上となります", "以上宜しく", "敬具",
+    "以上となります", "以上宜しく", "敬具", "ありがとうございます", "ありがとうございました",
+    "お願いいたします", "お願い致します", "お願いします", "以上お願いいたします",
+    "以上お願いします", "取り急ぎご連絡まで", "取り急ぎご返信まで", "失礼いたします",
+    "今後ともよろしくお願いします", "引き続きよろしくお願いします",
 )
+NAME_AFTER_SIGNOFF_JA = 10  # "よろしくお願いします。山田": a closing with a short name after it
 # Signature rules people draw by hand (the `-- ` delimiter is handled with the quote cut).
 RULE_CHARS = frozenset("-=_*~#─━―－＝＊～・…")
 
@@ -93,7 +99,7 @@ FOOTER_DEVICES = ("iphone", "ipad", "android", "outlook", "モバイル", "携�
 DISCLAIMER_STARTS = (
     "this e-mail", "this email", "this message", "this communication", "the information in",
     "the information contained", "the content of this", "the contents of this",
-    "confidentiality notice", "confidential", "disclaimer", "important notice",
+    "confidentiality notice", "confidential", "disclaimer", "important notice", "important:",
     "privileged", "notice:", "caution:", "if you are not the intended", "if you have received",
     "本メール", "このメール", "本電子メール", "この電子メール", "本メッセージ", "このメッセージ",
     "※本メール", "※このメール", "【機密", "【注意", "【免責", "機密保持", "免責事項",
@@ -239,6 +245,12 @@ def is_signoff(line: str) -> bool:
     compact = body.replace(" ", "").replace("、", "").replace(",", "")
     if compact in SIGNOFFS_JA:
         return True
+    for signoff in SIGNOFFS_JA:
+        if len(signoff) >= 6 and compact.startswith(signoff):
+            name = _strip_punct(compact[len(signoff):])
+            if len(name) <= NAME_AFTER_SIGNOFF_JA and not any(c in name for c in "。！？!?") \
+                    and not _has_stem(name):
+                return True
     for signoff in _SIGNOFFS_LONGEST_FIRST:
         if body == signoff:
             return True
