@@ -13,7 +13,7 @@ from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
 from daemon.directory.lookup import member, member_by_email, proxies_of, reread_directory
 from daemon.notify.views import person_name
-from daemon.parsing.message import ParsedMail
+from daemon.parsing.message import ParsedMail, answered_ids
 from daemon.parsing.reply import Decision, parse_decision
 from daemon.security.tokens import TokenProblem
 from daemon.store.models import Case, CaseStep
@@ -29,10 +29,17 @@ class ReplyHandler:
         self.wf = workflow
         self.decisions = decisions
 
-    def handle(self, s: Session, mail: ParsedMail, token: str,
+    def answers_request(self, s: Session, mail: ParsedMail) -> bool:
+        """The mail names one of ringi's approval requests in In-Reply-To/References."""
+        return self.wf.tokens.answered(s, answered_ids(mail)) is not None
+
+    def handle(self, s: Session, mail: ParsedMail, token: str | None,
                inbound_id: int | None = None) -> str:
         """Apply the decision or send a clear error; returns the intake outcome line.
 
+        Without `token` the reply is known by the approval request it answers (its
+        In-Reply-To/References, most recent first) and checked exactly the same way: the
+        asked approver or their proxy, a pending step, a token neither used nor expired.
         The reply's attachments are added to the case only with a decision that counts;
         a refused reply's error mail names each of them as not added.
         """
@@ -45,7 +52,8 @@ class ReplyHandler:
             reread_directory(s)  # rows read before a wait may predate the commit
         sender = member_by_email(s, mail.from_addr) if mail.from_addr else None
         locale = sender.locale if sender else "en"
-        check = self.wf.tokens.check(s, token, now)
+        check = self.wf.tokens.check(s, token, now) if token is not None else \
+            self.wf.tokens.check_answered(s, answered_ids(mail), now)
         row = check.row
 
         def refuse(problem: str, **extra: object) -> str:

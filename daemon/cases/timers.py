@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from daemon.audit.casechain import anchor_all
 from daemon.audit.trail import AuditTrail
 from daemon.cases import duetimes
+from daemon.cases.escalation import NEXT_RANK, PROXY, ask_beside, proxies_today
 from daemon.cases.recheck import check_case
 from daemon.cases.recovery import claim_waiting, resume_after_wait
 from daemon.cases.relationchanges import RelationChanges
@@ -24,7 +25,7 @@ from daemon.cases.reorganisation import Reorganisations
 from daemon.cases.reroute import apply
 from daemon.cases.states import CaseState, StepState
 from daemon.cases.workflow import Workflow
-from daemon.directory.lookup import Member, member, proxies_of
+from daemon.directory.lookup import Member, member
 from daemon.routing.resolvers import RouteContext, rank_above
 from daemon.routing.templates import Step
 from daemon.store.db import Store, rowcount
@@ -247,31 +248,17 @@ class Timers:
         return 1
 
     def _escalate(self, s: Session, case: Case, step: CaseStep, approver: Member) -> int:
-        targets = [p for p in proxies_of(s, approver.id, self.wf.today()) if p.person.active]
-        how = "registered proxy"
+        targets, how = proxies_today(self.wf, s, approver), PROXY
         if not targets:
             requester = member(s, case.requester_id) or approver
             res = rank_above(s, Step(name="escalation", resolver="rank-above"),
                              RouteContext(case.case_type, requester, approver, self.wf.today()))
-            targets, how = list(res.approvers), "next rank"
+            targets, how = list(res.approvers), NEXT_RANK
         if not targets:
             self.wf.record(s, case, "escalation", None, detail=f"{approver.person.name} has "
                            "waited too long, but has no proxy and nobody ranks above")
             return 0
-        if step.mode == "single":
-            step.mode = "any"  # now either of them may decide
-        # A proxy stands for the late approver (or for whom their step already stood): its
-        # approval continues the route from that person's post, not the proxy's unit. The next
-        # rank is on the approver's own ladder: the route climbs on from them.
-        pos = step.pos if step.pos is None or step.pos.get("as") or how == "next rank" \
-            else {**step.pos, "as": approver.id}
-        for target in targets:
-            new = self.wf.new_step(s, case, target, slot=step.slot, mode="any",
-                                   phase=step.phase, step_name=step.step_name, pos=pos,
-                                   kind="escalation", resolver=how)
-            self.wf.record(s, case, "escalated", target,
-                           detail=f"{approver.person.name} has not decided within "
-                           f"{self.cfg.escalate_after_days} business days; {how} asked too")
-            self.wf.ask(s, case, new, target, note="escalated",
-                        note_detail=approver.display_name(target.locale))
+        ask_beside(self.wf, s, case, step, approver, targets, how,
+                   f"{approver.person.name} has not decided within "
+                   f"{self.cfg.escalate_after_days} business days", note="escalated")
         return 1

@@ -367,6 +367,7 @@ class Workflow:
                    "mode": step.mode,
                    "expires": (self.clock.now() + self.tokens.ttl).strftime("%Y-%m-%d %H:%M UTC")},
                   token=token)
+        self.tokens.remember_request(s, case.id, token)  # a reply without it is known
 
     def close_step(self, s: Session, step: CaseStep, state: str) -> None:
         """End a step that will not be decided (superseded, cancelled): its tokens die."""

@@ -18,9 +18,10 @@ from daemon.cases.requests import RequestHandler, looks_japanese
 from daemon.cases.versions import suspend_on_version
 from daemon.config import MailConfig
 from daemon.directory.lookup import member_by_email
+from daemon.intake.away import AwayHandler
 from daemon.intake.bounces import BounceHandler
 from daemon.parsing.authresults import verify_message
-from daemon.parsing.message import ParsedMail, parse_mail
+from daemon.parsing.message import OUT_OF_OFFICE, ParsedMail, parse_mail
 from daemon.routing.registry import StoredVersionError
 from daemon.security.tokens import is_token, token_from_subject
 from daemon.store.db import Store
@@ -61,6 +62,7 @@ class InboundProcessor:
         self.drops = drops
         self.on_done: Callable[[], None] = lambda: None
         self.bounces: BounceHandler | None = None  # set by the app (daemon/intake/bounces.py)
+        self.away = AwayHandler(replies.wf, mail_cfg)
 
     def process(self, item: Claimed) -> None:
         try:
@@ -94,6 +96,14 @@ class InboundProcessor:
         self.on_done()
 
     def dispatch(self, s: Session, mail: ParsedMail, rcpts: list[str], inbound_id: int) -> str:
+        token = token_from_rcpts(self.mail_cfg, rcpts) or token_from_subject(mail.subject)
+        if mail.auto_reason == OUT_OF_OFFICE:
+            # The asked approver's server says they are away: recorded, their proxy asked;
+            # never answered. Any other out-of-office reply goes on to be ignored as before.
+            away = self.away.handle(s, mail, rcpts, token,
+                                    self.bounces.paths if self.bounces else None)
+            if away is not None:
+                return away
         if self.bounces is not None and (mail.auto_reason or self.bounces.addressed(rcpts)):
             # A bounce of ringi's own mail: matched, recorded, acted on; never answered.
             # First: a bounce is matched by its return path or the mail it quotes, never by
@@ -117,9 +127,12 @@ class InboundProcessor:
                 # Not answered: the From address is exactly what we could not trust.
                 log.warning("intake from %s not authenticated: %s", mail.from_addr, verdict.why)
                 return f"refused, not answered: sender not authenticated ({verdict.why})"
-        token = token_from_rcpts(self.mail_cfg, rcpts) or token_from_subject(mail.subject)
         if token:
             return self.replies.handle(s, mail, token, inbound_id)
+        if self.replies.answers_request(s, mail):
+            # The token was lost (plain address, subject edited), but the reply names the
+            # approval request it answers: a reply, checked as one, never a new request.
+            return self.replies.handle(s, mail, None, inbound_id)
         sender = member_by_email(s, mail.from_addr)
         if sender is None:
             locale = "ja" if looks_japanese(mail.subject + mail.text) else "en"

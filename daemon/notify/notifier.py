@@ -32,7 +32,7 @@ REQUIRED_TEMPLATES = (*ANSWER_TEMPLATES, "ack", "approval_request", "decision_co
                       "rejected_conditions", "reserved", "revision_request",
                       "execution_request", "execution_sent", "execution_failed",
                       "partner_delivery", "publication_notice", "admin_alert", "held",
-                      "reassigned", "resumed", "reinstated", "relation_expiry")
+                      "reassigned", "resumed", "reinstated", "relation_expiry", "proxy_asked")
 
 
 class Notifier:

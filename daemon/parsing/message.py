@@ -217,29 +217,62 @@ def _body_and_attachments(msg: email.message.Message) -> tuple[str, tuple[Attach
 
 # --------------------------------------------------------------------------- auto replies
 
-_AUTO_SUBJECT = re.compile(r"^\s*(?:out of office|automatic reply|auto:|自動応答|不在)", re.I)
+OUT_OF_OFFICE = "out of office"
+# Subjects of vacation and out-of-office responders: Outlook/Exchange in English, Japanese,
+# German, French, Spanish; generic responders. An auto-reply is matched only at the start.
+_AUTO_SUBJECT = re.compile(
+    r"^\s*(?:out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|response)"
+    r"|auto:|自動応答|自動返信|不在|automatische antwort|abwesenheit|réponse automatique"
+    r"|respuesta automática)", re.I)
 
 
 def _auto_reason(msg: email.message.Message, envelope_from: str | None, sender: str,
                  subject: str) -> str | None:
-    """Why this mail must never be answered (RFC 3834 plus common vendor conventions)."""
+    """Why this mail must never be answered (RFC 3834 plus common vendor conventions).
+
+    Delivery reports and lists come first. What is left and carries an auto-reply's marks
+    (RFC 3834 `auto-replied`, `X-Autoreply`, an out-of-office subject such as Exchange's
+    "Automatic reply:" / "自動応答:", or `Precedence: bulk` on a mail that answers another, as
+    some vacation responders send) is `OUT_OF_OFFICE`: a signal about the person it came
+    from, acted on only when it answers an approval request from the asked approver's own
+    address (daemon/intake/away.py). `X-Auto-Response-Suppress` is no mark: it asks others
+    not to answer (Outlook and ringi itself set it), whatever the mail is.
+    """
     def value(name: str) -> str | None:
         raw = _header(msg, name)
         return None if raw is None else _params(raw)[0]
 
     auto_submitted = value("auto-submitted")
+    answers = bool(_message_ids(_header(msg, "in-reply-to"))
+                   or _message_ids(_header(msg, "references")))
     local_parts = {a.strip(" <>").rsplit("@", 1)[0].lower() for a in (sender, envelope_from or "")}
+    listed = value("list-id") is not None or value("list-unsubscribe") is not None
+    reply_marks = (
+        auto_submitted == "auto-replied",
+        value("x-autoreply") == "yes" or value("x-autorespond") is not None,
+        bool(_AUTO_SUBJECT.match(subject)),
+        answers and value("precedence") in ("bulk", "junk"),
+    )
+    # RFC 3834 responders send from the null sender, as bounces do: a bounce is told apart
+    # by its sender (MAILER-DAEMON, postmaster) or its report, not by its envelope.
     checks = (
-        (auto_submitted is not None and auto_submitted != "no", "auto-submitted"),
-        (envelope_from is not None and envelope_from.strip() in ("", "<>"), "bounce (null sender)"),
         (bool(local_parts & {"mailer-daemon", "postmaster"}), "bounce (mailer-daemon)"),
         (_ctype(msg) == "multipart/report", "delivery/read report"),
+        (any(reply_marks) and not listed, OUT_OF_OFFICE),
+        (envelope_from is not None and envelope_from.strip() in ("", "<>"), "bounce (null sender)"),
+        (listed, "mailing list"),
+        (auto_submitted is not None and auto_submitted != "no", "auto-submitted"),
         (value("precedence") in ("bulk", "junk", "list"), "bulk mail"),
-        (value("list-id") is not None or value("list-unsubscribe") is not None, "mailing list"),
-        (value("x-autoreply") == "yes" or value("x-autorespond") is not None, "auto-reply"),
-        (bool(_AUTO_SUBJECT.match(subject)), "auto-reply"),
     )
     return next((reason for hit, reason in checks if hit), None)
+
+
+def answered_ids(mail: ParsedMail) -> tuple[str, ...]:
+    """The mails this one answers, most recent first: In-Reply-To, then References from the
+    last (the parent) back to the thread's root."""
+    refs = _message_ids(_header(mail.message, "in-reply-to")) + \
+        _message_ids(_header(mail.message, "references"))[::-1]
+    return tuple(dict.fromkeys(refs))
 
 
 # --------------------------------------------------------------------------- entry point

@@ -1,6 +1,9 @@
 """Reply tokens: unguessable, stored only as a keyed hash, single use, expiring.
 
 Tokens are lower-case base32 so they survive MTAs that fold the case of local parts.
+Each token row also keeps the Message-ID of the approval request that carried it, so a reply
+that lost the token (sent to the plain address, subject edited) is still known by the
+request its In-Reply-To/References name, and checked exactly like one with the token.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -18,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from daemon.store.db import rowcount
-from daemon.store.models import ReplyToken
+from daemon.store.models import OutboundMail, ReplyToken
 
 TOKEN_BYTES = 20  # 160 bits
 TOKEN_RE = re.compile(r"^[a-z2-7]{32}$")
@@ -75,6 +79,36 @@ class TokenService:
 
     def check(self, s: Session, token: str, now: datetime) -> TokenCheck:
         row = s.scalar(select(ReplyToken).where(ReplyToken.token_hash == self.digest(token)))
+        return self.check_row(row, now)
+
+    def check_answered(self, s: Session, message_ids: Sequence[str],
+                       now: datetime) -> TokenCheck:
+        """The token of the approval request a reply answers, checked like a token."""
+        return self.check_row(self.answered(s, message_ids), now)
+
+    def answered(self, s: Session, message_ids: Sequence[str]) -> ReplyToken | None:
+        """The token of the first of `message_ids` (most recent first: In-Reply-To, then
+        References from the end) that is an approval request ringi sent; only those count,
+        never a case's thread id, an acknowledgement or any other notice."""
+        ids = list(dict.fromkeys(message_ids))[:100]  # a hostile References list stays cheap
+        if not ids:
+            return None
+        rows = {r.message_id: r for r in s.scalars(
+            select(ReplyToken).where(ReplyToken.message_id.in_(ids)))}
+        return next((rows[i] for i in ids if i in rows), None)
+
+    def remember_request(self, s: Session, case_id: int, token: str) -> None:
+        """Keep the Message-ID of the approval request just stored for `token` (never the
+        token: the mail is found by the reply address it carries, then only its id is kept)."""
+        row = s.scalar(select(ReplyToken).where(ReplyToken.token_hash == self.digest(token)))
+        mail = s.scalar(select(OutboundMail).where(
+            OutboundMail.case_id == case_id, OutboundMail.template == "approval_request")
+            .order_by(OutboundMail.id.desc()).limit(1))
+        if row is not None and mail is not None and f"+{token}@".encode() in mail.raw:
+            row.message_id = mail.message_id
+
+    @staticmethod
+    def check_row(row: ReplyToken | None, now: datetime) -> TokenCheck:
         if row is None:
             return TokenCheck(None, TokenProblem.UNKNOWN)
         if row.used_at is not None:

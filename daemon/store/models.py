@@ -254,6 +254,9 @@ class CaseStep(Base):
     kind: Mapped[str] = mapped_column(String(16), default="approver")
     reminded_at: Mapped[datetime | None]
     escalated_at: Mapped[datetime | None]
+    # When the approver's server first answered this ask with an out-of-office reply
+    # (daemon/intake/away.py): claimed once, so a second one changes nothing.
+    away_at: Mapped[datetime | None]
     # When the timers next look at this pending step: the earlier of its reminder and
     # escalation still to come (daemon/cases/duetimes.py); None when nothing is.
     next_check_at: Mapped[datetime | None] = mapped_column(index=True)
@@ -331,3 +334,6 @@ class ReplyToken(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # The Message-ID of the approval request that carried this token: a reply that lost the
+    # token (plain address, edited subject) is known by the request it answers.
+    message_id: Mapped[str | None] = mapped_column(String(255), index=True)
