@@ -15,7 +15,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from daemon.parsing.replytext import extract_reply_text, own_blocks
+from daemon.parsing.replytext import addressed_names, extract_reply_text, own_blocks
 from daemon.parsing.replywords import (
     SHORT,
     greeting_rest,
@@ -265,8 +265,10 @@ def parse_decision(text: str, names: tuple[str, ...] = ()) -> ParsedDecision | N
     """Decision from a reply body (the whole body: quotes are found and skipped here).
 
     `names` are the sender's names (From display name, directory names): a trailing line
-    made of them is a signature, not part of the reason. None if no decision is read.
+    made of them is a signature, not part of the reason; the name ringi's request was
+    addressed to, found in the quote, counts too. None if no decision is read.
     """
+    names = (*names, *addressed_names(text))
     contents = [c for c in (_content(b, names) for b in own_blocks(text)) if c is not None]
     found = [(c, m) for c in contents if (m := _match_word(c[0])) is not None]
     if not found or len({m[0] for _, m in found}) > 1:

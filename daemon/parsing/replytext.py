@@ -147,6 +147,40 @@ def extract_reply_text(text: str) -> str:
     return _library_cut(own).strip() if own else ""
 
 
+# ringi's approval request opens "Dear NAME," / "NAME 様": quoted or pasted below the
+# reply, it names the person answering, whose name may then close their reply.
+_ADDRESSED = (re.compile(r"^Dear ([^,<>@]{1,60}),\s*$"),
+              re.compile(r"^([^,<>@、。]{1,30}?)\s*様\s*$"))
+
+
+def _addressed(line: str) -> str | None:
+    body = line.lstrip(" >＞\t")
+    if len(body) > 80:
+        return None
+    for pattern in _ADDRESSED:
+        match = pattern.match(body)
+        if match:
+            return match.group(1).strip()
+    return None
+
+
+def addressed_names(text: str) -> tuple[str, ...]:
+    """Names ringi's own salutation gives in the quoted or pasted original (at most 3)."""
+    names: list[str] = []
+    lines = _lines(text)
+    i = 0
+    foreign = False  # past a hard boundary: the rest is the original
+    while i < min(len(lines), MAX_LINES) and len(names) < 3:
+        found = None if foreign else boundary(lines, i)
+        foreign = foreign or (found is not None and found[0] == HARD)
+        if foreign or _QUOTE.match(lines[i]):
+            name = _addressed(lines[i])
+            if name:
+                names.append(name)
+        i += 1
+    return tuple(names)
+
+
 def own_blocks(text: str) -> list[list[str]]:
     """Every stretch of the person's own lines, in order, each stripped line by line.
 

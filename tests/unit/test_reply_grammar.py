@@ -7,7 +7,7 @@ import pytest
 
 from daemon.parsing.message import parse_mail
 from daemon.parsing.reply import Decision, ParsedDecision, extract_reply_text, parse_decision
-from daemon.parsing.replytext import MAX_BLOCKS, MAX_LINES, MAX_OWN_LINES
+from daemon.parsing.replytext import MAX_BLOCKS, MAX_LINES, MAX_OWN_LINES, addressed_names
 from daemon.parsing.replywords import GREETINGS_JA, SIGNOFFS_EN, SIGNOFFS_JA
 
 ATTR = "On Sat, Nov 21, 2026 at 10:00 AM ringi <ringi+t@example.com> wrote:"
@@ -238,3 +238,19 @@ def test_past_the_limits_nothing_is_read(body: str) -> None:
 def test_hostile_replies_stay_fast(body: str) -> None:
     parsed = parse_decision(body, ("Taro Yamada",))
     assert parsed is None or isinstance(parsed, ParsedDecision)
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ("承認します。\n\n佐藤\n\n2026年11月21日(土) 10:00 ringi <r@x.example>:\n"
+     "> 佐藤 花子 様\n> 承認", ""),
+    ("Approve\n\nHanako\n\n-----Original Message-----\nFrom: ringi <r@x.example>\nSent: today\n\n"
+     "Dear Hanako Sato,\n\nAPPROVE", ""),
+    ("承認します。\n\n佐藤", "佐藤"),  # no quote naming the approver: the line is kept
+])
+def test_the_name_the_request_was_addressed_to_closes_the_reply(body: str, reason: str) -> None:
+    assert read(body) == (A, reason)
+
+
+def test_only_the_quoted_salutation_names_the_sender() -> None:
+    assert addressed_names("Dear Mr. Tanaka,\nApprove\n> Dear Hanako Sato,\n") == ("Hanako Sato",)
+    assert addressed_names("田中 様\n承認") == ()
