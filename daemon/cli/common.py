@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from daemon.cli.output import echo
 from daemon.clock import Clock, OffsetClock, SystemClock, describe_offset
-from daemon.config import Config, ConfigError, load_config
+from daemon.config import Config, ConfigError, find_config_file, load_config
 from daemon.store.db import Store
 
 EXIT_USAGE = 2
@@ -35,10 +37,19 @@ class BoundedInt(click.IntRange):
 
 def cli_config(ctx: click.Context) -> Config:
     """The configuration from --config / $RINGI_CONFIG; a readable error and exit 2 if bad."""
+    explicit = ctx.find_root().obj["config_path"]
     try:
-        cfg: Config = load_config(ctx.find_root().obj["config_path"])
+        cfg: Config = load_config(explicit)
     except ConfigError as exc:
         echo(f"ringi: configuration error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    if find_config_file(explicit, dict(os.environ)) is None and not cfg.paths.rules.is_dir():
+        # The embedded default only makes sense inside a checkout: say so before anything
+        # (a spool, a database) is created in whatever folder this is.
+        echo(f"ringi: no configuration file, and {Path.cwd()} is not a ringi checkout (no "
+             f"{cfg.paths.rules}/ here).\n  Run ringi from its checkout (scripts/run.sh), or "
+             "give a configuration: --config FILE or $RINGI_CONFIG (start from "
+             "ringi.example.toml).", err=True)
         sys.exit(EXIT_USAGE)
     return cfg
 

@@ -67,7 +67,40 @@ def _offset(ctx: click.Context, param: click.Parameter, value: str | None) -> ti
         raise click.BadParameter(str(exc)) from None
 
 
-@click.group()
+class RingiGroup(click.Group):
+    """`ringi status --config F` means `ringi --config F status`: people put options last."""
+
+    HOISTED = ("--config", "--clock-offset")
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist(args, self.HOISTED))
+
+
+def hoist(args: list[str], names: tuple[str, ...]) -> list[str]:
+    """Move the group's own options (and their values) from anywhere before `--` to the
+    front, where click looks for them."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg in names and i + 1 < len(args):
+            front += args[i:i + 2]
+            i += 2
+            continue
+        if any(arg.startswith(n + "=") for n in names):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+@click.group(cls=RingiGroup)
+@click.version_option(package_name="ringi", prog_name="ringi")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="TOML configuration file (default: $RINGI_CONFIG or ./ringi.toml).")
 @click.option("--clock-offset", "clock_offset", envvar="RINGI_CLOCK_OFFSET", default=None,
@@ -113,7 +146,9 @@ def run(ctx: click.Context) -> None:
         if interval:
             systemd.notify("WATCHDOG=1")
     systemd.notify("STOPPING=1")
+    logging.getLogger("daemon").info("stopping: finishing the work in hand")
     app.stop()
+    logging.getLogger("daemon").info("stopped")
 
 
 @cli.group()

@@ -12,7 +12,7 @@ from daemon.clock import Clock
 from daemon.outbox.returnpath import ReturnPaths
 from daemon.outbox.transport import Transport
 from daemon.store.db import Store
-from daemon.store.models import OutboundMail
+from daemon.store.models import Case, OutboundMail
 from daemon.workqueue.queue import Claimed, PermanentError, Queues, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,12 @@ class OutboxRunner:
             if mail is None:
                 raise PermanentError(f"outbound mail {item.ref_id} is missing")
             message_id, recipient, raw = mail.message_id, mail.recipient, mail.raw
+            case = s.get(Case, mail.case_id) if mail.case_id is not None else None
+            label = "-".join(x for x in (f"{mail.created_at:%Y%m%d-%H%M%S}", f"{mail.id:06d}",
+                                         case.number if case else "", mail.template) if x)
         try:
             self.transport.send(recipient, raw, sender=self.return_paths.address(item.ref_id)
-                                if self.return_paths else None)
+                                if self.return_paths else None, label=label)
         except PermanentError as exc:
             log.error("mail %s to %s failed permanently: %s", message_id, recipient, exc)
             raise

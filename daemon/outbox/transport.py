@@ -17,7 +17,9 @@ from daemon.workqueue.queue import PermanentError, TemporaryError
 
 class Transport(Protocol):
     # `sender`: the envelope MAIL FROM (a VERP return path naming this mail), or the default.
-    def send(self, recipient: str, raw: bytes, sender: str | None = None) -> None: ...
+    # `label`: words a person can tell the mail by (a file transport names its file with it).
+    def send(self, recipient: str, raw: bytes, sender: str | None = None,
+             label: str = "") -> None: ...
 
 
 class FileTransport:
@@ -28,9 +30,13 @@ class FileTransport:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / ".tmp").mkdir(exist_ok=True)
 
-    def send(self, recipient: str, raw: bytes, sender: str | None = None) -> None:
+    def send(self, recipient: str, raw: bytes, sender: str | None = None,
+             label: str = "") -> None:
         recipient = checked(recipient).address
-        name = f"{uuid.uuid4().hex}.eml"
+        # "20261203-190232-000004-R-2026-000001-approval_request.eml": sorted by name, the
+        # folder reads in the order the mails were made; a uuid if there is no label.
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:120]
+        name = f"{safe or uuid.uuid4().hex}.eml"
         tmp = self.folder / ".tmp" / name
         # The return path rides along for whatever submits the file (sendmail -f).
         envelope_from = f"X-Ringi-Envelope-From: {sender}\r\n" if sender else ""
@@ -50,7 +56,8 @@ class SmtpTransport:
             check_private(cfg.password_file)
             self.password = cfg.password_file.read_text(encoding="utf-8").strip()
 
-    def send(self, recipient: str, raw: bytes, sender: str | None = None) -> None:
+    def send(self, recipient: str, raw: bytes, sender: str | None = None,
+             label: str = "") -> None:
         env = checked(recipient)
         try:
             with smtplib.SMTP(self.cfg.host, self.cfg.port, timeout=self.cfg.timeout_seconds) as c:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import os
 import uuid
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from daemon.publication.keys import fingerprint, short, spki_pem
 from daemon.security.secrets import check_private
 from daemon.store.models import Case
 from daemon.store.publication_models import Stamp
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
 RSA_BITS = 3072  # the size created by default, and the smallest accepted
@@ -104,6 +107,9 @@ class StampKey:
             os.close(fd)
         try:
             os.link(tmp, path)
+            log.warning("created the stamp key %s: back it up now (with the spool's secrets/); "
+                        "partners verify every delivery with it, and a new key means giving "
+                        "them the new public key", path)
         except FileExistsError:
             pass
         finally:

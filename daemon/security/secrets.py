@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import stat
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 class InsecureSecretError(Exception):
@@ -35,6 +38,8 @@ def load_or_create_key(path: Path, nbytes: int = 32) -> bytes:
             os.fsync(fd)
         finally:
             os.close(fd)
+        log.warning("created the key %s (mode 0600): back it up with the spool; without it "
+                    "the reply links already mailed stop working", path)
     check_private(path)
     key = path.read_bytes().strip()
     if len(key) < 32:

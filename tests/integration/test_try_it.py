@@ -82,6 +82,10 @@ def test_the_readme_try_it_runs_as_written(tmp_path: Path) -> None:
         assert out.returncode == 0, out.stdout + out.stderr
         wait_until(lambda: to(home, "tanaka@example.com") and to(home, "sato@example.com"),
                    30, "the acknowledgement and the approval request")
+        # Named so a person can tell them apart, in the order they were made.
+        names = sorted(p.name for p in (home / "spool" / "outbox").glob("*.eml"))
+        assert sorted(n.split("-R-2026-000001-")[1] for n in names) == \
+            ["ack.eml", "approval_request.eml"], names
         show = subprocess.run([".venv/bin/ringi", "case", "show", "R-2026-000001"], cwd=home,
                               env=env, capture_output=True, text=True, timeout=60, check=True)
         assert "sato" in show.stdout.lower(), show.stdout
