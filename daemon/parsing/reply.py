@@ -119,7 +119,7 @@ _NEGATIONS_JA = (
     "致しかね", "しません", "しない", "せず", "できず", "は難しい", "は困難", "は不可",
     "不可", "ではありません", "ではない", "じゃない", "されません", "しておりません",
 )
-_QUESTIONS_JA = ("か？", "か?", "でしょうか", "ですか", "ますか", "？", "?")
+_QUESTIONS_JA = ("か", "かな", "かね", "でしょうか")  # a sentence ending so asks
 _SENTENCE_ENDS = re.compile(r"[.!?。！？\n]")
 _WORD = re.compile(r"[a-z']+|[?]")
 
@@ -159,9 +159,9 @@ def _contradicted_ja(text: str, decision: Decision) -> bool:
             if text[max(0, start - 1):start] == "不" and decision != Decision.REJECT:
                 return True  # 不承認 in an approval
             sentence = _SENTENCE_ENDS.split(text[start:start + 40], maxsplit=1)[0]
-            following = text[start:start + len(sentence) + 1]
-            if any(n in sentence for n in _NEGATIONS_JA) or \
-                    any(q in following for q in _QUESTIONS_JA):
+            ending = text[start + len(sentence):start + len(sentence) + 1]
+            if any(n in sentence for n in _NEGATIONS_JA) or ending in ("?", "？") \
+                    or sentence.rstrip().endswith(_QUESTIONS_JA):
                 return True
             start = text.find(stem, start + len(stem))
     return False
@@ -169,6 +169,13 @@ def _contradicted_ja(text: str, decision: Decision) -> bool:
 
 _SUBJECTS_EN = frozenset({"i", "we", "i'll", "we'll", "i'd", "we'd", "shall", "rather",
                           "instead"})
+# A change of mind: with one of these, another decision stated in the same sentence is a
+# contradiction whatever was decided. Without one, only an approval is that strict ("I
+# will approve once the quote is attached" is a fine reason to return a case).
+_RETRACTIONS_EN = ("actually", "instead", "rather", "correction", "sorry", "second thought",
+                   "changed my mind", "scratch that", "on reflection")
+_RETRACTIONS_JA = ("やはり", "やっぱり", "訂正", "撤回", "間違", "取り消", "取消", "と思いましたが",
+                   "失礼しました", "変更します")
 # After a decision stem, forms that state that decision ("やはり却下します", "却下とします").
 _STATING_JA = ("します", "いたします", "致します", "する。", "とします", "にします", "とさせ",
                "させて", "してください", "して下さい", "てください", "て下さい", "でお願い",
@@ -177,14 +184,15 @@ _STATING_JA = ("します", "いたします", "致します", "する。", "と
 
 def _states_other_en(text: str, decision: Decision) -> bool:
     """Another decision stated with a subject ("I reject", "we'll return it")."""
-    for clause in re.split(r"[.!?。！？\n,;、]", text.lower().replace("’", "'")):
+    for clause in re.split(r"[.!?。！？\n;]", text.lower().replace("’", "'")):
         words = _WORD.findall(clause)
         for index, word in enumerate(words):
             if not word.startswith(_ALL_EN_STEMS):
                 continue
             if any(word.startswith(_FAMILY_EN[other]) for other in Decision if other != decision) \
                     and any(w in _SUBJECTS_EN for w in words[max(0, index - 2):index]) \
-                    and not any(w in _NEGATIONS_EN for w in words[max(0, index - 3):index]):
+                    and not any(w in _NEGATIONS_EN for w in words[max(0, index - 3):index]) \
+                    and (decision == Decision.APPROVE or any(r in clause for r in _RETRACTIONS_EN)):
                 return True
     return False
 
@@ -205,8 +213,11 @@ def _states_other_ja(text: str, decision: Decision) -> bool:
                 if stem.endswith("戻") and tail.startswith("し"):
                     tail = tail[1:]
                 negated = text[max(0, start - 1):start] == "不" and other == Decision.APPROVE
+                before = _SENTENCE_ENDS.split(text[max(0, start - 40):start])[-1]
                 if not negated and tail.startswith(_STATING_JA) and \
-                        not any(n in tail for n in _NEGATIONS_JA):
+                        not any(n in tail for n in _NEGATIONS_JA) and (
+                            decision == Decision.APPROVE
+                            or any(r in before for r in _RETRACTIONS_JA)):
                     return True
                 start = text.find(stem, start + len(stem))
     return False

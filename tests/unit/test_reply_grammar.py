@@ -136,6 +136,12 @@ def test_negated_or_questioned_is_never_a_decision(text: str, where: str) -> Non
     ("Approved, no issues", (A, "no issues")),
     ("却下します。\n承認者の確認が取れていません。", (R, "承認者の確認が取れていません。")),
     ("Approve\nNot urgent, take your time.", (A, "Not urgent, take your time.")),
+    # A case sent back or rejected may say when it would be approved.
+    ("Return\nAttach the quote and I will approve.",
+     (Decision.RETURN, "Attach the quote and I will approve.")),
+    ("却下します。\n見積書があれば承認します。", (R, "見積書があれば承認します。")),
+    ("Hold\nI would approve with a quote", (Decision.HOLD, "I would approve with a quote")),
+    ("承認します。\n承認しますから大丈夫です", (A, "承認しますから大丈夫です")),
 ])
 def test_words_that_agree_with_the_decision_are_reasons(body: str,
                                                         expected: tuple[Decision, str]) -> None:
@@ -145,6 +151,8 @@ def test_words_that_agree_with_the_decision_are_reasons(body: str,
 @pytest.mark.parametrize("body", [
     "Approve\nActually, I reject it.", "承認します。\nと思いましたが、やはり却下します。",
     "Hold\nWe'll return it to Taro instead.", "承認\n差し戻してください。",
+    "却下します。\nやはり承認します。", "Reject\nActually, I approve it.",
+    "Approve\nI will reject the next one.",  # an approval is read only when nothing else is
 ])
 def test_another_decision_stated_anywhere_is_a_contradiction(body: str) -> None:
     assert parse_decision(body) is None
