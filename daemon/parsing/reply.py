@@ -182,6 +182,15 @@ _STATING_JA = ("します", "いたします", "致します", "する。", "と
                "とする", "です", "。")
 
 
+_THE_CASE = frozenset({"case", "request", "application", "ringi", "one"})
+
+
+def _about_the_case(following: list[str]) -> bool:
+    """"return it", "hold this", "return the request": the object is the case itself."""
+    return bool(following) and (following[0] in ("it", "this", "that") or (
+        following[0] == "the" and following[1:2] != [] and following[1] in _THE_CASE))
+
+
 def _states_other_en(text: str, decision: Decision) -> bool:
     """Another decision stated with a subject ("I reject", "we'll return it")."""
     for clause in re.split(r"[.!?。！？\n;]", text.lower().replace("’", "'")):
@@ -189,8 +198,11 @@ def _states_other_en(text: str, decision: Decision) -> bool:
         for index, word in enumerate(words):
             if not word.startswith(_ALL_EN_STEMS):
                 continue
-            if any(word.startswith(_FAMILY_EN[other]) for other in Decision if other != decision) \
-                    and any(w in _SUBJECTS_EN for w in words[max(0, index - 2):index]) \
+            others = [o for o in Decision if o != decision and word.startswith(_FAMILY_EN[o])]
+            if others and others[0] in (Decision.RETURN, Decision.HOLD) \
+                    and not _about_the_case(words[index + 1:index + 3]):
+                continue  # "we return by train", "I'll hold the meeting": other verbs
+            if others and any(w in _SUBJECTS_EN for w in words[max(0, index - 2):index]) \
                     and not any(w in _NEGATIONS_EN for w in words[max(0, index - 3):index]) \
                     and (decision == Decision.APPROVE or any(r in clause for r in _RETRACTIONS_EN)):
                 return True

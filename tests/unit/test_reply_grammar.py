@@ -142,6 +142,10 @@ def test_negated_or_questioned_is_never_a_decision(text: str, where: str) -> Non
     ("却下します。\n見積書があれば承認します。", (R, "見積書があれば承認します。")),
     ("Hold\nI would approve with a quote", (Decision.HOLD, "I would approve with a quote")),
     ("承認します。\n承認しますから大丈夫です", (A, "承認しますから大丈夫です")),
+    # "return" and "hold" are everyday verbs too; only with the case as object are they
+    # another decision.
+    ("Approve\nWe should return by train.", (A, "We should return by train.")),
+    ("Approve\nI will hold the meeting in Osaka.", (A, "I will hold the meeting in Osaka.")),
 ])
 def test_words_that_agree_with_the_decision_are_reasons(body: str,
                                                         expected: tuple[Decision, str]) -> None:
@@ -153,6 +157,7 @@ def test_words_that_agree_with_the_decision_are_reasons(body: str,
     "Hold\nWe'll return it to Taro instead.", "承認\n差し戻してください。",
     "却下します。\nやはり承認します。", "Reject\nActually, I approve it.",
     "Approve\nI will reject the next one.",  # an approval is read only when nothing else is
+    "Approve\nI will return the request.", "Approve\nActually, I return it.",
 ])
 def test_another_decision_stated_anywhere_is_a_contradiction(body: str) -> None:
     assert parse_decision(body) is None
