@@ -39,7 +39,14 @@ GREETINGS_JA = (
     "こんにちは", "こんばんは", "失礼いたします", "失礼します", "ご連絡ありがとうございます",
     "ご申請ありがとうございます", "申請ありがとうございます", "ご確認ありがとうございます",
     "ありがとうございます", "ご苦労様です", "ご苦労さまです", "取り急ぎ",
+    # acknowledgements that open a reply and decide nothing
+    "確認しました", "確認いたしました", "内容を確認しました", "内容を確認いたしました",
+    "申請内容を確認しました", "申請内容を確認いたしました", "拝見しました", "拝見いたしました",
 )
+# "Thanks for the update." opens a reply too, when it says nothing more (no decision word,
+# no negation: NOT_GREETING_EN below, minus the few words such a sentence needs).
+THANKS_OPENERS_EN = ("thanks for ", "thank you for ", "many thanks for ")
+THANKS_WORDS_OK = frozenset({"for", "the", "this", "that", "it", "your", "you"})
 # A name line: a short name followed by one of these ("山田さん", "田中部長", "各位").
 HONORIFICS_JA = (
     "さん", "様", "さま", "殿", "君", "くん", "部長", "課長", "係長", "主任", "次長", "室長",
@@ -147,6 +154,9 @@ def _is_name_words(words: list[str]) -> bool:
 
 def _greeting_en(line: str) -> bool:
     body = _strip_punct(line)
+    if body.startswith(THANKS_OPENERS_EN) and len(body) <= SHORT:
+        said = {w.strip(".,!:;") for w in body.split()}
+        return not (said - THANKS_WORDS_OK) & NOT_GREETING_EN
     for word in _GREETINGS_LONGEST_FIRST:
         if body == word or body.startswith(word + " ") or body.startswith(word + ","):
             rest = body[len(word):].replace(",", " ").split()

@@ -73,7 +73,8 @@ def test_html_bottom_post_through_parse_mail() -> None:
     "Good afternoon Taro,", "Hi team,", "Alice,", "Thanks,", "Hey Bob", "Ｈｉ Ａｌｉｃｅ，",
     "お疲れ様です。", "お疲れさまです", "いつもお世話になっております。", "田中部長", "山田さん",
     "佐藤様、", "関係者各位", "お疲れ様です。経理部の山田です。", "佐藤です。",
-    "いつもお世話になっております。お疲れ様です。",
+    "いつもお世話になっております。お疲れ様です。", "Thanks for the update!",
+    "Thank you for the details.", "確認しました。", "内容を確認いたしました。",
 ])
 def test_greetings_before_the_decision(greeting: str) -> None:
     assert read(f"{greeting}\n\nApprove\nok") == (A, "ok")
@@ -88,7 +89,8 @@ def test_every_japanese_greeting_is_skipped(greeting: str) -> None:
 @pytest.mark.parametrize("body", [
     "No,\nApprove", "Sorry,\nApprove", "Unfortunately,\nApprove", "OK,\nApprove",
     "Thanks, approve", "Hi Alice, approve", "I approve", "Please note:\nApprove",
-    "確認しましたが、\n承認",
+    "確認しましたが、\n承認", "Thanks for the request, approved",
+    "Thank you for this but I cannot approve.\nApprove",
 ])
 def test_not_a_greeting_so_no_decision(body: str) -> None:
     assert parse_decision(body) is None
