@@ -91,7 +91,7 @@ class App:
         self.types, self.broken_rules, kept = case_types_at_start(
             self.store, cfg.paths.rules / "casetypes")
         self.good_files = {CASE_TYPE: kept}
-        self.templates = Templates(cfg.paths.templates)
+        self.templates = Templates(cfg.paths.templates, zone=cfg.workflow.timezone)
         problems = self.templates.check(REQUIRED_TEMPLATES)
         if problems:
             raise StartupError("mail templates are incomplete", problems)
@@ -178,7 +178,8 @@ class App:
         <rules>/destinations/templates/<locale>/ and fall back to the mail templates."""
         rules, wf = self.cfg.paths.rules, self.cfg.workflow
         self.destination_templates = Templates(self.cfg.paths.templates,
-                                               overrides=rules / "destinations" / "templates")
+                                               overrides=rules / "destinations" / "templates",
+                                               zone=wf.timezone)
         path = rules / "destinations.toml"
         destinations, broken, self.good_files[DESTINATIONS] = destinations_at_start(
             self.store, path, lambda text: load_destinations(

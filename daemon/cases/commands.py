@@ -117,7 +117,7 @@ class CaseCommands:
             CaseStep, CaseStep.case_id == Case.id).where(
             CaseStep.approver_id == sender.id, CaseStep.state == StepState.PENDING)
             .order_by(CaseStep.asked_at)).all()
-        items = [{"number": n, "title": t, "asked": a.strftime("%Y-%m-%d")} for n, t, a in rows]
+        items = [{"number": n, "title": t, "asked": a} for n, t, a in rows]
         return self.reply(s, mail, sender, "pending", "ok", items=items)
 
     def cancel(self, s: Session, mail: ParsedMail, sender: Member, case: Case) -> str:

@@ -129,7 +129,7 @@ class Recovery:
         body = self.wf.library.active(s, cs.name)
         self.wf.send(s, "revision_request", j.approver, case, {
             "misses": miss_lines(j.exam), "set_name": cs.name,
-            "until": f"{until:%Y-%m-%d %H:%M} UTC",
+            "until": until,  # shown in the company's zone by the template
             "current": _as_toml(body.body) if body is not None else ""})
         self.wf.tell_requester(s, case, "hold", {
             "reason": f"waiting until {until:%Y-%m-%d %H:%M} UTC for {j.approver.person.name} "

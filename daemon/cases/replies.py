@@ -64,7 +64,7 @@ class ReplyHandler:
                 {"problem": problem, "number": case.number if case else None,
                  "documents": not_added(mail.attachments, "refused"),
                  **extra},
-                None, in_reply_to=mail.message_id,
+                case, in_reply_to=mail.message_id,
             )
             return f"reply refused: {problem}"
 
@@ -118,13 +118,13 @@ class ReplyHandler:
                        detail=f"reorganisation {reorg.id} in progress: the reply is applied "
                        "when it ends, if its author is still this step's approver")
         self.wf.notifier.to_address(s, "reply_kept", mail.from_addr, locale,
-                                    {"number": case.number, "reorganisation": reorg.id}, None,
+                                    {"number": case.number, "reorganisation": reorg.id}, case,
                                     in_reply_to=mail.message_id)
         return f"{case.number}: reply kept until reorganisation {reorg.id} ends"
 
     def _moved_on(self, s: Session, case: Case, step: CaseStep, locale: str) -> dict[str, object]:
         """"Already approved by X at T": what happened to the step the reply was about."""
-        at = step.decided_at.strftime("%Y-%m-%d %H:%M UTC") if step.decided_at else ""
+        at = step.decided_at or ""  # shown in the company's zone by the template
         return {
             "step_state": step.state,
             "decided_by": person_name(s, step.decided_by, locale),

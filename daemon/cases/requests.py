@@ -15,6 +15,7 @@ from daemon.cases.workflow import NewRequest, Workflow
 from daemon.directory.lookup import Member, member, member_by_email, proxies_of
 from daemon.notify.compose import clean_line
 from daemon.parsing.message import ParsedMail
+from daemon.parsing.prefill import prefilled_form
 from daemon.parsing.relationform import parse_subject as parse_relation_command
 from daemon.parsing.request import RawForm, parse_form_text, render_form, validate_fields
 
@@ -98,8 +99,10 @@ class RequestHandler:
         values, problems = validate_fields(ct, form)
         if problems:
             msgs = [p.message_ja if locale == "ja" else p.message for p in problems]
+            # The request comes back as written, the wrong lines marked (SPEC 9, issue 14).
             self.answer(s, mail, locale, "request_error", problem="fields", problems=msgs,
-                       form=render_form(ct, locale), type_title=self._title(ct, locale))
+                       form=prefilled_form(ct, mail.text, form, problems, locale),
+                       type_title=self._title(ct, locale))
             return f"request refused: {len(problems)} field problem(s)"
         # The subject is whatever a mail client (or an attacker) sent: keep it readable and
         # safe for every mail that will carry it (daemon.notify.compose.clean_line).

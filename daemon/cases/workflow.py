@@ -76,6 +76,7 @@ class Workflow:
         self.types = types
         self.tokens = tokens
         self.notifier = notifier
+        notifier.view_of = lambda s, case, locale: case_view(s, case, self.types, locale)
         self.registry = registry
         self.blobs = blobs
         self.documents = Documents(cfg.cases, clock, blobs)  # documents at every stage
@@ -365,7 +366,7 @@ class Workflow:
         self.send(s, "approval_request", approver, case,
                   {"token": token, "links": links, "note": note, "note_detail": note_detail,
                    "mode": step.mode,
-                   "expires": (self.clock.now() + self.tokens.ttl).strftime("%Y-%m-%d %H:%M UTC")},
+                   "expires": self.clock.now() + self.tokens.ttl},
                   token=token)
         self.tokens.remember_request(s, case.id, token)  # a reply without it is known
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from daemon.config import MailConfig
-from daemon.directory.lookup import Member, primary_email
+from daemon.directory.lookup import Member, member_by_email, primary_email
 from daemon.notify.compose import Composer, OutgoingFile
 from daemon.notify.templates import Templates
 from daemon.outbox.outbox import store_mail
@@ -43,6 +43,9 @@ class Notifier:
         self.composer = composer
         self.queue = queue
         self.mail = mail
+        # The case as its reader sees it (set by the workflow, which knows the case types):
+        # a mail about a case that does not bring its own view gets one for its subject.
+        self.view_of: Callable[[Session, Case, str], dict[str, Any]] | None = None
 
     def to_member(
         self,
@@ -74,11 +77,21 @@ class Notifier:
         in_reply_to: str | None = None,
         attachments: Sequence[OutgoingFile] = (),
     ) -> bool:
-        """Queue one mail; answers are rate-limited per recipient. False if suppressed."""
+        """Queue one mail; answers are rate-limited per recipient. False if suppressed.
+
+        With a `case` the mail is threaded into the case (References carry its root) and
+        gets the case's view; a reader in the directory is greeted by name.
+        """
         if template in ANSWER_TEMPLATES and self._over_limit(s, address):
             log.warning("answer to %s suppressed: rate limit reached", address)
             return False
-        ctx = {"case": case, "request_address": self.mail.request_address, **context}
+        if not name:
+            known = member_by_email(s, address)
+            name = known.display_name(locale) if known else ""
+        ctx: dict[str, Any] = {"case": case, "request_address": self.mail.request_address,
+                               "recipient": name, **context}
+        if case is not None and "view" not in ctx and self.view_of is not None:
+            ctx["view"] = self.view_of(s, case, locale)
         rendered = self.templates.render(template, locale, ctx)
         refs: tuple[str, ...] = ()
         if case is not None and case.request_message_id:

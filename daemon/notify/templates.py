@@ -16,7 +16,11 @@ from jinja2 import (
     StrictUndefined,
     TemplateNotFound,
     TemplateSyntaxError,
+    pass_context,
 )
+from jinja2.runtime import Context
+
+from daemon.notify.wording import SUBJECT_MAX, case_subject, greeting, local_time, shorten
 
 LOCALES = ("en", "ja")
 
@@ -32,10 +36,15 @@ class Rendered:
 
 
 class Templates:
-    """`overrides` (searched first) holds extra templates, e.g. a destination's own mail."""
+    """`overrides` (searched first) holds extra templates, e.g. a destination's own mail.
 
-    def __init__(self, root: Path, overrides: Path | None = None) -> None:
+    `zone` is the company's time zone: every time a mail shows goes through the `when`
+    filter, in that zone and the reader's format.
+    """
+
+    def __init__(self, root: Path, overrides: Path | None = None, zone: str = "UTC") -> None:
         self.root = root
+        self.zone = zone
         search = [str(overrides), str(root)] if overrides is not None else [str(root)]
         self.env = Environment(
             loader=FileSystemLoader(search),
@@ -45,6 +54,13 @@ class Templates:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.env.filters["when"] = pass_context(
+            lambda ctx, value: local_time(value, self.zone, _locale(ctx)))
+        self.env.globals["case_subject"] = pass_context(
+            lambda ctx, view, label, token=None: case_subject(view, label, _locale(ctx), token))
+        self.env.globals["fit"] = lambda text: shorten(" ".join(str(text).split()), SUBJECT_MAX)
+        self.env.globals["greeting"] = pass_context(
+            lambda ctx, name: greeting(name, _locale(ctx)))
 
     def render(self, name: str, locale: str, context: dict[str, Any]) -> Rendered:
         loc = locale if locale in LOCALES else "en"
@@ -52,7 +68,7 @@ class Templates:
             template = self.env.get_template(f"{loc}/{name}.txt")
         except TemplateNotFound:
             raise TemplateError(f"no mail template {loc}/{name}.txt under {self.root}") from None
-        text = template.render(locale=loc, **context)
+        text = template.render(locale=loc, **{"recipient": "", **context})  # greeting
         head, _, body = text.partition("\n\n")
         if not head.startswith("Subject:"):
             raise TemplateError(f"{loc}/{name}.txt must start with a 'Subject:' line")
@@ -83,3 +99,7 @@ class Templates:
                 except TemplateSyntaxError as exc:
                     problems.append(f"{self.root / loc / name}.txt:{exc.lineno}: {exc.message}")
         return problems
+
+
+def _locale(ctx: Context) -> str:
+    return str(ctx.get("locale") or "en")

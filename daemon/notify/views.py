@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from daemon.cases.casetypes import CaseType, CaseTypeRegistry
 from daemon.directory.lookup import Member, member
+from daemon.notify.wording import local_time as local_time  # (re-exported)
+from daemon.notify.wording import money_text
 from daemon.store.condition_models import Execution
 from daemon.store.models import Attachment, Case, CaseEvent
-
-_WEEKDAYS_JA = "月火水木金土日"
 
 
 def format_value(kind: str, value: Any) -> str:
@@ -45,18 +43,6 @@ def snapshot_name(snapshot: dict[str, Any], locale: str) -> str:
     return f"{name} ({pos})" if pos else str(name)
 
 
-def local_time(when: dt.datetime, zone: str, locale: str) -> str:
-    """A time as a reader expects it: in the named zone, their language, the zone shown."""
-    try:
-        local = when.astimezone(ZoneInfo(zone))
-    except (ValueError, KeyError, OSError):
-        local, zone = when.astimezone(dt.UTC), "UTC"
-    if locale == "ja":
-        return (f"{local.year}年{local.month}月{local.day}日"
-                f"({_WEEKDAYS_JA[local.weekday()]}) {local:%H:%M} ({zone})")
-    return f"{local:%a} {local.day} {local:%b %Y %H:%M} ({zone})"
-
-
 def execution_view(s: Session, case: Case, locale: str) -> dict[str, Any] | None:
     """The case's latest execution: what the requester is told about it (SPEC 6.5)."""
     ex = s.scalar(select(Execution).where(Execution.case_id == case.id)
@@ -67,9 +53,9 @@ def execution_view(s: Session, case: Case, locale: str) -> dict[str, Any] | None
         "state": ex.state,
         "reason": ex.reason,
         "destination": ex.title or ex.destination,
-        "due": local_time(ex.due_at, ex.timezone, locale),
+        "due": ex.due_at,  # times stay datetimes: templates show them with `| when`
         "later": ex.due_at > ex.created_at,  # deferred to the destination's next opening
-        "sent": local_time(ex.sent_at, ex.timezone, locale) if ex.sent_at else "",
+        "sent": ex.sent_at or "",
     }
 
 
@@ -78,8 +64,11 @@ def case_view(
 ) -> dict[str, Any]:
     ct: CaseType | None = types.get(case.case_type)
     fields = []
+    amount = ""
     if ct is not None:
         for spec in ct.fields:
+            if spec.kind == "money" and not amount:  # the case's amount, for its subject
+                amount = money_text(case.fields.get(spec.name), locale)
             if spec.name in case.fields:
                 label = spec.label_ja if locale == "ja" else spec.label
                 fields.append({"label": label,
@@ -102,7 +91,7 @@ def case_view(
     approvals = [
         {
             "name": snapshot_name(e.actor, locale),
-            "at": e.at.strftime("%Y-%m-%d %H:%M UTC"),
+            "at": e.at,
             "reason": e.reason or "",
         }
         for e in counted
@@ -120,6 +109,7 @@ def case_view(
         "type_title": type_title,
         "state": case.state,
         "requester": person_name(s, case.requester_id, locale),
+        "amount": amount,
         "created": case.created_at.strftime("%Y-%m-%d %H:%M UTC"),
         "fields": fields,
         "approvals": approvals,

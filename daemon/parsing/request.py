@@ -33,6 +33,9 @@ TYPE_KEYS: frozenset[str] = TYPE_LINE_KEYS
 # A key starts with a word character (so "- hint" and "* bullet" lines never parse as
 # fields) and ends at the first ASCII or full-width colon, within 60 characters.
 _KEY_LINE = re.compile(r"^(\w[^:：]{0,59}?)\s*[:：]\s*(.*)$")
+# The marker a refused request comes back with ("Amount: 12,0OO   <-- not a number"): a
+# person who corrects the value and leaves the marker still sends a clean value.
+_MARKER = re.compile(r"(?:^|\s{2,})(?:<--\s|←)")
 _LIST_SPLIT = re.compile("[" + re.escape(LIST_SEPARATORS) + "]")
 _GROUPED = r"[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+"
 _MONEY = re.compile(rf"^(?:jpy|¥)?\s*({_GROUPED})(?:\.([0-9]{{1,2}}))?\s*(?:円|jpy|yen)?$")
@@ -91,7 +94,7 @@ def parse_form_text(body: str) -> RawForm:
             unknown.append(text)
             open_key = None
             continue
-        key, value = normalise_key(match[1]), match[2].strip()
+        key, value = normalise_key(match[1]), _MARKER.split(match[2], 1)[0].strip()
         if key in TYPE_KEYS:
             type_key, open_key = value or None, None
         else:

@@ -138,9 +138,9 @@ def test_a_proxy_is_warned_once_a_day_until_it_ends(tmp_path: Path, db_url: str)
         assert len(o.at(utc(2027, 4, 23)).run()) == 1  # 7 days left: inside
         [mail] = o.at(utc(2027, 4, 27, 8)).run()  # 3 days left
         assert mail.to == "watanabe@example.com"  # the registrar, in their language
-        assert f"承認関係 {rid} の期限: 2027-04-30（あと3日）" in mail.subject, mail.subject
+        assert f"承認関係 {rid} の期限: 2027年4月30日（あと3日）" in mail.subject, mail.subject
         for words in (f"承認関係:  {rid}", "承認者:    山本", "（yamamoto）", "個人 brown",
-                      "代理 (proxy)", "最終日:    2027-04-30（あと3日）",
+                      "代理 (proxy)", "最終日:    2027年4月30日（あと3日）",
                       f"relation update {rid}", "Valid to: YYYY-MM-DD",
                       f"ringi relation update {rid} --by watanabe --to YYYY-MM-DD"):
             assert words in mail.body, (words, mail.body)
@@ -149,7 +149,7 @@ def test_a_proxy_is_warned_once_a_day_until_it_ends(tmp_path: Path, db_url: str)
         [again] = o.at(utc(2027, 4, 28, 0, 0)).run()
         assert "あと2日" in again.subject
         [last] = o.at(utc(2027, 4, 30, 12)).run()
-        assert "期限は本日" in last.subject and "最終日:    2027-04-30（本日）" in last.body
+        assert "期限は本日" in last.subject and "最終日:    2027年4月30日（本日）" in last.body
         assert o.at(utc(2027, 5, 1, 0, 1)).run() == []  # it has ended
         assert o.at(utc(2027, 5, 2)).run() == []
         audited = o.audited()
@@ -169,7 +169,7 @@ def test_an_extension_stops_the_warnings_until_the_new_end_comes_near(
             assert o.at(utc(2027, 4, day)).run() == []
         assert o.at(utc(2027, 6, 22)).run() == []
         [mail] = o.at(utc(2027, 6, 23)).run()  # back in the window: warnings resume
-        assert "2027-06-30（あと7日）" in mail.subject
+        assert "2027年6月30日（あと7日）" in mail.subject
         # Ended early (within the window): warned until that last day, then silence.
         o.move_end(rid, "watanabe", D(2027, 6, 24))
         [mail] = o.at(utc(2027, 6, 24)).run()
@@ -204,7 +204,7 @@ def test_a_responsible_relation_is_warned_only_when_its_end_leaves_a_gap(
                          D(2027, 4, 30), object_type="unit")
         [mail] = o.at(utc(2027, 4, 27)).run()
         assert mail.to == "ito@example.com"
-        for words in ("部署 procurement", "責任者 (responsible)", "2027-05-01 以降",
+        for words in ("部署 procurement", "責任者 (responsible)", "2027年5月1日 以降",
                       f"relation update {rid}", "翌日から引き継ぐ"):
             assert words in mail.body, (words, mail.body)
         assert o.audited()[-1].data["gaps"] == ["from 2027-05-01 on"]
@@ -212,7 +212,7 @@ def test_a_responsible_relation_is_warned_only_when_its_end_leaves_a_gap(
         nxt = o.register("ito", "yamamoto", "procurement", "responsible", D(2027, 5, 5), None,
                          object_type="unit")
         [mail] = o.at(utc(2027, 4, 28)).run()
-        assert "2027-05-01 ～ 2027-05-04" in mail.body, mail.body
+        assert "2027年5月1日 ～ 2027年5月4日" in mail.body, mail.body
         # The successor takes over on 1 May: no gap, no warning, whatever the hour.
         o.move_end(nxt, "ito", first=D(2027, 5, 1))
         assert o.at(utc(2027, 4, 29)).run() == []
@@ -237,7 +237,7 @@ def test_a_file_relation_warns_the_administrator(tmp_path: Path, db_url: str) ->
             "sato -> person suzuki proxy", "takahashi -> person brown proxy",
             "watanabe -> unit sales responsible"], subjects
         sales = next(m for m in mails if "unit sales" in m.subject)
-        for words in ("ends on 2027-12-31 (3 days left)", "from the directory file",
+        for words in ("ends 31 Dec 2027 (3 days left)", "from the directory file",
                       "After that day unit sales has no responsible approver:",
                       "- from 2028-01-01 on", "ringi directory import FILE"):
             assert words in sales.subject + sales.body, (words, sales.body)
@@ -383,6 +383,7 @@ def test_the_daemon_on_a_shifted_clock_mails_the_warning(
             proc.send_signal(signal.SIGTERM)
             proc.wait(20)
     assert "clock offset +27d in effect" in log.read_text()
-    assert f"承認関係 {rid} の期限: {last.isoformat()}" in mail.subject, mail.subject
+    day = f"{last.year}年{last.month}月{last.day}日"
+    assert f"承認関係 {rid} の期限: {day}" in mail.subject, mail.subject
     assert f"relation update {rid}" in mail.body and "Valid to: YYYY-MM-DD" in mail.body
     assert len(relay.to("watanabe@example.com")) == 1  # once, however many passes ran
