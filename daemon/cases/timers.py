@@ -28,6 +28,7 @@ from daemon.cases.workflow import Workflow
 from daemon.directory.lookup import Member, member
 from daemon.routing.resolvers import RouteContext, rank_above
 from daemon.routing.templates import Step
+from daemon.store import instance_models as instances
 from daemon.store.db import Store, rowcount
 from daemon.store.models import Case, CaseStep
 from daemon.store.reorg_models import in_progress
@@ -49,17 +50,31 @@ class Timers:
         self.cfg = workflow.cfg.workflow
         self.batch = duetimes.BATCH
         self._prepared = False
+        self.instance_id: int | None = None  # this daemon's heartbeat row, once started
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="timers", daemon=True)
 
     def start(self) -> None:
         self.prepare()
+        with self.store.transaction() as s:  # `ringi status` sees this daemon from now on
+            self.instance_id = instances.register(s, self.wf.cfg.instance.name,
+                                                  self.wf.clock.now())
         self.thread.start()
 
     def stop(self) -> None:
         self.stopping.set()
         if self.thread.is_alive():
             self.thread.join(10)
+        self._beat(stopped=True)
+
+    def _beat(self, stopped: bool = False) -> None:
+        if self.instance_id is None:
+            return
+        try:
+            with self.store.transaction() as s:
+                instances.beat(s, self.instance_id, self.wf.clock.now(), stopped)
+        except Exception:  # a heartbeat is news, not work: never stop a pass for it
+            log.exception("timers: heartbeat not written")
 
     def _loop(self) -> None:
         while not self.stopping.wait(self.cfg.timer_seconds):
@@ -71,6 +86,7 @@ class Timers:
     def run_once(self) -> int:
         """One pass over what is due; returns how many actions were taken."""
         done = 0
+        self._beat()
         # Each duty on its own: one that fails must not stop reminders or the others.
         duties = [self._revision_waits, self._budget_periods]
         if self.reorganisations is not None:

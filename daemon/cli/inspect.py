@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from daemon.cases.documents import case_documents, superseded_by
 from daemon.cases.reorgrunner import rerouting
 from daemon.cli.output import echo, inline
+from daemon.cli.overview import print_overview
 from daemon.clock import OffsetClock, describe_offset
 from daemon.intake.store import recent_duplicates
 from daemon.notify.views import case_view, person_name, snapshot_name
@@ -129,6 +130,7 @@ def print_status(app: App) -> None:
     if isinstance(app.clock, OffsetClock):  # never let a shifted clock pass unnoticed
         echo(f"clock     SHIFTED {describe_offset(app.clock.offset)}: now "
              f"{now:%Y-%m-%d %H:%M:%S} UTC (real {app.clock.base.now():%Y-%m-%d %H:%M:%S})")
+    print_overview(app)
     for qs in queue_stats(app.store):
         counts = "  ".join(f"{k}={v}" for k, v in qs.counts.items())
         oldest = "-"

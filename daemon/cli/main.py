@@ -291,7 +291,8 @@ def case_resume(ctx: click.Context, number: str, by: str) -> None:
 @cli.command()
 @click.pass_context
 def status(ctx: click.Context) -> None:
-    """Queue depths, oldest waiting item, dead letters and recent errors."""
+    """Daemons running, cases by state, the oldest waiting approval, held and suspended
+    cases, dead letters; then queue depths and recent errors."""
     print_status(_app(ctx))
 
 

@@ -10,7 +10,10 @@ from sqlalchemy import create_engine
 
 import daemon.store.condition_models
 import daemon.store.directory_models
+import daemon.store.instance_models
 import daemon.store.publication_models
+import daemon.store.relation_models
+import daemon.store.reorg_models
 import daemon.store.rulefile_models
 from daemon.store.db import migrate
 from daemon.store.models import Base
@@ -18,6 +21,10 @@ from daemon.store.models import Base
 
 def test_no_difference_between_migrations_and_models(tmp_path: Path) -> None:
     assert daemon.store.condition_models.Budget.__tablename__ in Base.metadata.tables
+    for model in (daemon.store.instance_models.DaemonInstance,
+                  daemon.store.relation_models.RelationHistory,
+                  daemon.store.reorg_models.Reorganisation):
+        assert model.__tablename__ in Base.metadata.tables
     engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
     migrate(engine)
     with engine.connect() as conn:

@@ -4,6 +4,7 @@ from alembic import context
 
 import daemon.store.condition_models
 import daemon.store.directory_models
+import daemon.store.instance_models
 import daemon.store.publication_models
 import daemon.store.relation_models
 import daemon.store.reorg_models
