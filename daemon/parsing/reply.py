@@ -48,7 +48,9 @@ _WORDS: dict[str, Decision] = {
     "return": Decision.RETURN, "returned": Decision.RETURN,
     "hold": Decision.HOLD,
 }
-_POLITE = ("", "します", "する", "しました", "いたします", "致します")
+_POLITE = ("", "します", "する", "しました", "いたします", "致します", "です", "でお願いします",
+           "でお願いいたします", "でお願い致します", "とします", "といたします",
+           "とさせていただきます")
 for _stem, _decision in (("承認", Decision.APPROVE), ("却下", Decision.REJECT),
                          ("否認", Decision.REJECT), ("不承認", Decision.REJECT),
                          ("差し戻し", Decision.RETURN), ("差戻し", Decision.RETURN),

@@ -132,6 +132,22 @@ def test_negated_or_questioned_is_never_a_decision(text: str, where: str) -> Non
 
 
 @pytest.mark.parametrize(("body", "expected"), [
+    ("承認です。", (A, "")), ("却下でお願いします。\n予算超過", (R, "予算超過")),
+    ("保留とします。", (Decision.HOLD, "")),
+    ("差し戻しでお願いいたします。", (Decision.RETURN, "")),
+    ("承認とさせていただきます。", (A, "")),
+])
+def test_japanese_statement_forms(body: str, expected: tuple[Decision, str]) -> None:
+    assert read(body) == expected
+
+
+@pytest.mark.parametrize("body", ["承認ですか？", "承認ではありません", "承認でしょうか",
+                                  "承認では"])
+def test_japanese_statement_forms_negated_or_asked(body: str) -> None:
+    assert parse_decision(body) is None
+
+
+@pytest.mark.parametrize(("body", "expected"), [
     ("Reject: I cannot approve this without a quote", (R, "I cannot approve this without a quote")),
     ("Return\nReturn trip by train is fine, the hotel is missing.",
      (Decision.RETURN, "Return trip by train is fine, the hotel is missing.")),
