@@ -7,35 +7,24 @@ One place for each, so a subject or a time reads the same in every template and 
 from __future__ import annotations
 
 import datetime as dt
-import unicodedata
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-# Display columns of a subject before its reply token: what a phone's mail list shows on
-# one or two lines. A Japanese character takes two columns, as it does on screen.
-SUBJECT_MAX = 78
+# Characters of a subject before its reply token: what a phone's mail list shows on two
+# lines. (Counted in characters, not screen columns: counting a Japanese character twice
+# left no room for the amount and title in a Japanese subject.)
+SUBJECT_MAX = 80
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _ELLIPSIS = "\u2026"
 
 
-def columns(text: str) -> int:
-    """Width of `text` on screen: wide (CJK) characters count twice."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
 def shorten(text: str, width: int) -> str:
-    """`text` cut to at most `width` columns, an ellipsis showing where it was cut."""
-    if columns(text) <= width:
+    """`text` cut to at most `width` characters, an ellipsis showing where it was cut."""
+    if len(text) <= width:
         return text
-    out, used = [], columns(_ELLIPSIS)
-    for c in text:
-        used += columns(c)
-        if used > width:
-            break
-        out.append(c)
-    return "".join(out).rstrip() + _ELLIPSIS
+    return text[: width - 1].rstrip() + _ELLIPSIS
 
 
 def money_text(value: Any, locale: str) -> str:
@@ -61,7 +50,7 @@ def case_subject(view: Mapping[str, Any], label: str, locale: str,
     facts = [str(view.get(k) or "") for k in ("type_title", "requester", "amount")]
     head = f"[{view['number']}] {label}: " + " / ".join(" ".join(f.split()) for f in facts if f)
     title = " ".join(str(view.get("title") or "").split())
-    room = SUBJECT_MAX - columns(head) - 3
+    room = SUBJECT_MAX - len(head) - 3
     # With a very long label or name the title goes; the number at the front stays.
     head = f"{head} / {shorten(title, room)}" if title and room >= 6 else \
         shorten(head, SUBJECT_MAX)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from daemon.notify.templates import LOCALES, Templates
-from daemon.notify.wording import SUBJECT_MAX, columns
+from daemon.notify.wording import SUBJECT_MAX
 from tests.support import ROOT
 
 TEMPLATES = Templates(ROOT / "mailtemplates", zone="Asia/Tokyo")
@@ -173,7 +173,7 @@ def test_every_branch_reads_well(name: str, locale: str) -> None:
         subject = mail.subject
         assert subject.strip(), where
         shown = subject.removesuffix(f" [#{TOKEN}]")
-        assert columns(shown) <= SUBJECT_MAX, f"{where}: subject too long: {subject!r}"
+        assert len(shown) <= SUBJECT_MAX, f"{where}: subject too long: {subject!r}"
         body = mail.body.strip()
         assert body, where
         assert not body.startswith(shown[:30]), f"{where}: body repeats the subject"
