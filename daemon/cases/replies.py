@@ -91,7 +91,8 @@ class ReplyHandler:
             self.wf.tokens.revoke_step(s, step.id, now)
             self.wf.ask(s, case, step, sender, note="expired")
             return refuse("expired")
-        parsed = parse_decision(mail.text)
+        parsed = parse_decision(mail.text, (mail.from_name, sender.person.name,
+                                            sender.person.name_ja))
         if parsed is None:
             return refuse("no_decision")
         if parsed.decision == Decision.HOLD and case.state == CaseState.ON_HOLD:
