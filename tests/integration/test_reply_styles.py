@@ -90,3 +90,17 @@ def test_negated_reply_changes_nothing(world: World) -> None:
     assert decisions(w, number) == []
     w.reply(request, SATO, "承認")  # the request is still open
     assert "承認しました" in w.one(SATO).subject
+
+
+def test_the_senders_name_under_a_reply_without_quote_is_not_the_reason(world: World) -> None:
+    """Phone clients often send no quote at all: the name typed under the reason is known
+    from the sender (their directory names and the From display name)."""
+    w = world
+    w.send(TANAKA, "大阪出張", travel("30,000", "2"))
+    number = number_of(w.one(TANAKA))
+    request = w.one(SATO)
+    send(w.port, f"Sato Hanako <{SATO}>", "Re: " + request.subject,
+         "却下します。領収書の枚数が合いません。\n\n佐藤 花子\n",
+         to=str(request.message["Reply-To"]))
+    assert "却下しました" in w.one(SATO).subject
+    assert decisions(w, number) == ["領収書の枚数が合いません。"]
