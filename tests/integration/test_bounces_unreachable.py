@@ -200,7 +200,8 @@ def test_a_bounced_execution_request_is_on_the_case_and_told(exec_world: World) 
     assert len(bounced) == 1 and ACME in bounced[0] and "5.1.1" in bounced[0]
     assert "return-path" in bounced[0]
     told = w.one(SMITH)
-    assert told.subject == f"[{number}] Execution request bounced: Purchase"
+    assert told.subject.startswith(
+        f"[{number}] Execution request bounced: Purchase request / John Smith / ")
     assert "may not have been executed" in told.body and "5.1.1" in told.body
     admin = w.one(ADMIN)
     assert "Execution request bounced" in admin.subject and ACME in admin.body

@@ -113,8 +113,11 @@ def test_hostile_subjects_and_names_make_cases_and_deliver(daemon: App,
             "HanakoSato=\u2060?utf-8?q?a=0D=0ABcc:_evil@evil.example?="
     by_number = {m.subject.split("]")[0]: m.subject for m in asked}
     sneaky = next(c for c in _cases(daemon) if c.title == SNEAKY)
-    # The look-alike arrives as the literal text (a word joiner keeps "=?" from decoding).
-    assert SNEAKY.replace("=?", "=\u2060?") in by_number[f"[{sneaky.number}"]
+    # The look-alike arrives as the literal text (a word joiner keeps "=?" from decoding);
+    # the subject shortens the title to fit a phone, the body has it whole.
+    literal = SNEAKY.replace("=?", "=\u2060?")
+    assert by_number[f"[{sneaky.number}"].split(" / ")[-1].startswith(literal[:12])
+    assert any(SNEAKY in m.body for m in asked if sneaky.number in m.subject)
     assert _items(daemon, State.DEAD) == []
     assert relay.to(ADMIN) == []
 

@@ -129,7 +129,8 @@ def test_release_is_stamped_published_opened_and_purged(
     expires = w.clock.now() + timedelta(days=30)
     body = notice.body
     assert f"Folder:   {share}\n" in body and f"Delivery: {name}\n" in body
-    assert f"Until:    {expires:%Y-%m-%d} (it is removed after this date)" in body
+    until = f"{expires.day} {expires:%b} {expires.year}"
+    assert f"Until:    {until} (it is removed after this date)" in body
     for fname, data in docs.items():
         assert f"  - {fname} ({len(data):,} bytes, SHA-256 " \
             f"{hashlib.sha256(data).hexdigest()})" in body
