@@ -208,6 +208,8 @@ class WorkflowConfig(_Section):
     timezone: str = "UTC"
     # How often waiting cases are checked for reminders, escalation and people who left.
     timer_seconds: float = Field(default=60.0, gt=0)
+    # Hour (0-23, company time zone) of each approver's daily digest; None or -1: none.
+    digest_hour: int | None = Field(default=None, ge=-1, le=23)
     # A step whose post is vacant (nobody holds the role, nobody ranks above, no relation):
     # "hold" the case until a directory import fills the post (the administrator is told),
     # or ask the "admin" in the post's place. A workflow file may choose for itself.

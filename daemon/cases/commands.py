@@ -1,5 +1,9 @@
 """Requester commands by email: status, cancel, reapply, correct, pending (SPEC 4, 5).
 
+`pending` answers with the digest of every case waiting for the sender (daemon.cases.digests,
+with decision links); `digest off` / `digest on` (ダイジェスト 停止 / 再開) stops or resumes
+the daily one.
+
 The subject carries the command and case number; for `reapply` and `correct` the body may
 carry corrected "Field: value" lines, validated like a new request and recorded as a
 correction with the old and new values, and the mail's attachments are added to the case at
@@ -17,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.cases.casetypes import CaseType
+from daemon.cases.digests import send_digest, set_digest
 from daemon.cases.documents import Note, Stage, not_added
 from daemon.cases.routeedit import RouteEditError, RouteEditor
 from daemon.cases.states import OPEN_STATES, CaseState, StepState
@@ -34,6 +39,7 @@ CASE_COMMAND_RE = re.compile(
 ROUTE_RE = re.compile(r"^\s*route\s+(\S+)\s+(skip|add|replace)(?:\s+(\S+))?\s*$",
                       re.IGNORECASE)
 PENDING_RE = re.compile(r"^\s*(pending|承認待ち)\s*$", re.IGNORECASE)
+DIGEST_RE = re.compile(r"^\s*(?:digest|ダイジェスト)\s+(on|off|再開|停止)\s*$", re.IGNORECASE)
 ALIASES = {"状況": "status", "取消": "cancel", "取り消し": "cancel", "再申請": "reapply",
            "修正": "correct"}
 
@@ -41,6 +47,9 @@ ALIASES = {"状況": "status", "取消": "cancel", "取り消し": "cancel", "�
 def parse_case_command(subject: str) -> tuple[str, str] | None:
     if PENDING_RE.match(subject):
         return "pending", ""
+    digest = DIGEST_RE.match(subject)
+    if digest:
+        return "digest", "on" if digest.group(1).lower() in ("on", "再開") else "off"
     route = ROUTE_RE.match(subject)
     if route:
         return "route", " ".join(x for x in (route.group(1).upper(), route.group(2).lower(),
@@ -75,6 +84,15 @@ class CaseCommands:
         """`inbound_id`: the stored input, recorded with the documents it brings."""
         if command == "pending":
             return self.pending(s, mail, sender)
+        if command == "digest":
+            changed = set_digest(s, sender.id, number == "on", self.wf.clock.now())
+            hour = self.wf.cfg.workflow.digest_hour
+            self.wf.notifier.to_address(
+                s, "digest_setting", mail.from_addr, sender.locale,
+                {"on": number == "on", "changed": changed,
+                 "hour": hour if hour is not None and hour >= 0 else None,
+                 "timezone": self.wf.cfg.workflow.timezone}, in_reply_to=mail.message_id)
+            return f"digest {number} for {sender.id}" + ("" if changed else " (as before)")
         if command == "route":
             return self.route(s, mail, sender, *number.split(" "))
         case = s.scalar(select(Case).where(Case.number == number))
@@ -113,12 +131,9 @@ class CaseCommands:
                           waiting=waiting)
 
     def pending(self, s: Session, mail: ParsedMail, sender: Member) -> str:
-        rows = s.execute(select(Case.number, Case.title, CaseStep.asked_at).join(
-            CaseStep, CaseStep.case_id == Case.id).where(
-            CaseStep.approver_id == sender.id, CaseStep.state == StepState.PENDING)
-            .order_by(CaseStep.asked_at)).all()
-        items = [{"number": n, "title": t, "asked": a} for n, t, a in rows]
-        return self.reply(s, mail, sender, "pending", "ok", items=items)
+        """The digest, at once: every waiting case with its own decision links."""
+        listed = send_digest(self.wf, s, sender, in_reply_to=mail.message_id or "")
+        return f"pending: digest of {listed} case(s) sent"
 
     def cancel(self, s: Session, mail: ParsedMail, sender: Member, case: Case) -> str:
         if case.state not in {*OPEN_STATES, CaseState.RETURNED, CaseState.REJECTED,

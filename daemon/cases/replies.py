@@ -15,7 +15,7 @@ from daemon.directory.lookup import member, member_by_email, proxies_of, reread_
 from daemon.notify.views import person_name
 from daemon.parsing.message import ParsedMail, answered_ids
 from daemon.parsing.reply import Decision, parse_decision
-from daemon.security.tokens import TokenProblem
+from daemon.security.tokens import TokenCheck, TokenProblem
 from daemon.store.models import Case, CaseStep
 from daemon.store.reorg_models import Reorganisation, ReorgKeptReply, in_progress
 
@@ -34,14 +34,15 @@ class ReplyHandler:
         return self.wf.tokens.answered(s, answered_ids(mail)) is not None
 
     def handle(self, s: Session, mail: ParsedMail, token: str | None,
-               inbound_id: int | None = None) -> str:
+               inbound_id: int | None = None, checked: TokenCheck | None = None) -> str:
         """Apply the decision or send a clear error; returns the intake outcome line.
 
         Without `token` the reply is known by the approval request it answers (its
         In-Reply-To/References, most recent first) and checked exactly the same way: the
         asked approver or their proxy, a pending step, a token neither used nor expired.
         The reply's attachments are added to the case only with a decision that counts;
-        a refused reply's error mail names each of them as not added.
+        a refused reply's error mail names each of them as not added. `checked`: the token
+        already looked up (a digest reply's line, daemon.cases.digestreplies).
         """
         now = self.wf.clock.now()
         # First, before reading the token, the step or the sender: while a reorganisation's
@@ -52,8 +53,8 @@ class ReplyHandler:
             reread_directory(s)  # rows read before a wait may predate the commit
         sender = member_by_email(s, mail.from_addr) if mail.from_addr else None
         locale = sender.locale if sender else "en"
-        check = self.wf.tokens.check(s, token, now) if token is not None else \
-            self.wf.tokens.check_answered(s, answered_ids(mail), now)
+        check = checked or (self.wf.tokens.check(s, token, now) if token is not None else
+                            self.wf.tokens.check_answered(s, answered_ids(mail), now))
         row = check.row
 
         def refuse(problem: str, **extra: object) -> str:

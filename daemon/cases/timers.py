@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from daemon.audit.casechain import anchor_all
 from daemon.audit.trail import AuditTrail
 from daemon.cases import duetimes
+from daemon.cases.digests import DailyDigests
 from daemon.cases.escalation import NEXT_RANK, PROXY, ask_beside, proxies_today
 from daemon.cases.recheck import check_case
 from daemon.cases.recovery import claim_waiting, resume_after_wait
@@ -47,6 +48,7 @@ class Timers:
         self.expiry = ExpiryWarnings(store, workflow.notifier, audit, workflow.cfg,
                                      workflow.clock) if audit is not None else None
         self.relation_changes = RelationChanges(store, workflow)
+        self.digests = DailyDigests(store, workflow)  # each approver's digest, once a day
         self.cfg = workflow.cfg.workflow
         self.batch = duetimes.BATCH
         self._prepared = False
@@ -96,6 +98,7 @@ class Timers:
         if self.expiry is not None:  # relations ending soon: their registrars are told
             duties.append(self.expiry.due)
         duties.append(self.relation_changes.due)  # cases routed by relations that moved
+        duties.append(self.digests.due)
         for duty in duties:
             try:
                 done += duty()

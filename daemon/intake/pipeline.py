@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
+from daemon.cases.digestreplies import DigestReplies
 from daemon.cases.droprequests import DropRequestHandler
 from daemon.cases.replies import ReplyHandler
 from daemon.cases.requests import RequestHandler, looks_japanese
@@ -63,6 +64,7 @@ class InboundProcessor:
         self.on_done: Callable[[], None] = lambda: None
         self.bounces: BounceHandler | None = None  # set by the app (daemon/intake/bounces.py)
         self.away = AwayHandler(replies.wf, mail_cfg)
+        self.digests = DigestReplies(replies)  # several decisions in a reply to a digest
 
     def process(self, item: Claimed) -> None:
         try:
@@ -128,7 +130,8 @@ class InboundProcessor:
                 log.warning("intake from %s not authenticated: %s", mail.from_addr, verdict.why)
                 return f"refused, not answered: sender not authenticated ({verdict.why})"
         if token:
-            return self.replies.handle(s, mail, token, inbound_id)
+            return self.digests.handle(s, mail, token, inbound_id) or \
+                self.replies.handle(s, mail, token, inbound_id)
         if self.replies.answers_request(s, mail):
             # The token was lost (plain address, subject edited), but the reply names the
             # approval request it answers: a reply, checked as one, never a new request.

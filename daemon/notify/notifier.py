@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +26,7 @@ log = logging.getLogger(__name__)
 # Mails that answer an inbound mail: rate-limited per recipient so no loop can flood anyone.
 ANSWER_TEMPLATES = ("request_error", "reply_error", "unknown_sender", "help", "form",
                     "command_reply", "conditions_confirm", "reply_kept", "relation_reply",
-                    "relation_confirm")
+                    "relation_confirm", "digest_reply", "digest_setting")
 # Every mail the workflow sends; checked at start so a missing translation stops the daemon
 # before a case needs it.
 REQUIRED_TEMPLATES = (*ANSWER_TEMPLATES, "ack", "approval_request", "decision_confirmed",
@@ -32,7 +35,17 @@ REQUIRED_TEMPLATES = (*ANSWER_TEMPLATES, "ack", "approval_request", "decision_co
                       "rejected_conditions", "reserved", "revision_request",
                       "execution_request", "execution_sent", "execution_failed",
                       "partner_delivery", "publication_notice", "admin_alert", "held",
-                      "reassigned", "resumed", "reinstated", "relation_expiry", "proxy_asked")
+                      "reassigned", "resumed", "reinstated", "relation_expiry", "proxy_asked",
+                      "digest")
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """A mail held back by `Notifier.gathered`: what it would have said, and about what."""
+
+    template: str
+    context: dict[str, Any]
+    case: Case | None
 
 
 class Notifier:
@@ -46,6 +59,18 @@ class Notifier:
         # The case as its reader sees it (set by the workflow, which knows the case types):
         # a mail about a case that does not bring its own view gets one for its subject.
         self.view_of: Callable[[Session, Case, str], dict[str, Any]] | None = None
+        self._gathering = threading.local()
+
+    @contextmanager
+    def gathered(self, templates: tuple[str, ...]) -> Iterator[list[Gathered]]:
+        """Mails of `templates` queued by this thread meanwhile are handed back instead of
+        sent: a digest reply answers its many decisions in one confirmation."""
+        got: list[Gathered] = []
+        self._gathering.now = (templates, got)
+        try:
+            yield got
+        finally:
+            self._gathering.now = None
 
     def to_member(
         self,
@@ -82,6 +107,10 @@ class Notifier:
         With a `case` the mail is threaded into the case (References carry its root) and
         gets the case's view; a reader in the directory is greeted by name.
         """
+        gathering = getattr(self._gathering, "now", None)
+        if gathering is not None and template in gathering[0]:
+            gathering[1].append(Gathered(template, context, case))
+            return True
         if template in ANSWER_TEMPLATES and self._over_limit(s, address):
             log.warning("answer to %s suppressed: rate limit reached", address)
             return False

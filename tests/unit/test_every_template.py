@@ -56,7 +56,10 @@ BASE: dict[str, Any] = {
     "problem": "unknown_token", "problems": ["Amount: '12,0OO' is not an amount of money"],
     "asked": "Sato", "step_state": "approved", "decided_by": "Sato", "decided_at": AT,
     "case_state": "approved", "outcome": "ok", "command": "status", "state": "in_review",
-    "waiting": ["Sato"], "items": [{"number": "R-2026-000123", "title": "Trip", "asked": AT}],
+    "waiting": ["Sato"], "items": [{
+        "number": "R-2026-000123", "title": "Trip", "asked": AT, "type_title": "Travel",
+        "requester": "Taro Tanaka", "amount": "¥180,000", "on_hold": True, "mode": "all",
+        "links": {w: f"mailto:x?{w}" for w in ("APPROVE", "REJECT", "RETURN", "HOLD")}}],
     "changes": ["Amount: 180,000 → 170,000"], "action": "add", "why": "not_found",
     "given": "travle", "types": [{"name": "travel", "title": "Travel"}],
     "type_title": "Travel", "type_name": "travel", "form": "Type: travel\nAmount: \n",
@@ -81,6 +84,22 @@ BASE: dict[str, Any] = {
     "registered_by": "sato", "recipient_id": "sato", "window": 7,
     "saved": "set 'default'", "conditions": True, "listing": ["default"],
     "reapplied": True, "deferred": False,
+    # digests (daemon.cases.digests, digestreplies, commands)
+    "daily": True, "more": 2, "hour": 8, "day": dt.date(2026, 12, 3), "example": "R-2026-000123",
+    "on": True, "changed": True, "timezone": "Asia/Tokyo", "owner": "Sato", "done": 1,
+    "refused": 2,
+    "open_items": [{"number": "R-2026-000124", "title": "Fair", "requester": "Taro Tanaka"}],
+    "results": [
+        {"number": "R-2026-000123", "title": "Trip", "line": "R-2026-000123 reject: no",
+         "outcome": "done", "decision": "reject", "reason": "no", "next": "Suzuki"},
+        {"number": "R-2026-000124", "title": "Fair", "line": "R-2026-000124 approve",
+         "outcome": "refused", "problem": "moved_on",
+         "detail": {"step_state": "approved", "decided_by": "Sato", "decided_at": AT,
+                    "case_state": "in_review", "asked": "Sato"}},
+        {"number": "R-2026-000125", "title": "", "line": "R-2026-000125 approve",
+         "outcome": "refused", "problem": "not_in_digest", "detail": {}},
+        {"number": "R-2026-000126", "title": "Bus", "line": "R-2026-000126 hold",
+         "outcome": "kept"}],
 }
 # Names a template asks `is defined` about: also rendered without them.
 OPTIONAL = ("conditions", "listing", "reapplied", "deferred", "documents", "view")

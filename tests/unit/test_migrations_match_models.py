@@ -9,6 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
 import daemon.store.condition_models
+import daemon.store.digest_models
 import daemon.store.directory_models
 import daemon.store.instance_models
 import daemon.store.publication_models

@@ -3,6 +3,7 @@
 from alembic import context
 
 import daemon.store.condition_models
+import daemon.store.digest_models
 import daemon.store.directory_models
 import daemon.store.instance_models
 import daemon.store.publication_models
