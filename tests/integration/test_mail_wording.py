@@ -126,7 +126,7 @@ def test_a_refused_request_comes_back_prefilled_with_the_wrong_line_marked(
 
     w.send(TANAKA, "大阪出張", travel("12,0OO"))
     ja = w.one(TANAKA)
-    assert subject(ja) == "受付できません（1 か所を修正してください）: 大阪出張", subject(ja)
+    assert subject(ja) == "受付できません（1か所を修正してください）: 大阪出張", subject(ja)
     assert ja.body.startswith("田中 太郎 様\n\n"), ja.body
     assert "Amount: 12,0OO   ←「12,0OO」は金額として読めません。12000 や ¥12,000 のように" \
         in ja.body, ja.body
