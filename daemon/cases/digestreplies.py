@@ -26,7 +26,7 @@ from daemon.cases.states import StepState
 from daemon.directory.lookup import member, member_by_email, proxies_of, reread_directory
 from daemon.notify.notifier import Gathered
 from daemon.notify.views import person_name
-from daemon.parsing.message import ParsedMail
+from daemon.parsing.message import ParsedMail, answered_ids
 from daemon.parsing.multidecision import MAX_LINES, DecisionLine, decision_lines, number_pattern
 from daemon.security.tokens import TokenService
 from daemon.store.digest_models import Digest, DigestItem
@@ -44,10 +44,21 @@ class DigestReplies:
         self.replies = replies
         self.wf = replies.wf
 
-    def handle(self, s: Session, mail: ParsedMail, token: str,
+    def handle(self, s: Session, mail: ParsedMail, token: str | None,
                inbound_id: int | None = None) -> str | None:
-        """Apply each decision line; None when `token` is not a digest's (a single reply)."""
-        digest = s.scalar(select(Digest).where(Digest.token_hash == self.wf.tokens.digest(token)))
+        """Apply each decision line; None when the mail answers no digest.
+
+        The digest is known by `token` (its Reply-To or subject); without one, by the
+        digest mail its In-Reply-To/References name (a reply that lost the token).
+        """
+        if token is not None:
+            digest = s.scalar(select(Digest).where(
+                Digest.token_hash == self.wf.tokens.digest(token)))
+        else:
+            ids = list(answered_ids(mail))[:100]  # a hostile References list stays cheap
+            rows = {d.message_id: d for d in s.scalars(select(Digest).where(
+                Digest.message_id.in_(ids)))} if ids else {}
+            digest = next((rows[i] for i in ids if i in rows), None)
         if digest is None:
             return None
         now = self.wf.clock.now()

@@ -31,7 +31,7 @@ from daemon.notify.views import case_view
 from daemon.security.tokens import new_token
 from daemon.store.db import Store, insert_if_absent, rowcount
 from daemon.store.digest_models import Digest, DigestItem, DigestOptOut
-from daemon.store.models import Case, CaseStep, ReplyToken
+from daemon.store.models import Case, CaseStep, OutboundMail, ReplyToken
 
 log = logging.getLogger(__name__)
 TEMPLATE = "digest"
@@ -85,6 +85,10 @@ def send_digest(wf: Workflow, s: Session, person: Member, day: datetime.date | N
         wf.notifier.to_address(s, TEMPLATE, address, person.locale, ctx,
                                name=person.display_name(person.locale), reply_token=token,
                                in_reply_to=in_reply_to)
+        if digest is not None:  # a reply that lost the token is known by this mail's id
+            digest.message_id = s.scalar(select(OutboundMail.message_id).where(
+                OutboundMail.template == TEMPLATE, OutboundMail.recipient == address.lower())
+                .order_by(OutboundMail.id.desc()).limit(1))
     return len(items)
 
 

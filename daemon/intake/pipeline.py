@@ -132,6 +132,9 @@ class InboundProcessor:
         if token:
             return self.digests.handle(s, mail, token, inbound_id) or \
                 self.replies.handle(s, mail, token, inbound_id)
+        lost = self.digests.handle(s, mail, None, inbound_id)  # a digest's, token lost
+        if lost is not None:
+            return lost
         if self.replies.answers_request(s, mail):
             # The token was lost (plain address, subject edited), but the reply names the
             # approval request it answers: a reply, checked as one, never a new request.

@@ -36,6 +36,8 @@ class Digest(Base):
     company_day: Mapped[datetime.date | None] = mapped_column(Date)
     created_at: Mapped[datetime.datetime]
     expires_at: Mapped[datetime.datetime]
+    # The digest mail's Message-ID: a reply that lost the token is known by it.
+    message_id: Mapped[str | None] = mapped_column(String(255), index=True)
 
     __table_args__ = (UniqueConstraint("person_id", "company_day"),)
 

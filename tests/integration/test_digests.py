@@ -8,12 +8,15 @@ exactly like a single reply and is answered by one confirmation.
 from __future__ import annotations
 
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 
+from daemon.cases.digests import DailyDigests, send_digest
 from daemon.cases.states import CaseState
+from daemon.directory.lookup import member
 from daemon.store.models import Case, CaseStep
 from tests.integration.test_outcomes import (
     BROWN,
@@ -27,7 +30,7 @@ from tests.integration.test_outcomes import (
     start_world,
     travel,
 )
-from tests.support import CapturingRelay, reply_to
+from tests.support import CapturingRelay, reply_to, send
 
 QUIET = {"reminder_after_days": 20, "escalate_after_days": 30, "timer_seconds": 3600}
 
@@ -225,5 +228,53 @@ def test_pending_with_nothing_waiting_and_single_links(tmp_path: Path, db_url: s
         assert "有効期限切れ" in w.one(SATO).subject
         assert step_state(w, second, "sato") == ["pending"]
         w.nothing_more(SATO, TANAKA)
+    finally:
+        w.app.stop()
+
+
+def test_a_reply_that_lost_the_digests_token(tmp_path: Path, db_url: str,
+                                             relay: CapturingRelay) -> None:
+    """Sent to the plain address with the subject edited: known by its In-Reply-To."""
+    w = start_world(tmp_path, db_url, relay, workflow=QUIET)
+    try:
+        first, second, _ = three_for_sato(w)
+        w.send(SATO, "pending", "")
+        digest = w.one(SATO)
+        text = f"{first} approve\n{second} 差し戻し 日程を追記してください"
+        send(w.port, SATO, "decisions", text,
+             headers={"In-Reply-To": str(digest.message["Message-ID"])})
+        assert "実施2件" in w.one(SATO).subject
+        assert step_state(w, first, "sato") == ["approved"]
+        assert w.case(second).state == CaseState.RETURNED
+    finally:
+        w.app.stop()
+
+
+def test_two_daemons_send_the_days_digest_once(tmp_path: Path, db_url: str,
+                                               relay: CapturingRelay) -> None:
+    w = start_world(tmp_path, db_url, relay, workflow={**QUIET, "digest_hour": 8})
+    try:
+        three_for_sato(w)  # 09:00 UTC: past the hour
+        other = DailyDigests(w.app.store, w.app.workflow)  # a second daemon's duty
+        start = threading.Barrier(2)
+        sent: list[int] = []
+
+        def run(duty: DailyDigests) -> None:
+            start.wait()
+            sent.append(duty.due())
+
+        threads = [threading.Thread(target=run, args=(d,)) for d in (w.app.timers.digests, other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(sent) == [0, 1]
+        assert "本日の承認待ち一覧: 3件" in w.one(SATO).subject
+        # The day is claimed: even asked directly, the digest is not sent again today.
+        with w.app.store.transaction() as s:
+            sato = member(s, "sato")
+            assert sato is not None
+            assert send_digest(w.app.workflow, s, sato, w.app.workflow.today()) is None
+        w.nothing_more(SATO)
     finally:
         w.app.stop()

@@ -6,7 +6,8 @@ Create Date: 2026-12-03
 
 `digest_opt_outs`: people who do not want the daily digest (a table of its own, since
 directory imports rewrite people rows). `digests`: one row per digest mail, its reply token
-as a keyed hash; a daily digest's `(person_id, company_day)` is unique, which is how it is
+as a keyed hash, and its mail's Message-ID (for a reply that lost the token); a daily
+digest's `(person_id, company_day)` is unique, which is how it is
 sent once per person and company day. `digest_items`: the steps a digest listed, each with
 the reply token issued for it there.
 """
@@ -35,8 +36,10 @@ def upgrade() -> None:
         sa.Column("company_day", sa.Date(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("message_id", sa.String(255), nullable=True),
         sa.UniqueConstraint("person_id", "company_day"),
     )
+    op.create_index("ix_digests_message_id", "digests", ["message_id"])
     op.create_table(
         "digest_items",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
@@ -53,5 +56,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_digest_items_digest_id", table_name="digest_items")
     op.drop_table("digest_items")
+    op.drop_index("ix_digests_message_id", table_name="digests")
     op.drop_table("digests")
     op.drop_table("digest_opt_outs")
