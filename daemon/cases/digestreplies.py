@@ -98,7 +98,7 @@ class DigestReplies:
         results = []
         for index, line in enumerate(lines):
             mine = [i for i in items if i.number.upper() == line.number]
-            if index >= MAX_LINES:
+            if index >= MAX_LINES:  # the rest was not read
                 results.append(self._refused(line, "too_many"))
             elif named[line.number] > 1:
                 results.append(self._refused(line, "twice"))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from daemon.parsing.reply import ParsedDecision, extract_reply_text, parse_decision
 
-MAX_LINES = 200  # decision lines read from one reply; more are refused, not read
+MAX_LINES = 200  # decision lines read from one reply; one more is returned, unread
 _FIELDS = {"year": r"\d{4}", "month": r"\d{1,2}", "seq": r"\d+"}
 _BULLET = re.compile(r"[\s\-*・•●■◆]*")
 
@@ -31,7 +31,7 @@ _BULLET = re.compile(r"[\s\-*・•●■◆]*")
 class DecisionLine:
     number: str  # as written, folded (full-width to ASCII) and upper-cased
     text: str  # what follows the number: the decision and its reason
-    line: str  # the whole line as written, for the confirmation
+    line: str  # the line as written (its first 200 characters), for the confirmation
     parsed: ParsedDecision | None
 
 
@@ -58,7 +58,8 @@ def _fold(line: str) -> tuple[str, list[int]]:
 
 
 def decision_lines(text: str, numbers: re.Pattern[str]) -> list[DecisionLine]:
-    """Every line of the reply's own text that starts with a case number, in order."""
+    """Every line of the reply's own text that starts with a case number, in order (past
+    MAX_LINES, one more unread line stands for the rest)."""
     found: list[DecisionLine] = []
     for raw in extract_reply_text(text).splitlines():
         line = raw.strip()
@@ -71,6 +72,9 @@ def decision_lines(text: str, numbers: re.Pattern[str]) -> list[DecisionLine]:
             continue  # no number, or only the start of a longer word
         rest = line[origin[m.end()]:] if m.end() < len(origin) else ""
         rest = rest.lstrip(" \t\u3000:：")
-        found.append(DecisionLine(m.group().upper(), rest, line,
+        if len(found) == MAX_LINES:  # read no further; the caller refuses the rest
+            found.append(DecisionLine(m.group().upper(), rest, line[:200], None))
+            break
+        found.append(DecisionLine(m.group().upper(), rest, line[:200],
                                   parse_decision(rest) if rest else None))
     return found

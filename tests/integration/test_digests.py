@@ -195,7 +195,7 @@ def test_pending_with_nothing_waiting_and_single_links(tmp_path: Path, db_url: s
     try:
         w.send(SMITH, "pending", "")
         empty = w.one(SMITH)
-        assert empty.subject == "Waiting for your decision: nothing waiting"
+        assert empty.subject == "Nothing is waiting for your decision"
         assert "No case is waiting" in empty.body and empty.message["Reply-To"] is None
         w.send(TANAKA, "Trip", travel("54,500"))
         number = number_of(w.one(TANAKA))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemon.parsing.multidecision import decision_lines, number_pattern
+from daemon.parsing.multidecision import MAX_LINES, decision_lines, number_pattern
 from daemon.parsing.reply import Decision
 
 NUMBERS = number_pattern("R-{year}-{seq:06d}")
@@ -55,3 +55,10 @@ def test_the_configured_number_format() -> None:
     lines = decision_lines("kr202611-0007 approve\nR-2026-000123 approve", numbers)
     assert [(d.number, d.parsed.decision if d.parsed else None) for d in lines] == [
         ("KR202611-0007", Decision.APPROVE)]
+
+
+def test_past_the_limit_one_unread_line_stands_for_the_rest() -> None:
+    text = "\n".join(f"R-2026-{n:06d} approve" for n in range(1, MAX_LINES + 50))
+    lines = decision_lines(text, NUMBERS)
+    assert len(lines) == MAX_LINES + 1
+    assert lines[-1].parsed is None and lines[-2].parsed is not None
