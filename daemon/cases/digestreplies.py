@@ -8,7 +8,8 @@ authenticated sender), a step still waiting, a token neither used, revoked nor e
 decision read by the same parser. A second reply with the same line changes nothing (the
 token is used). A line naming a case the digest did not list is refused. The per-line
 confirmations and refusals are held back (Notifier.gathered) and the sender gets one mail
-listing what was done and what was refused and why.
+listing what was done and what was refused and why. Files attached to such a reply are
+added to no case (which one would they belong to?); the confirmation says so.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class DigestReplies:
             self.wf.notifier.to_address(
                 s, TEMPLATE, mail.from_addr, locale,
                 {"outcome": outcome, "results": [], "open_items": [], "example": "", "done": 0,
-                 "refused": 0,
+                 "refused": 0, "files_not_added": [a.filename for a in mail.attachments],
                  "owner": owner.display_name(locale) if owner else digest.person_id, **ctx},
                 in_reply_to=mail.message_id)
 
