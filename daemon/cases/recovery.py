@@ -131,9 +131,9 @@ class Recovery:
             "misses": miss_lines(j.exam), "set_name": cs.name,
             "until": until,  # shown in the company's zone by the template
             "current": _as_toml(body.body) if body is not None else ""})
-        self.wf.tell_requester(s, case, "hold", {
-            "reason": f"waiting until {until:%Y-%m-%d %H:%M} UTC for {j.approver.person.name} "
-                      "to review their approval conditions"}, by=j.approver)
+        # The wait's end is shown in each reader's language and the company's zone.
+        self.wf.tell_requester(s, case, "hold", {"reason": "", "revision_until": until},
+                               by=j.approver)
         return Verdict("stopped", asked=[j.approver])
 
     def proxy(self, s: Session, case: Case, requester: Member, nxt: Next,

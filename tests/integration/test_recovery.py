@@ -7,6 +7,7 @@ Watanabe's stored conditions (at most ¥500,000) then decide.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import timedelta
@@ -132,7 +133,11 @@ def test_revision_arriving_in_time_reexamines_the_case(make_world: type[World],
     assert "review your approval conditions" in ask.subject or "見直し" in ask.subject
     assert f"conditions case {number}" in ask.body
     assert "case.amount <= 500000" in ask.body  # the set now in force, to edit
-    assert "On hold" in w.one(SMITH).subject
+    held = w.one(SMITH)
+    assert "On hold" in held.subject
+    # The wait's end in the reader's format and the company's zone (UTC here), named.
+    assert re.search(r"It waits until \d{1,2} [A-Z][a-z]{2} 2026 \d\d:\d\d \(UTC\) for "
+                     r".*Watanabe.* to review their approval conditions\.", held.body), held.body
     assert w.case(number).state == "awaiting_revision"
     w.nothing_more(CLARK)
     w.send(WATANABE, f"conditions case {number}", revised("700000"))

@@ -83,7 +83,7 @@ BASE: dict[str, Any] = {
     "last_day": "2027-04-30", "days_left": 3, "from_file": False, "for_registrar": True,
     "registered_by": "sato", "recipient_id": "sato", "window": 7,
     "saved": "set 'default'", "conditions": True, "listing": ["default"],
-    "reapplied": True, "deferred": False,
+    "reapplied": True, "deferred": False, "revision_until": AT,
     # digests (daemon.cases.digests, digestreplies, commands)
     "daily": True, "more": 2, "hour": 8, "day": dt.date(2026, 12, 3), "example": "R-2026-000123",
     "on": True, "changed": True, "timezone": "Asia/Tokyo", "owner": "Sato", "done": 1,
@@ -102,7 +102,8 @@ BASE: dict[str, Any] = {
          "outcome": "kept"}],
 }
 # Names a template asks `is defined` about: also rendered without them.
-OPTIONAL = ("conditions", "listing", "reapplied", "deferred", "documents", "view")
+OPTIONAL = ("conditions", "listing", "reapplied", "deferred", "documents", "view",
+            "revision_until")
 
 _EQ = re.compile(r"([a-z_][\w.]*)\s*(?:==|!=)\s*(\"[^\"]*\"|\d+)")
 _IN = re.compile(r"([a-z_][\w.]*)\s+in\s+\(([^)]*)\)")
