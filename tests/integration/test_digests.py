@@ -278,3 +278,35 @@ def test_two_daemons_send_the_days_digest_once(tmp_path: Path, db_url: str,
         w.nothing_more(SATO)
     finally:
         w.app.stop()
+
+
+def test_forged_replies_to_a_digest_change_nothing(tmp_path: Path, db_url: str,
+                                                   relay: CapturingRelay) -> None:
+    """With sender authentication on: a reply to Sato's digest that the border MTA did not
+    vouch for, or whose From names two people, decides nothing and is answered to nobody."""
+    mx = "mx.example.com"
+    vouched = {"Authentication-Results": f"{mx}; dmarc=pass header.from=example.com"}
+    w = start_world(tmp_path, db_url, relay, workflow=QUIET, mail={
+        "sender_auth": "authentication-results", "trusted_authserv_ids": [mx]})
+    try:
+        numbers = []
+        for title in ("Osaka visit", "Nagoya fair"):
+            send(w.port, TANAKA, title, travel("54,500"), headers=vouched)
+            numbers.append(number_of(w.one(TANAKA)))
+        w.new(SATO, 2)
+        send(w.port, SATO, "pending", "", headers=vouched)
+        digest = w.one(SATO)
+        to, subject = str(digest.message["Reply-To"]), "Re: " + digest.subject
+        lines = "\n".join(f"{n} approve" for n in numbers)
+        send(w.port, SATO, subject, lines, to=to)  # nobody vouched for this From
+        send(w.port, f"Sato <{SATO}>, Eve <eve@evil.example>", subject, lines, to=to,
+             headers=vouched, envelope_from="eve@evil.example")
+        send(w.port, SATO, subject, lines, to=to, headers={
+            "Authentication-Results": f"{mx}.evil.example; dmarc=pass header.from=example.com"})
+        w.nothing_more(SATO, TANAKA, "eve@evil.example")
+        assert [step_state(w, n, "sato") for n in numbers] == [["pending"], ["pending"]]
+        send(w.port, SATO, subject, lines, to=to, headers=vouched)
+        assert "実施2件" in w.one(SATO).subject
+        assert [step_state(w, n, "sato") for n in numbers] == [["approved"], ["approved"]]
+    finally:
+        w.app.stop()
