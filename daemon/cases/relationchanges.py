@@ -51,12 +51,15 @@ class RelationChanges:
         today = self.wf.today()
         since = self.day or today - datetime.timedelta(days=LOOK_BACK_DAYS)
         with self.store.transaction() as s:
-            if in_progress(s) is not None:
-                return 0  # a reorganisation re-resolves every case itself when it commits
+            # An idle pass is this one indexed read: nothing changed, the same day.
             changed = s.execute(select(RelationHistory.id, RelationHistory.object_type,
                                        RelationHistory.object_id)
                                 .where(RelationHistory.id > self.seen)
                                 .order_by(RelationHistory.id)).all()
+            if not changed and self.day == today:
+                return 0
+            if in_progress(s) is not None:
+                return 0  # a reorganisation re-resolves every case itself when it commits
             objects: set[Object] = {(t, o) for _, t, o in changed}
             if self.day != today:
                 objects |= self._turned(s, since, today)

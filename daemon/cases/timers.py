@@ -75,7 +75,7 @@ class Timers:
         try:
             with self.store.transaction() as s:
                 instances.beat(s, self.instance_id, self.wf.clock.now(), stopped)
-        except Exception:  # a heartbeat is news, not work: never stop a pass for it
+        except Exception:  # a heartbeat is news, not work: never fail a stop for it
             log.exception("timers: heartbeat not written")
 
     def _loop(self) -> None:
@@ -88,7 +88,6 @@ class Timers:
     def run_once(self) -> int:
         """One pass over what is due; returns how many actions were taken."""
         done = 0
-        self._beat()
         # Each duty on its own: one that fails must not stop reminders or the others.
         duties = [self._revision_waits, self._budget_periods]
         if self.reorganisations is not None:
@@ -109,6 +108,8 @@ class Timers:
         except Exception:
             log.exception("timers: case histories could not be anchored; next pass retries")
         with self.store.transaction() as s:
+            if self.instance_id is not None:  # the heartbeat rides along: one UPDATE
+                instances.beat(s, self.instance_id, self.wf.clock.now())
             if in_progress(s) is not None:
                 return done  # a reorganisation is under way: reminders wait for its end
         self.prepare()

@@ -11,7 +11,7 @@ import datetime
 import os
 import socket
 
-from sqlalchemy import Integer, String, select
+from sqlalchemy import Integer, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from daemon.store.models import Base, UTCDateTime
@@ -45,11 +45,9 @@ def register(s: Session, name: str, now: datetime.datetime) -> int:
 
 def beat(s: Session, instance_id: int, now: datetime.datetime,
          stopped: bool = False) -> None:
-    row = s.get(DaemonInstance, instance_id)
-    if row is not None:
-        row.seen_at = now
-        if stopped:
-            row.stopped_at = now
+    """One UPDATE: it runs on every timer pass."""
+    values = {"seen_at": now, **({"stopped_at": now} if stopped else {})}
+    s.execute(update(DaemonInstance).where(DaemonInstance.id == instance_id).values(**values))
 
 
 def instances(s: Session) -> list[DaemonInstance]:
