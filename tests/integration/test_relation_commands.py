@@ -151,15 +151,15 @@ def test_a_directory_import_leaves_registered_relations_alone(tmp_path: Path,
     assert any("mori->unit procurement" in line for line in listed(cfg_file, "procurement"))
 
 
-def test_the_readme_commands_run_as_written(tmp_path: Path, db_url: str) -> None:
-    """The README's `ringi relation` lines, verbatim, on the sample organisation, on the
-    day the README was written (a shifted clock, as an administrator would rehearse)."""
+def test_the_guide_commands_run_as_written(tmp_path: Path, db_url: str) -> None:
+    """The `ringi relation` lines of docs/employees.md, verbatim, on the sample organisation,
+    on the day they were written (a shifted clock, as an administrator would rehearse)."""
     cfg = make_config(tmp_path, db_url, None, free_port())
     cfg_file = write_config(cfg, tmp_path)
     assert ringi(cfg_file, "directory", "import",
                  str(ROOT / "samples" / "organisation.toml")).exit_code == 0
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Approval relations\n", 1)[1].split("\n## ", 1)[0]
+    guide = (ROOT / "docs" / "employees.md").read_text()
+    section = guide.split("## Approval relations\n", 1)[1].split("\n## ", 1)[0]
     lines = re.findall(r"^    (ringi relation .+)$", section, re.MULTILINE)
     assert len(lines) == 7, lines
     written = datetime.datetime(2026, 12, 3, 9, 0, tzinfo=datetime.UTC)

@@ -358,7 +358,7 @@ def test_a_pass_reads_only_the_relations_in_the_window(tmp_path: Path, db_url: s
 
 def test_the_daemon_on_a_shifted_clock_mails_the_warning(
         tmp_path: Path, db_url: str, relay: CapturingRelay) -> None:
-    """`ringi --clock-offset 27d run`, as the README documents for a rehearsal."""
+    """`ringi --clock-offset 27d run`, as docs/employees.md documents for a rehearsal."""
     cfg = make_config(tmp_path, db_url, relay.port, free_port(),
                       workflow={"timer_seconds": 0.2})
     cfg_file = write_config(cfg, tmp_path)

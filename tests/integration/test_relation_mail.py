@@ -173,9 +173,9 @@ def test_a_proxy_registered_by_a_responsible_approver_decides_a_case(world: Worl
                for k, d in w.events(number) if k == "decision"), w.events(number)
 
 
-def readme_forms() -> list[tuple[str, str]]:
-    """The README's two example mails (subject, text), exactly as printed there."""
-    section = (ROOT / "README.md").read_text().split("## Approval relations", 1)[1]
+def guide_forms() -> list[tuple[str, str]]:
+    """The two example mails of docs/employees.md (subject, text), exactly as printed there."""
+    section = (ROOT / "docs" / "employees.md").read_text().split("## Approval relations", 1)[1]
     lines = section.split("\n")
     start = lines.index("    Subject: relation register")
     block = []
@@ -190,9 +190,9 @@ def readme_forms() -> list[tuple[str, str]]:
     return mails
 
 
-def test_the_readme_forms_register_as_it_says(world: World) -> None:
+def test_the_guide_forms_register_as_it_says(world: World) -> None:
     w = world
-    (en_subject, en_form), (ja_subject, ja_form) = readme_forms()
+    (en_subject, en_form), (ja_subject, ja_form) = guide_forms()
     assert (en_subject, ja_subject) == ("relation register", "承認関係 登録")
     w.send(ITO, en_subject, en_form)
     assert "mori->unit procurement responsible 2027-04-01.." in w.one(ITO).body

@@ -300,16 +300,18 @@ def test_a_reroute_that_keeps_failing_is_told(tmp_path: Path, db_url: str,
         assert number_of(w.one(SATO)) == f["a"] and w.case(f["c"]).state == "held"
 
 
-def readme_commands() -> list[str]:
-    section = (ROOT / "README.md").read_text().split("\n## Reorganisations\n", 1)[1]
+def guide_commands() -> list[str]:
+    section = (ROOT / "docs" / "administrators.md").read_text()
+    section = section.split("\n## Reorganisations\n", 1)[1]
     section = section.split("\n## ", 1)[0]
     return [ln.strip() for ln in section.splitlines() if ln.startswith("       ringi ")]
 
 
-def test_the_readme_procedure_runs_as_written(tmp_path: Path, db_url: str,
-                                              relay: CapturingRelay,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every command of README's "Reorganisations", verbatim, in its order, through the CLI."""
+def test_the_guide_procedure_runs_as_written(tmp_path: Path, db_url: str,
+                                             relay: CapturingRelay,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command of docs/administrators.md's "Reorganisations", verbatim, in its order,
+    through the CLI."""
     clock = FrozenClock(datetime.now(UTC))
     app = App(make_config(tmp_path, db_url, relay.port, free_port()), clock=clock)
     app.prepare()
@@ -326,7 +328,7 @@ def test_the_readme_procedure_runs_as_written(tmp_path: Path, db_url: str,
             assert args[0] == "ringi"
             return ringi(cfg_file, *args[1:])
 
-        commands = readme_commands()
+        commands = guide_commands()
         assert commands == [
             "ringi reorg plan org-2027-04.toml --effective 2027-04-01T00:00",
             "ringi reorg verify", "ringi reorg verify --json", "ringi reorg begin",
@@ -373,7 +375,7 @@ def test_the_readme_procedure_runs_as_written(tmp_path: Path, db_url: str,
         assert back.exit_code == 0 and "rolled back" in back.output
         listed = run(commands[7])
         assert listed.exit_code == 0 and "rolled_back" in listed.output
-        trail = run('ringi audit show --subject "reorganisation 1"')  # as README says
+        trail = run('ringi audit show --subject "reorganisation 1"')  # as the page says
         for step in ("planned", "begun", "committed", "rolled back"):
             assert f"reorganisation {step}" in trail.output
         assert w.case(f["c"]).state == "in_review"
