@@ -2,7 +2,7 @@
 
 Starts `ringi run` as a separate process (embedded SQLite by default, or --database-url),
 a capturing aiosmtpd relay in this process, and SMTP clients sending travel requests from
-the sample organisation's staff. Prints the rates; the README records them.
+the sample organisation's staff. Prints the rates; docs/operations.md records them.
 
     .venv/bin/python bench/ingest.py --requests 500 --clients 4
 """

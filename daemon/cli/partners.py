@@ -65,7 +65,7 @@ def partners() -> None:
 @click.option("--by", "by", default=None, help="Person id recorded as who added it.")
 @click.pass_context
 def partners_add(ctx: click.Context, file: Path, by: str | None) -> None:
-    """Add the partner described by FILE (the partner file format; see README)."""
+    """Add the partner described by FILE (the partner file format; see docs/administrators.md)."""
     with _registry(ctx) as (store, registry, trail):
         try:
             spec = registry.load_file(file)
