@@ -82,6 +82,7 @@ class MailConfig(_Section):
     # How long a stored mail is remembered, so a resend of it (an MTA that lost our 250, the
     # same mail by SMTP and by IMAP) is acknowledged and recorded but not acted on again.
     duplicate_window_days: int = Field(default=7, ge=1, le=3650)
+    html: bool = True  # add an HTML alternative (route line, decision buttons) to every mail
 
     @field_validator("request_address")
     @classmethod

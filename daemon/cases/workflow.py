@@ -33,6 +33,7 @@ from daemon.conditions.sets import ConditionBook, ConditionSet
 from daemon.config import Config
 from daemon.directory.lookup import Member, member, parent_unit, reread_directory
 from daemon.notify.compose import decision_link, thread_id_for
+from daemon.notify.html import phases_ahead
 from daemon.notify.notifier import Notifier
 from daemon.notify.views import case_view, who
 from daemon.parsing.message import Attachment as MailAttachment
@@ -77,6 +78,8 @@ class Workflow:
         self.tokens = tokens
         self.notifier = notifier
         notifier.view_of = lambda s, case, locale: case_view(s, case, self.types, locale)
+        notifier.route_ahead = lambda s, case, locale: phases_ahead(
+            self.template_of(s, case).phases, case.route, locale)
         self.registry = registry
         self.blobs = blobs
         self.documents = Documents(cfg.cases, clock, blobs)  # documents at every stage

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from daemon.clock import Clock
 from daemon.config import MailConfig
+from daemon.notify.html import Route, html_body
 from daemon.notify.templates import Rendered
 from daemon.outbox.addresses import Unsendable, envelope
 from daemon.security.text import one_line, replace_surrogates, strip_controls
@@ -106,7 +107,12 @@ class Composer:
         reply_token: str | None = None,
         reply_to: str | None = None,
         attachments: Sequence[OutgoingFile] = (),
+        route: Route | None = None,
+        lang: str = "en",
     ) -> EmailMessage:
+        """The text part is the whole mail (ringi reads replies against it); with
+        `[mail] html` an HTML alternative of the same text follows (with `route` drawn as a
+        progress line), and attachments make it multipart/mixed around the two."""
         msg = EmailMessage()
         msg["From"] = _address(self.cfg.from_name, self.cfg.request_address)
         msg["To"] = _address(to_name, to_addr)
@@ -125,7 +131,11 @@ class Composer:
         # Loop protection: tell other robots (vacation responders, Exchange) not to answer.
         msg["Auto-Submitted"] = "auto-generated"
         msg["X-Auto-Response-Suppress"] = "All"
-        msg.set_content(body_text(rendered.body), charset="utf-8")
+        text = body_text(rendered.body)
+        msg.set_content(text, charset="utf-8")
+        if self.cfg.html:
+            msg.add_alternative(html_body(text, self.cfg.request_address, route, lang),
+                                subtype="html", charset="utf-8")
         for f in attachments:
             msg.add_attachment(f.data, maintype=f.maintype, subtype=f.subtype,
                                filename=clean_line(f.filename, HEADER_MAX) or "data",

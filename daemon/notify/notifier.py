@@ -13,12 +13,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from daemon.cases.states import StepState
 from daemon.config import MailConfig
 from daemon.directory.lookup import Member, member_by_email, primary_email
 from daemon.notify.compose import Composer, OutgoingFile
+from daemon.notify.html import Route, route_of
 from daemon.notify.templates import Templates
+from daemon.notify.views import person_name
 from daemon.outbox.outbox import store_mail
-from daemon.store.models import Case, OutboundMail
+from daemon.store.models import Case, CaseStep, OutboundMail
 from daemon.workqueue.queue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ class Notifier:
         # The case as its reader sees it (set by the workflow, which knows the case types):
         # a mail about a case that does not bring its own view gets one for its subject.
         self.view_of: Callable[[Session, Case, str], dict[str, Any]] | None = None
+        # The titles of the route's phases still ahead of a case (set by the workflow).
+        self.route_ahead: Callable[[Session, Case, str], tuple[str, ...]] | None = None
         self._gathering = threading.local()
 
     @contextmanager
@@ -133,9 +138,27 @@ class Notifier:
             references=refs,
             reply_token=reply_token,
             attachments=attachments,
+            route=self._route(s, case, ctx.get("view"), locale) if case is not None else None,
+            lang=locale,
         )
         store_mail(s, self.queue, msg, template, case.id if case else None, recipient=address)
         return True
+
+    def _route(self, s: Session, case: Case, view: Any, locale: str) -> Route | None:
+        """The HTML progress line: approvals counted in the view, open asks, phases ahead."""
+        if not self.mail.html:
+            return None
+        asked = tuple(person_name(s, st.approver_id, locale) for st in s.scalars(
+            select(CaseStep).where(CaseStep.case_id == case.id,
+                                   CaseStep.state == StepState.PENDING)
+            .order_by(CaseStep.seq)))
+        ahead: tuple[str, ...] = ()
+        if asked and self.route_ahead is not None:
+            try:
+                ahead = self.route_ahead(s, case, locale)
+            except Exception:  # a drawing aid: never let it cost the mail
+                log.exception("route ahead of case %s not drawn", case.number)
+        return route_of(view, asked, ahead) or None
 
     def _over_limit(self, s: Session, address: str) -> bool:
         since = self.queue.clock.now() - timedelta(hours=1)
