@@ -349,7 +349,7 @@ def render_form(ct: CaseType, locale: str) -> str:
     lines += [f"{_label_ja(spec) if ja else spec.label}: " for spec in ct.fields]
     lines += ["", "--"]
     if ja:
-        lines.append(f"{ct.title_ja or ct.title}の書き方。件名に案件名を書いてください。"
+        lines.append(f"{ct.title_ja or ct.title}の書き方。件名に申請の件名を書いてください。"
                      "任意項目は空欄のままで構いません。")
     else:
         lines.append(f"How to fill in the {ct.title} form. Put the case title in the mail "

@@ -75,7 +75,7 @@ def test_daily_digest_at_the_tokyo_hour_once_a_day(tmp_path: Path, db_url: str,
         assert re.search(r"\[#[a-z2-7]{32}\]$", digest.subject)
         assert re.match(r"ringi\+[a-z2-7]{32}@", str(digest.message["Reply-To"]))
         for n in numbers:
-            assert f"案件 {n}: 出張" in digest.body
+            assert f"申請 {n}: 出張" in digest.body
         assert "田中 太郎" in digest.body and "54,500円" in digest.body
         assert "依頼日時 2026年11月3日 07:00" in digest.body  # asked, in Tokyo time
         assert digest.body.count("mailto:ringi+") == 12  # four links per case
@@ -152,8 +152,8 @@ def test_pending_then_several_decisions_in_one_reply(tmp_path: Path, db_url: str
         w.reply(digest, SATO, reply)
         again = w.one(SATO)
         assert "実施0件、未実施3件" in again.subject
-        assert "佐藤 花子 さんが承認済みです" in again.body
-        assert "佐藤 花子 さんが却下済みです" in again.body
+        assert "佐藤 花子さんが承認済みです" in again.body
+        assert "佐藤 花子さんが却下済みです" in again.body
         w.nothing_more(SATO, TANAKA, SUZUKI, TAKAHASHI)
         assert [k for k, _ in w.events(first)].count("decision") == 1
 

@@ -54,7 +54,7 @@ def test_approval_requests_say_it_all_with_times_in_tokyo(tokyo: World) -> None:
                               f"Customer visit in Osaka [#{token}]")
     # Asked at 09:00 UTC = 18:00 in Tokyo; the answer is possible for token_ttl_hours.
     until = (w.clock.now() + ttl).astimezone(w.app.cfg.workflow.zone)
-    assert f"{until.year}年{until.month}月{until.day}日 18:00 まで" in ask_ja.body, ask_ja.body
+    assert f"{until.year}年{until.month}月{until.day}日 18:00まで" in ask_ja.body, ask_ja.body
     assert "UTC" not in ask_ja.body
 
     w.reply(ask_ja, TAKAHASHI, "承認")
@@ -86,7 +86,7 @@ def test_reply_errors_are_threaded_into_the_case_and_greet_by_name(tokyo: World)
         f"[{number}] 受付できません（承認済み）: 出張旅費精算 / ジョン・スミス / 54,500円"), \
         subject(late)
     assert late.body.startswith("高橋 健二 様\n\n"), late.body
-    assert "この段階は 2026年11月2日 18:00 に 高橋 健二 さんが承認済みです。" in late.body
+    assert "この段階は2026年11月2日 18:00に高橋 健二さんが承認済みです。" in late.body
     assert thread in str(late.message["References"])
     assert str(late.message["To"]).startswith("高橋 健二 <") or \
         "takahashi@example.com" in str(late.message["To"])

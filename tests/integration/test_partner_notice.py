@@ -30,10 +30,10 @@ def test_a_japanese_partner_gets_the_japanese_notice(tmp_path: Path, db_url: str
         assert "Kobe Precision 御中" in body
         assert f"フォルダー: {share}\n" in body and f"お届け:     {name}\n" in body
         until = f"{expires.year}年{expires.month}月{expires.day}日"
-        assert f"保管期限:   {until}(この日を過ぎると削除されます)" in body
+        assert f"保管期限:   {until}（この日を過ぎると削除されます）" in body
         for fname, data in docs.items():
-            assert f"  - {fname}({len(data):,} バイト、SHA-256 " \
-                f"{hashlib.sha256(data).hexdigest()})" in body
+            assert f"  - {fname}（{len(data):,}バイト、SHA-256 " \
+                f"{hashlib.sha256(data).hexdigest()}）" in body
         assert "README.txt" in body and "開き方" in body
         readme = (share / name / "README.txt").read_text(encoding="utf-8")
         assert readme == body

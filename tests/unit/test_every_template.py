@@ -147,27 +147,32 @@ def _branch_values(source: str) -> Iterator[tuple[str, Any]]:
             yield name, []
 
 
-def contexts(name: str, locale: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def contexts(name: str, locale: str,
+             base: dict[str, Any] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The base context, then one variant per branch found in the template's source."""
+    base = BASE if base is None else base
     source = _source(name, locale)
-    yield "base", deepcopy(BASE)
+    yield "base", deepcopy(base)
     done: set[str] = set()
     for var, value in _branch_values(source):
         if f"{var}={value!r}" in done:
             continue
         done.add(f"{var}={value!r}")
-        ctx = deepcopy(BASE)
+        ctx = deepcopy(base)
         _set(ctx, var, value)
         yield f"{var}={value!r}", ctx
     for var in OPTIONAL:
         if f"{var} is defined" in source:
-            ctx = deepcopy(BASE)
+            ctx = deepcopy(base)
             del ctx[var]
             yield f"no {var}", ctx
 
 
-def _renders(name: str, locale: str) -> Iterator[tuple[str, str, Any]]:
+def renders(name: str, locale: str,
+            base: dict[str, Any] | None = None) -> Iterator[tuple[str, str, Any]]:
+    """(label, raw text, rendered mail) for every branch of one template."""
     template = TEMPLATES.env.get_template(f"{locale}/{name}.txt")
-    for label, ctx in contexts(name, locale):
+    for label, ctx in contexts(name, locale, base):
         try:
             text = template.render(locale=locale, **ctx)
         except Exception:
@@ -184,7 +189,7 @@ def _renders(name: str, locale: str) -> Iterator[tuple[str, str, Any]]:
 @pytest.mark.parametrize("name", NAMES)
 def test_every_branch_reads_well(name: str, locale: str) -> None:
     seen = 0
-    for label, text, mail in _renders(name, locale):
+    for label, text, mail in renders(name, locale):
         seen += 1
         where = f"{locale}/{name}.txt [{label}]"
         head = text.partition("\n\n")[0]
