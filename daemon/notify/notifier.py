@@ -138,15 +138,19 @@ class Notifier:
             references=refs,
             reply_token=reply_token,
             attachments=attachments,
-            route=self._route(s, case, ctx.get("view"), locale) if case is not None else None,
+            route=self._route(s, case, address, ctx.get("view"), locale) if case else None,
             lang=locale,
         )
         store_mail(s, self.queue, msg, template, case.id if case else None, recipient=address)
         return True
 
-    def _route(self, s: Session, case: Case, view: Any, locale: str) -> Route | None:
-        """The HTML progress line: approvals counted in the view, open asks, phases ahead."""
-        if not self.mail.html:
+    def _route(self, s: Session, case: Case, address: str, view: Any,
+               locale: str) -> Route | None:
+        """The HTML progress line: approvals counted in the view, open asks, phases ahead.
+
+        Only for people in the directory: a partner's delivery notice names no approver in
+        its text, so its HTML must not either."""
+        if not self.mail.html or member_by_email(s, address) is None:
             return None
         asked = tuple(person_name(s, st.approver_id, locale) for st in s.scalars(
             select(CaseStep).where(CaseStep.case_id == case.id,

@@ -13,8 +13,10 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from daemon.parsing.htmltext import html_to_text
+from daemon.store.models import Case
 from tests.integration.test_outcomes import (
     KATO,
     SATO,
@@ -119,6 +121,25 @@ def test_ringi_html_reads_back_as_its_text(world: World) -> None:
     want = [re.sub(r"^(.*?):?\s*mailto:\S+$", r"\1", " ".join(line.split()))
             for line in req.body.strip().split("\n")]
     assert "承認" in want and back[1:] == ["", *want]  # a decision line reads as its button
+
+
+def test_the_route_is_drawn_only_for_people_in_the_directory(world: World) -> None:
+    """Who approves is the company's business: an outsider's mail about a case (a partner's
+    delivery notice) gets the HTML of its text and no progress line."""
+    w = world
+    w.send(TANAKA, "大阪出張", travel("30,000", "2"))
+    number = number_of(w.one(TANAKA))
+    w.new(SATO)
+    outsider = "partner@elsewhere.example"
+    with w.app.store.transaction() as s:
+        case = s.scalar(select(Case).where(Case.number == number))
+        assert case is not None
+        w.app.notifier.to_address(s, "notify", outsider, "en", {}, case)
+        w.app.notifier.to_address(s, "notify", SATO, "en", {}, case)
+    for who, drawn in ((outsider, False), (SATO, True)):
+        html = html_of(w.one(who))
+        assert ("\u25cf" in html) is drawn, who
+        assert number in html
 
 
 def test_an_attachment_stays_beside_the_alternative(world: World) -> None:
