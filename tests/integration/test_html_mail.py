@@ -47,20 +47,27 @@ def hrefs(html: str) -> list[str]:
             for h in re.findall(r'<a href="([^"]*)"', html)]
 
 
-def html_reply(w: World, mail: Captured, sender: str, answer: str) -> None:
+def html_reply(w: World, mail: Captured, sender: str, answer: str,
+               outlook: bool = False) -> None:
     """Gmail's reply: the answer in HTML on top, ringi's HTML quoted in a blockquote, and
-    no text/plain part at all."""
+    no text/plain part at all; or Outlook's: a From/Sent header block, then ringi's HTML
+    as it was, not indented."""
     inner = re.search(r"<body[^>]*>(.*)</body>", html_of(mail), re.S)
     assert inner
+    quote = (f'<div class="gmail_quote"><div dir="ltr">On Mon, Nov 2, 2026 at 9:00 AM ringi '
+             f'wrote:<br></div><blockquote class="gmail_quote" style="margin:0 0 0 .8ex">'
+             f"{inner.group(1)}</blockquote></div>")
+    if outlook:
+        quote = (f'<div id="divRplyFwdMsg"><hr style="display:inline-block;width:98%">'
+                 f"<b>From:</b> ringi &lt;ringi@example.com&gt;<br><b>Sent:</b> Monday, "
+                 f"November 2, 2026 9:00 AM<br><b>To:</b> {sender}<br><b>Subject:</b> "
+                 f"{mail.subject}</div><div>{inner.group(1)}</div>")
     msg = EmailMessage()
     msg["From"], msg["To"] = sender, str(mail.message["Reply-To"])
     msg["Subject"] = "Re: " + mail.subject
     msg["Message-ID"] = email.utils.make_msgid(domain="example.com")
     msg["In-Reply-To"] = str(mail.message["Message-ID"])
-    msg.set_content(f'<div dir="ltr"><div>{answer}</div></div><br><div class="gmail_quote">'
-                    f'<div dir="ltr">On Mon, Nov 2, 2026 at 9:00 AM ringi wrote:<br></div>'
-                    f'<blockquote class="gmail_quote" style="margin:0 0 0 .8ex">'
-                    f"{inner.group(1)}</blockquote></div>", subtype="html")
+    msg.set_content(f'<div dir="ltr"><div>{answer}</div></div><br>{quote}', subtype="html")
     with smtplib.SMTP("127.0.0.1", w.port, timeout=10) as client:
         client.send_message(msg, from_addr=sender, to_addrs=[msg["To"]])
 
@@ -107,6 +114,16 @@ def test_request_is_alternative_and_an_html_reply_is_read(world: World) -> None:
     assert "却下しました" in w.one(KATO).subject
     assert w.case(number).state == "rejected"
     assert "領収書の枚数が合いません" in w.one(TANAKA).body
+
+
+def test_an_outlook_html_reply_is_read(world: World) -> None:
+    w = world
+    w.send(TANAKA, "大阪出張", travel("30,000", "2"))
+    number = number_of(w.one(TANAKA))
+    html_reply(w, w.one(SATO), SATO, "Approved, thanks.<br><br>APPROVE", outlook=True)
+    assert "承認しました" in w.one(SATO).subject
+    assert "\u2713 佐藤" in html_of(w.one(KATO))
+    assert w.case(number).state == "in_review"
 
 
 def test_ringi_html_reads_back_as_its_text(world: World) -> None:
