@@ -216,8 +216,10 @@ class Examiner:
                              step_name=phase.steps[nxt.pos.step].name,
                              pos={**nxt.pos.as_dict(), "as": j.approver.id}, kind="coapproval",
                              resolver="also_required")
-            wf.ask(s, case, co, person, note="coapproval",
-                   note_detail=f"{j.approver.person.name}'s conditions require your approval too")
+            wf.ask(s, case, co, person, note="coapproval", note_detail=(
+                f"{j.approver.display_name('ja')}さんの承認条件による依頼です"
+                if person.locale == "ja" else
+                f"{j.approver.person.name}'s conditions require your approval too"))
         case.state = CaseState.IN_REVIEW
         case.route = nxt.pos.as_dict()
         return Verdict("stopped", asked=people)

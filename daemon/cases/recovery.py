@@ -35,8 +35,12 @@ from daemon.store.models import Attachment, Case
 AWAITING_REVISION = CaseState.AWAITING_REVISION
 
 
-def _misses_text(j: Judged) -> str:
+def _misses_text(j: Judged, locale: str = "en") -> str:
+    """The failed conditions, in the words of the approver who reads them."""
     assert j.exam is not None
+    if locale == "ja":
+        return "、".join(f"{m.condition}（記入値 {m.given}、条件 {m.required}）"
+                        for m in j.exam.missed)
     return "; ".join(f"{m.condition}: given {m.given}, required {m.required}"
                      for m in j.exam.missed)
 
@@ -61,7 +65,8 @@ class Recovery:
             if verdict is not None:
                 return verdict
         if j.exam.contact and group:
-            return Verdict("person", notes={j.approver.id: ("conditions", _misses_text(j))})
+            missed = _misses_text(j, j.approver.locale)
+            return Verdict("person", notes={j.approver.id: ("conditions", missed)})
         if j.exam.contact:
             return self.contact(s, case, nxt, template, j)
         return self.reject(s, case, j)
@@ -201,11 +206,16 @@ class Recovery:
         wf.record(s, case, "hold", higher,
                   detail=f"{j.approver.person.name}'s conditions failed; inside "
                   f"{higher.person.name}'s reconsideration range ({set_name})")
-        wf.ask(s, case, step, higher, note="reconsider",
-               note_detail=f"{j.approver.person.name}'s conditions: {_misses_text(j)}")
+        wf.ask(s, case, step, higher, note="reconsider", note_detail=(
+            f"{j.approver.display_name('ja')}さんの承認条件: {_misses_text(j, 'ja')}"
+            if higher.locale == "ja" else
+            f"{j.approver.person.name}'s conditions: {_misses_text(j)}"))
         wf.tell_requester(s, case, "hold", {
             "reason": f"{j.approver.person.name}'s approval conditions are not met; "
-                      f"{higher.person.name} reconsiders"}, by=j.approver)
+                      f"{higher.person.name} reconsiders",
+            # the Japanese template shows this one: the requester reads it in their language
+            "reason_ja": f"{j.approver.display_name('ja')}さんの承認条件を満たしていないため、"
+                         f"{higher.display_name('ja')}さんが再検討します"}, by=j.approver)
         return Verdict("stopped", asked=[higher])
 
     # --- when nothing else applies ---------------------------------------------------------
@@ -221,7 +231,8 @@ class Recovery:
                            resolver=nxt.resolution.resolver)
         case.state = CaseState.IN_REVIEW
         case.route = nxt.pos.as_dict()
-        wf.ask(s, case, step, j.approver, note="conditions", note_detail=_misses_text(j))
+        wf.ask(s, case, step, j.approver, note="conditions",
+               note_detail=_misses_text(j, j.approver.locale))
         return Verdict("stopped", asked=[j.approver])
 
     def reject(self, s: Session, case: Case, j: Judged) -> Verdict:

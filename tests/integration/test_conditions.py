@@ -98,7 +98,7 @@ def test_contact_on_failure_asks_the_setter(tmp_path: Path, db_url: str,
         number = through_line(w, purchase("600,000"))
         ask = w.one(WATANABE)
         assert "承認依頼" in ask.subject and "条件の一部を満たしていない" in ask.body
-        assert "budget: given amount='600000', required at most ¥500,000" in ask.body
+        assert "budget（記入値 amount='600000'、条件 at most ¥500,000）" in ask.body
         w.reply(ask, WATANABE, "承認\n今回は特例で")  # the setter overrides in person
         w.new(WATANABE)
         w.new(SMITH)

@@ -144,6 +144,7 @@ def test_approved_by_people_only_is_not_executed(world: World) -> None:
     approved = procurement_approves(w, TANAKA)
     assert "未実行: この申請は人による承認で、自動実行を認める事前設定の承認条件がない" \
         in approved.body
+    assert "購入先への発注など、手配はご自身でお願いします。" in approved.body  # a purchase
     w.nothing_more(TANAKA, ACME, DESK, ADMIN)
     assert w.case(number).state == "approved"
     (ex,) = executions(w)

@@ -327,7 +327,7 @@ def test_approver_who_leaves_with_nobody_above_holds_the_case(
         sato_moves_to_sales(w, tmp_path, reroute=True)
         assert w.case(number).state == "held"  # by the import, before any timer pass
         held = w.one(TANAKA)
-        assert "承認者待ちで停止中" in held.subject and "no approver left above" in held.body
+        assert "承認者待ちで停止中" in held.subject and "理由: 上位に承認者がいません" in held.body
         alert = w.one(ADMIN)
         assert "held" in alert.subject and number in alert.body
         gone = w.one(SATO)  # told the case is no longer theirs
@@ -358,7 +358,7 @@ def test_due_step_whose_approver_left_is_held_not_reminded(
         w.clock.set(datetime(2026, 11, 4, 9, 0, tzinfo=UTC))  # two business days: reminder
         assert w.app.timers.run_once() == 1
         held = w.one(TANAKA)
-        assert "承認者待ちで停止中" in held.subject and "no approver left above" in held.body
+        assert "承認者待ちで停止中" in held.subject and "理由: 上位に承認者がいません" in held.body
         assert "held" in w.one(ADMIN).subject
         gone = w.one(SATO)  # told the case is no longer theirs, not reminded
         assert "ご判断は不要" in gone.subject and "【催促】" not in gone.body

@@ -73,7 +73,7 @@ def test_a_vacant_post_holds_and_a_later_import_resumes(tmp_path: Path, db_url: 
         reorganise(w, tmp_path, vacant)
         assert "ご判断は不要" in w.one(SUZUKI).subject
         held = w.one(TANAKA)
-        assert "停止中" in held.subject and "role vacant" in held.body
+        assert "停止中" in held.subject and "理由: この段階の役職が空席です" in held.body
         alert = w.one(ADMIN)
         assert "held" in alert.subject and number in alert.body
         assert w.case(number).state == "held"
@@ -105,7 +105,7 @@ def test_nobody_left_above_holds_never_approves(tmp_path: Path, db_url: str,
                            'unit = "eng"\nposition = "chief"\nactive = false', 1)
         reorganise(w, tmp_path, gone)
         held = w.one(TANAKA)
-        assert "停止中" in held.subject and "no approver left above" in held.body
+        assert "停止中" in held.subject and "理由: 上位に承認者がいません" in held.body
         w.nothing_more(SUZUKI, SATO)  # Sato is gone: no mail; nobody else asked
         assert w.case(number).state == "held"
         assert "approved" not in event_kinds(w, number)

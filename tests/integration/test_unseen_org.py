@@ -154,7 +154,8 @@ def test_s1_last_approver_leaves_mid_step_holds(tmp_path: Path, db_url: str,
         reorganise(w, tmp_path, leaves(ORG, "kimura"), "o1.toml")
         held = fresh(w, YOSHIDA)
         assert held and "停止中" in held[-1].subject, [m.subject for m in held]
-        assert "no approver left above" in held[-1].body or "approver gone" in held[-1].body
+        assert "理由: 上位に承認者がいません" in held[-1].body \
+            or "理由: 承認者が組織情報にいません" in held[-1].body
         alerts = fresh(w, SYSADM)
         assert any(number in m.body for m in alerts), [m.subject for m in alerts]
         assert w.case(number).state == "held"
@@ -238,7 +239,8 @@ def test_s3_vacant_controller_holds_then_resumes(tmp_path: Path, db_url: str,
         reorganise(w, tmp_path, vacant, "o3.toml")
         assert [("ご判断は不要" in m.subject) for m in fresh(w, MATSUDA)] == [True]
         held = fresh(w, YOSHIDA)
-        assert len(held) == 1 and "停止中" in held[0].subject and "role vacant" in held[0].body
+        assert len(held) == 1 and "停止中" in held[0].subject \
+            and "理由: この段階の役職が空席です" in held[0].body
         assert any(number in m.body for m in fresh(w, SYSADM))
         assert w.case(number).state == "held"
         filled = vacant + '\n[[roles]]\nunit = "fin"\nrole = "controller"\nperson = "garcia"\n'

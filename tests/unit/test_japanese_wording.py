@@ -25,6 +25,7 @@ import pytest
 from daemon.cases.commands import ALIASES
 from daemon.cases.conditioncommands import WORDS as CONDITION_WORDS
 from daemon.parsing.relationform import WORDS as RELATION_WORDS
+from daemon.routing.resolvers import GAPS
 from tests.unit.test_every_template import AT, BASE, NAMES, TOKEN, renders
 
 _J = "\u3000-\u303f\u3040-\u30ff\u3400-\u9fff\uff01-\uff60"
@@ -134,6 +135,15 @@ def test_no_line_break_inside_a_sentence(name: str) -> None:
         assert not bad, f"{where}: a sentence broken over two lines: {bad}"
 
 
+@pytest.mark.parametrize("locale", ["ja", "en"])
+@pytest.mark.parametrize("name", NAMES)
+def test_every_list_item_on_its_own_line(name: str, locale: str) -> None:
+    """A `{% endif %}` ending an item's line eats its newline: two items on one line."""
+    for label, _text, mail in renders(name, locale, JA if locale == "ja" else None):
+        joined = [x for x in mail.body.splitlines() if re.search(r"\S  - ", x)]
+        assert not joined, f"{locale}/{name}.txt [{label}]: list items run together: {joined}"
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_reject_and_return_keep_their_words(name: str) -> None:
     for where, subject, body in _japanese_mails(name):
@@ -205,3 +215,32 @@ def test_several_next_approvers_each_get_their_honorific() -> None:
     for name in ("ack", "progress", "resumed"):
         body = next(m.body for label, _t, m in renders(name, "ja", ctx) if label == "base")
         assert "鈴木部長さん、高橋部長さん" in body, body
+
+
+@pytest.mark.parametrize("gap", GAPS)
+def test_every_held_reason_reads_in_japanese(gap: str) -> None:
+    """The code names why a case is held in English (resolvers.GAPS); the reader does not."""
+    body = next(m.body for label, _t, m in renders("held", "ja", {**deepcopy(JA), "reason": gap})
+                if label == "base")
+    line = next(x for x in body.splitlines() if x.startswith("理由: "))
+    assert not re.search("[A-Za-z]", line), line
+
+
+def test_a_hold_reason_built_in_code_reads_in_japanese() -> None:
+    ctx = {**deepcopy(JA), "reason": "Sato's approval conditions are not met",
+           "reason_ja": "佐藤さんの承認条件を満たしていないため、鈴木さんが再検討します"}
+    body = next(m.body for label, _t, m in renders("hold", "ja", ctx) if label == "base")
+    assert "理由: 佐藤さんの承認条件を満たしていないため" in body and "Sato's" not in body
+
+
+def test_only_a_purchase_is_told_to_place_the_order() -> None:
+    """The one purchase remark is conditional on the type, in both languages."""
+    for locale in ("ja", "en"):
+        for kind, expected in (("purchase", True), ("travel", False)):
+            view = {**deepcopy(VIEW_JA), "type": kind,
+                    "execution": {"state": "not_executed", "reason": "not_enabled"}}
+            body = next(m.body for label, _t, m in renders("approved", locale,
+                                                          {**deepcopy(JA), "view": view})
+                        if label == "base")
+            said = bool(re.search("発注|order with the supplier", body))
+            assert said == expected, (locale, kind, body)
