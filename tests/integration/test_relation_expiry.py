@@ -204,7 +204,7 @@ def test_a_responsible_relation_is_warned_only_when_its_end_leaves_a_gap(
                          D(2027, 4, 30), object_type="unit")
         [mail] = o.at(utc(2027, 4, 27)).run()
         assert mail.to == "ito@example.com"
-        for words in ("部署 procurement", "責任者 (responsible)", "2027年5月1日 以降",
+        for words in ("部署 procurement", "責任者 (responsible)", "2027年5月1日以降",
                       f"relation update {rid}", "翌日から引き継ぐ"):
             assert words in mail.body, (words, mail.body)
         assert o.audited()[-1].data["gaps"] == ["from 2027-05-01 on"]
@@ -212,7 +212,7 @@ def test_a_responsible_relation_is_warned_only_when_its_end_leaves_a_gap(
         nxt = o.register("ito", "yamamoto", "procurement", "responsible", D(2027, 5, 5), None,
                          object_type="unit")
         [mail] = o.at(utc(2027, 4, 28)).run()
-        assert "2027年5月1日 ～ 2027年5月4日" in mail.body, mail.body
+        assert "2027年5月1日～2027年5月4日" in mail.body, mail.body
         # The successor takes over on 1 May: no gap, no warning, whatever the hour.
         o.move_end(nxt, "ito", first=D(2027, 5, 1))
         assert o.at(utc(2027, 4, 29)).run() == []

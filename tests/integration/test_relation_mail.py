@@ -124,14 +124,14 @@ def test_japanese_registration_gap_confirmed_by_reply_and_history(world: World) 
     warning = w.one(ITO)
     m = re.fullmatch(r"承認関係 確認 ([0-9A-F]{12})", warning.subject)
     assert m, warning.subject
-    assert "2026年11月21日 以降" in warning.body
+    assert "2026年11月21日以降" in warning.body
     assert registered(w) == [("mori", "procurement", "responsible", "None")]
     # Another employee's reply with the same code stores nothing.
     w.send(BROWN, f"Re: {warning.subject}", "")
     assert "No change waits for that code" in w.one(BROWN).body
     w.send(ITO, f"Re: {warning.subject}", "よろしくお願いします。")
     stored = w.one(ITO)
-    assert "保存しました: 関係" in stored.body and "了承済み: 2026年11月21日 以降" in stored.body
+    assert "保存しました: 関係" in stored.body and "了承済み: 2026年11月21日以降" in stored.body
     assert registered(w) == [("mori", "procurement", "responsible", "2026-11-20")]
     w.send(ITO, f"Re: {warning.subject}", "")  # single use
     assert "このコードで待っている変更はありません" in w.one(ITO).body
