@@ -211,7 +211,7 @@ class Decisions:
                               phase=previous.phase, step_name=previous.step_name,
                               pos=pos or None, kind="returned", resolver=previous.resolver)
             wf.ask(s, case, new, g, note="returned",
-                   note_detail=f"{actor.person.name}: {reason or '-'}")
+                   note_detail=f"{who(actor, g.locale)}: {reason or '-'}")
         self._confirm(s, case, actor, documents, decision="reject", reason=reason,
                       next=", ".join(who(g, actor.locale) for g in group))
         asked = {g.id for g in group}

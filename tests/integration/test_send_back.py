@@ -71,6 +71,7 @@ def test_double_rejection_goes_back_step_by_step(tmp_path: Path, db_url: str,
         back_to_takahashi = w.one(TAKAHASHI)
         assert "後続の承認者が却下" in back_to_takahashi.body
         assert "The purpose is too vague" in back_to_takahashi.body
+        assert "エミリー・ブラウン (課長): The purpose" in back_to_takahashi.body  # his language
         assert w.case(number).state == "in_review"
 
         w.reply(back_to_takahashi, TAKAHASHI, "却下\n出張を取りやめます")
