@@ -63,7 +63,7 @@ JA: dict[str, Any] = {
     "misses": [{"condition": "金額", "given": "600,000円", "required": "500,000円以下",
                 "documents": ["見積書.pdf"]}],
     "notes": ["金額を下げました。"], "alert_subject": "ディスクが一杯です",
-    "alert_body": "スプールが一杯です。",
+    "alert_body": "スプールが一杯です。", "form": "種別: travel\n金額: ",
     "items": [{**BASE["items"][0], "title": "大阪出張", "type_title": "出張",
                "requester": "田中太郎", "amount": "180,000円"} for _ in range(3)],
     "open_items": [{"number": "R-2026-000124", "title": "展示会", "requester": "田中太郎"}],
@@ -142,6 +142,12 @@ def test_every_list_item_on_its_own_line(name: str, locale: str) -> None:
     for label, _text, mail in renders(name, locale, JA if locale == "ja" else None):
         joined = [x for x in mail.body.splitlines() if re.search(r"\S  - ", x)]
         assert not joined, f"{locale}/{name}.txt [{label}]: list items run together: {joined}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_paragraphs_are_parted_by_one_blank_line(name: str) -> None:
+    for where, _subject, body in _japanese_mails(name):
+        assert "\n\n\n" not in body, f"{where}: two blank lines in a row:\n{body}"
 
 
 @pytest.mark.parametrize("name", NAMES)
