@@ -141,7 +141,8 @@ def test_approver_documents_and_a_refused_reply(w: World, tmp_path: Path) -> Non
     answer(w, request, TAKAHASHI, "承認\n追加資料", {"late.pdf": b"%PDF-1.4 late"})
     used = w.one(TAKAHASHI)
     assert "受付できません" in used.subject
-    assert "  - late.pdf（13バイト）: ご返信を受け付けられなかったため、追加していません" in used.body
+    assert ("  - late.pdf（13バイト）: ご返信を受け付けられなかったため、追加していません"
+            in used.body)
     assert [a.filename for a in docs_of(w, number)] == ["quote.pdf", "budget-check.pdf"]
     text = case_show(w, tmp_path, number)
     assert shown(text, "budget-check.pdf", PDF) == (
