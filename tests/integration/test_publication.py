@@ -216,7 +216,8 @@ def test_release_is_stamped_published_opened_and_purged(
     packed = [r.getMessage() for r in caplog.records if "bytes packed" in r.getMessage()]
     # progress on the way, then all of it (documents and their stamp signatures)
     assert len(packed) >= 2 and re.search(r": (\d+) of \1 bytes packed$", packed[-1])
-    assert any("Kobe Precision へ送付しました" in m.subject for m in w.relay.to(TANAKA))
+    assert any("Kobe Precisionへ送付しました" in m.subject
+               for m in w.relay.to(TANAKA)), [m.subject for m in w.relay.to(TANAKA)]
     # After the retention time the timer removes exactly this delivery, and records it.
     w.clock.advance(timedelta(days=29))
     w.app.timers.run_once()
