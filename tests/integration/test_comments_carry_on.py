@@ -3,11 +3,6 @@ final one, not only in the next approver's request. Real SMTP, real relay."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from tests.integration.test_outcomes import (
     SATO,
     SMITH,
@@ -16,17 +11,8 @@ from tests.integration.test_outcomes import (
     TANAKA,
     World,
     number_of,
-    start_world,
     travel,
 )
-from tests.support import CapturingRelay
-
-
-@pytest.fixture
-def world(tmp_path: Path, db_url: str, relay: CapturingRelay) -> Iterator[World]:
-    w = start_world(tmp_path, db_url, relay)
-    yield w
-    w.app.stop()
 
 
 def test_comments_reach_the_requester_in_progress_and_result(world: World) -> None:

@@ -8,11 +8,8 @@ from __future__ import annotations
 import email.utils
 import re
 import smtplib
-from collections.abc import Iterator
 from email.message import EmailMessage
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from daemon.parsing.htmltext import html_to_text
@@ -23,17 +20,9 @@ from tests.integration.test_outcomes import (
     TANAKA,
     World,
     number_of,
-    start_world,
     travel,
 )
-from tests.support import Captured, CapturingRelay
-
-
-@pytest.fixture
-def world(tmp_path: Path, db_url: str, relay: CapturingRelay) -> Iterator[World]:
-    w = start_world(tmp_path, db_url, relay)
-    yield w
-    w.app.stop()
+from tests.support import Captured
 
 
 def html_of(mail: Captured) -> str:

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import email.utils
 import smtplib
-from collections.abc import Iterator
 from email.message import EmailMessage
-from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from daemon.store.models import Case, CaseStep, InboundMessage
@@ -28,17 +25,9 @@ from tests.integration.test_outcomes import (
     TANAKA,
     World,
     number_of,
-    start_world,
     travel,
 )
-from tests.support import REQUEST, Captured, CapturingRelay, wait_until
-
-
-@pytest.fixture
-def world(tmp_path: Path, db_url: str, relay: CapturingRelay) -> Iterator[World]:
-    w = start_world(tmp_path, db_url, relay)
-    yield w
-    w.app.stop()
+from tests.support import REQUEST, Captured, wait_until
 
 
 def mail_in(w: World, sender: str, subject: str, body: str, *, to: str = REQUEST,

@@ -10,10 +10,8 @@ import csv
 import datetime
 import io
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from daemon.store.condition_models import AuditEntry
@@ -33,13 +31,6 @@ from tests.integration.test_outcomes import (
 from tests.support import ROOT, Captured, CapturingRelay, send
 
 OUTSIDER = "stranger@elsewhere.example"
-
-
-@pytest.fixture
-def world(tmp_path: Path, db_url: str, relay: CapturingRelay) -> Iterator[World]:
-    w = start_world(tmp_path, db_url, relay)
-    yield w
-    w.app.stop()
 
 
 def registered(w: World) -> list[tuple[str, str, str, str]]:

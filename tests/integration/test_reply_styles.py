@@ -4,10 +4,6 @@ which changes nothing and is answered with an error."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from sqlalchemy import select
 
 from daemon.store.models import Case, CaseEvent
@@ -19,17 +15,9 @@ from tests.integration.test_outcomes import (
     TANAKA,
     World,
     number_of,
-    start_world,
     travel,
 )
-from tests.support import Captured, CapturingRelay, send
-
-
-@pytest.fixture
-def world(tmp_path: Path, db_url: str, relay: CapturingRelay) -> Iterator[World]:
-    w = start_world(tmp_path, db_url, relay)
-    yield w
-    w.app.stop()
+from tests.support import Captured, send
 
 
 def bottom_post(w: World, mail: Captured, sender: str, text: str) -> None:
